@@ -1,0 +1,170 @@
+"""Configuration: defaults, then instance/config.py, then the environment, then the test mapping."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+
+class Defaults:
+    """Built-in defaults; every value can be overridden by a later layer."""
+
+    INBOX_ENV = "development"
+    SECRET_KEY: str | None = None
+    DATABASE_URL: str | None = None  # None: a SQLite file under instance/
+    REDIS_URL: str | None = None  # None: an embedded Redis under instance/
+    # Prefix for every Redis key and RQ queue name, so several deployments (or test
+    # runs) can share one Redis without seeing each other's data.
+    REDIS_NAMESPACE = "inbox"
+    META_APP_SECRET: str | None = None
+    # The Instagram app secret may sign Business Login webhooks instead of the Meta
+    # app secret (reference 1.2); either is accepted when both are configured.
+    META_INSTAGRAM_APP_SECRET: str | None = None
+    META_VERIFY_TOKEN: str | None = None
+    META_APP_ID: str | None = None
+    META_INSTAGRAM_APP_ID: str | None = None
+    GRAPH_API_BASE = "https://graph.instagram.com"
+    GRAPH_API_VERSION = "v24.0"
+    GRAPH_API_FLAVOUR = "instagram"  # or "facebook" (Page-based Messenger Platform)
+    OAUTH_AUTHORIZE_URL = "https://www.instagram.com/oauth/authorize"
+    OAUTH_TOKEN_URL = "https://api.instagram.com/oauth/access_token"
+    TOKEN_ENCRYPTION_KEY: str | None = None
+    MEDIA_ROOT: str | None = None  # None: instance/media
+    # Hosts media may be fetched from (suffix match on a leading "*.").
+    MEDIA_ALLOWED_HOSTS = ["lookaside.fbsbx.com", "*.fbcdn.net", "*.cdninstagram.com"]
+    MEDIA_MAX_BYTES = 25 * 1024 * 1024
+    MEDIA_REQUIRE_HTTPS = True
+    # Public base URL of this inbox, used for links Meta must fetch (outgoing media).
+    PUBLIC_BASE_URL: str | None = None
+    MAX_CONTENT_LENGTH = 30 * 1024 * 1024
+    WEBHOOK_MAX_BYTES = 1024 * 1024
+    GRAPH_TIMEOUT_SECONDS = 10.0
+    GRAPH_CONVERSATIONS_RATE = 2.0  # calls per second per account (Meta's limit)
+    GRAPH_SEND_RATE = 100.0
+    IDENTITY_TTL_SECONDS = 7 * 24 * 3600
+    LOGIN_MAX_FAILURES = 5
+    LOGIN_LOCK_SECONDS = 30
+    WORKER_HEARTBEAT_SECONDS = 10
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_SECURE = False
+    WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+
+
+# Values read from the environment, and how to read them.
+_ENV_STRINGS = (
+    "INBOX_ENV",
+    "SECRET_KEY",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "REDIS_NAMESPACE",
+    "META_APP_SECRET",
+    "META_INSTAGRAM_APP_SECRET",
+    "META_VERIFY_TOKEN",
+    "META_APP_ID",
+    "META_INSTAGRAM_APP_ID",
+    "GRAPH_API_BASE",
+    "GRAPH_API_VERSION",
+    "GRAPH_API_FLAVOUR",
+    "OAUTH_AUTHORIZE_URL",
+    "OAUTH_TOKEN_URL",
+    "TOKEN_ENCRYPTION_KEY",
+    "MEDIA_ROOT",
+    "PUBLIC_BASE_URL",
+)
+
+# Secrets production must be given; development generates and keeps them.
+REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "TOKEN_ENCRYPTION_KEY", "META_APP_SECRET", "META_VERIFY_TOKEN")
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot start the app."""
+
+
+def load_config(app, test_config: dict | None) -> None:
+    """Fill app.config from the four layers in order."""
+    app.config.from_object(Defaults)
+    app.config.from_pyfile("config.py", silent=True)
+    for name in _ENV_STRINGS:
+        value = os.environ.get(name)
+        if value:
+            app.config[name] = value
+    if test_config:
+        app.config.update(test_config)
+    _finish(app)
+
+
+def _finish(app) -> None:
+    cfg = app.config
+    instance = Path(app.instance_path)
+    production = cfg["INBOX_ENV"] == "production"
+    if production:
+        missing = [name for name in REQUIRED_IN_PRODUCTION if not cfg.get(name)]
+        if missing:
+            raise ConfigError(
+                "Missing required settings in production: "
+                + ", ".join(missing)
+                + ". Set them in the environment or in instance/config.py."
+            )
+        cfg["SESSION_COOKIE_SECURE"] = True
+        cfg["REMEMBER_COOKIE_SECURE"] = True
+    else:
+        _fill_development_secrets(cfg, instance)
+
+    if not cfg.get("DATABASE_URL"):
+        instance.mkdir(parents=True, exist_ok=True)
+        cfg["DATABASE_URL"] = f"sqlite:///{instance / 'inbox.sqlite3'}"
+    cfg["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(cfg["DATABASE_URL"])
+    if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # SQLite: wait for a writer instead of failing at once; several threads share the file.
+        options = dict(cfg.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        options.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
+        cfg["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    if not cfg.get("MEDIA_ROOT"):
+        cfg["MEDIA_ROOT"] = str(instance / "media")
+
+
+def normalize_database_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL URLs written the usual way."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _fill_development_secrets(cfg, instance: Path) -> None:
+    """Generate missing secrets once and keep them under instance/ so sessions survive restarts."""
+    wanted = {
+        "SECRET_KEY": lambda: secrets.token_urlsafe(32),
+        "TOKEN_ENCRYPTION_KEY": lambda: Fernet.generate_key().decode(),
+        "META_VERIFY_TOKEN": lambda: secrets.token_urlsafe(16),
+        "META_APP_SECRET": lambda: secrets.token_hex(16),
+    }
+    if all(cfg.get(name) for name in wanted):
+        return
+    path = instance / "secrets.json"
+    stored: dict = {}
+    if path.exists():
+        stored = json.loads(path.read_text())
+    changed = False
+    for name, make in wanted.items():
+        if cfg.get(name):
+            continue
+        if name not in stored:
+            stored[name] = make()
+            changed = True
+        cfg[name] = stored[name]
+    if changed:
+        instance.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(stored, indent=2))
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)

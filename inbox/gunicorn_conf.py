@@ -1,0 +1,30 @@
+"""Gunicorn settings for the inbox: threads, because every open websocket holds one."""
+
+import os
+
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("WEB_THREADS", "64"))
+# Websockets never finish on their own; the app closes them (1012) on shutdown.
+graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT", "10"))
+timeout = 60
+keepalive = 5
+accesslog = os.environ.get("WEB_ACCESS_LOG") or None
+errorlog = "-"
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def worker_int(worker):
+    """Ctrl-C in the foreground: let the app close its websockets first."""
+    _shutdown_app(worker)
+
+
+def worker_exit(server, worker):
+    _shutdown_app(worker)
+
+
+def _shutdown_app(worker):
+    app = getattr(worker, "wsgi", None)
+    hook = getattr(app, "extensions", {}).get("inbox_shutdown") if app is not None else None
+    if hook:
+        hook()

@@ -1,0 +1,107 @@
+"""RQ entry points (thin: take ids, call services) and the one helper that enqueues."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import current_app
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from .extensions import get_redis
+
+log = logging.getLogger(__name__)
+
+# Queue names, most urgent first: a worker drains them in this order.
+QUEUES = ("high", "default", "low")
+
+
+def queue_name(name: str, app=None) -> str:
+    app = app or current_app
+    return f"{app.config['REDIS_NAMESPACE']}-{name}"
+
+
+def get_queue(name: str = "default", app=None) -> Queue:
+    app = app or current_app
+    return Queue(queue_name(name, app), connection=get_redis(app))
+
+
+def all_queues(app=None) -> list[Queue]:
+    return [get_queue(name, app) for name in QUEUES]
+
+
+def enqueue(func: str, *args: Any, job_id: str | None = None, queue: str = "default",
+            timeout: int = 300, retries: int = 0, retry_intervals: list[int] | None = None,
+            at_front: bool = False, **kwargs: Any) -> Job | None:
+    """Enqueue func ("inbox.jobs.name") once: a job id that is already queued or running is not doubled.
+
+    Call it only after the rows the job reads are committed (see extensions.on_commit).
+    """
+    q = get_queue(queue)
+    if job_id is not None:
+        job_id = f"{current_app.config['REDIS_NAMESPACE']}:{job_id}"
+        try:
+            existing = Job.fetch(job_id, connection=q.connection)
+        except NoSuchJobError:
+            existing = None
+        if existing is not None and existing.get_status(refresh=True) in (
+            JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED,
+        ):
+            return existing
+    retry = Retry(max=retries, interval=retry_intervals or [10, 60, 300]) if retries else None
+    return q.enqueue(func, *args, job_id=job_id, job_timeout=timeout, retry=retry, at_front=at_front,
+                     result_ttl=3600, failure_ttl=7 * 24 * 3600, kwargs=kwargs or None)
+
+
+# --- Entry points -------------------------------------------------------------------
+# Thin: they take ids and call one service. Each issue fills in its service function.
+
+def send_message(message_id: int) -> None:
+    """Send one pending outgoing message through the Send API."""
+    from .services.sending import send_message as run
+
+    run(message_id)
+
+
+def fetch_profile(account_id: int, igsid: str) -> None:
+    """Fetch (or refresh) one participant's profile."""
+    from .services.identities import fetch_profile as run
+
+    run(account_id, igsid)
+
+
+def download_media(attachment_id: int) -> None:
+    """Keep a copy of one attachment's media before Instagram's URL expires."""
+    from .services.media import download_attachment as run
+
+    run(attachment_id)
+
+
+def assign_from_message(message_id: int) -> None:
+    """Apply the product evidence one message carries (links, auto-link, assignment)."""
+    from .services.products import assign_from_message as run
+
+    run(message_id)
+
+
+def refresh_identities(job_run_id: int) -> None:
+    """Refetch every participant of an account (a JobRun with progress)."""
+    from .services.identities import refresh_identities as run
+
+    run(job_run_id)
+
+
+def resync_account(job_run_id: int) -> None:
+    """Page through the Conversations API and merge what it returns (a JobRun)."""
+    from .services.sync import resync_account as run
+
+    run(job_run_id)
+
+
+def refresh_tokens() -> None:
+    """Daily: refresh long-lived tokens close to expiry and check webhook subscriptions."""
+    from .services.accounts_maintenance import refresh_tokens as run
+
+    run()

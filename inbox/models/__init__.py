@@ -1,0 +1,15 @@
+"""The data model: every table of ARCHITECTURE.md section 3."""
+
+from .accounts import Account, Membership, StaffUser
+from .catalog import AssignmentEvent, Post, PostProduct, Product
+from .conversations import Conversation
+from .identities import Identity
+from .messages import Attachment, Message, Reaction
+from .operations import JobRun, WebhookDelivery
+from .types import utcnow
+
+__all__ = [
+    "Account", "AssignmentEvent", "Attachment", "Conversation", "Identity", "JobRun",
+    "Membership", "Message", "Post", "PostProduct", "Product", "Reaction", "StaffUser",
+    "WebhookDelivery", "utcnow",
+]

@@ -1,0 +1,22 @@
+"""One blueprint per URL area."""
+
+from __future__ import annotations
+
+from flask import Flask, render_template, request
+
+
+def init_app(app: Flask) -> None:
+    from . import auth, conversations, health, home
+
+    for module in (auth, health, home, conversations):
+        app.register_blueprint(module.bp)
+
+    for code in (400, 403, 404, 405, 413, 429, 500):
+        app.register_error_handler(code, _error_page)
+
+
+def _error_page(error):
+    code = getattr(error, "code", 500) or 500
+    if request.headers.get("HX-Request") or request.accept_mimetypes.best == "application/json":
+        return {"error": getattr(error, "description", "error")}, code
+    return render_template("errors/error.html", code=code, error=error), code

@@ -1,0 +1,98 @@
+"""Login, logout and the one-time setup of the first administrator."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_user, logout_user
+
+from .. import auth as access
+from ..extensions import db, get_redis, rkey
+from ..models import utcnow
+from ..services import staff
+
+bp = Blueprint("auth", __name__)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths; anything else goes to the inbox."""
+    if target:
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//"):
+            return target
+    return url_for("home.index")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Log a staff user in; repeated failures are slowed down."""
+    if not access._has_staff():
+        return redirect(url_for("auth.setup"))
+    if current_user.is_authenticated:
+        return redirect(_safe_next(request.args.get("next")))
+    email = ""
+    status = 200
+    if request.method == "POST":
+        email = staff.normalize_email(request.form.get("email", ""))
+        ip = request.remote_addr or "unknown"
+        wait = access.login_lock_remaining(email, ip)
+        if wait:
+            flash(f"Too many failed attempts. Try again in {wait} seconds.", "error")
+            status = 429
+        else:
+            user = staff.authenticate(email, request.form.get("password", ""))
+            if user is None:
+                locked = access.record_login_failure(email, ip)
+                if locked:
+                    flash(f"Too many failed attempts. Try again in {locked} seconds.", "error")
+                    status = 429
+                else:
+                    flash("Wrong email or password.", "error")
+                    status = 401
+            else:
+                access.clear_login_failures(email)
+                user.last_login_at = utcnow()
+                db.session.commit()
+                login_user(user, remember=bool(request.form.get("remember")))
+                return redirect(_safe_next(request.args.get("next")))
+    return render_template("auth/login.html", email=email), status
+
+
+@bp.post("/logout")
+def logout():
+    """End the session."""
+    logout_user()
+    flash("You have been logged out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/setup", methods=["GET", "POST"])
+def setup():
+    """Create the first administrator; impossible once any staff user exists."""
+    if access._has_staff():
+        abort(404)
+    form = {"email": "", "name": ""}
+    status = 200
+    if request.method == "POST":
+        form = {"email": request.form.get("email", ""), "name": request.form.get("name", "")}
+        password = request.form.get("password", "")
+        if password != request.form.get("password_confirm", ""):
+            flash("The two passwords differ.", "error")
+            status = 400
+        else:
+            # One setup at a time: two racing first-admin forms must not both win.
+            lock = get_redis().lock(rkey("setup-lock"), timeout=30, blocking_timeout=5)
+            with lock:
+                if access._has_staff():
+                    abort(404)
+                try:
+                    user = staff.create_user(form["email"], password, name=form["name"], superadmin=True)
+                except staff.StaffError as exc:
+                    flash(str(exc), "error")
+                    status = 400
+                else:
+                    login_user(user)
+                    flash("Welcome! Your administrator account is ready.", "success")
+                    return redirect(url_for("home.index"))
+    return render_template("auth/setup.html", form=form), status

@@ -1,0 +1,34 @@
+"""Health check for load balancers and `inbox run`."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app
+from sqlalchemy import text
+
+from ..extensions import db, get_redis, rkey
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """Database, Redis and worker heartbeat status; 200 only when all are up."""
+    checks: dict[str, str] = {}
+    try:
+        db.session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # report, never crash the health check
+        checks["database"] = f"error: {type(exc).__name__}"
+        db.session.rollback()
+    try:
+        r = get_redis()
+        r.ping()
+        checks["redis"] = "ok"
+        beats = list(r.scan_iter(match=rkey("worker", "heartbeat", "*"), count=100))
+        checks["worker"] = "ok" if beats else "no heartbeat"
+    except Exception as exc:
+        checks["redis"] = checks.get("redis") or f"error: {type(exc).__name__}"
+        checks.setdefault("worker", "unknown")
+    healthy = all(value == "ok" for value in checks.values())
+    current_app.logger.debug("healthz %s", checks)
+    return {"status": "ok" if healthy else "degraded", **checks}, 200 if healthy else 503

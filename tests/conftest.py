@@ -1,0 +1,175 @@
+"""Fixtures: app, client, runner, auth, and the real services behind them.
+
+The suite runs on SQLite by default and on PostgreSQL when DATABASE_URL points at it;
+Redis is real: an embedded one per session, or REDIS_URL. Each test gets empty tables
+and its own Redis namespace, so runs can share one Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from inbox import create_app, embedded_redis
+from inbox.extensions import db, get_redis
+from tests.support.clients import InboxClient
+from tests.support.databases import SessionDatabase, empty_all_tables
+from tests.support.factory import PASSWORD, Factory
+from tests.support.jobs import run_queued_jobs
+
+TOKEN_KEY = Fernet.generate_key().decode()
+APP_SECRET = "test-app-secret"
+VERIFY_TOKEN = "test-verify-token"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """REDIS_URL when given, else an embedded Redis for this session."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    base = Path(f"/tmp/inbox-test-redis-{os.getpid()}")
+    url, _ = embedded_redis.ensure_running(base, persist=False)
+    yield url
+    embedded_redis.stop(base)
+
+
+@pytest.fixture(scope="session")
+def session_db(tmp_path_factory, redis_url):
+    """This session's database, migrated once with the real migrations."""
+    database = SessionDatabase(tmp_path_factory.mktemp("db"))
+    app = create_app(_test_config(database.url, redis_url, "migrate"))
+    from flask_migrate import upgrade
+
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    yield database
+    database.drop()
+
+
+def _test_config(database_url: str, redis_url: str, namespace: str, **extra) -> dict:
+    return {
+        "TESTING": True,
+        "INBOX_ENV": "test",
+        "SECRET_KEY": "test-secret-key",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "REDIS_NAMESPACE": namespace,
+        "TOKEN_ENCRYPTION_KEY": TOKEN_KEY,
+        "META_APP_SECRET": APP_SECRET,
+        "META_VERIFY_TOKEN": VERIFY_TOKEN,
+        "MEDIA_REQUIRE_HTTPS": False,
+        "SERVER_NAME": None,
+        **extra,
+    }
+
+
+@pytest.fixture
+def app_config(session_db, redis_url, tmp_path):
+    """The test mapping given to create_app; a test may change it before using `app`."""
+    return _test_config(session_db.url, redis_url, f"t{uuid.uuid4().hex[:10]}", MEDIA_ROOT=str(tmp_path / "media"))
+
+
+@pytest.fixture
+def app(app_config):
+    app = create_app(app_config)
+    with app.app_context():
+        empty_all_tables(db)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+        r = get_redis(app)
+        namespace = app_config["REDIS_NAMESPACE"]
+        keys = list(r.scan_iter(match=f"*{namespace}*", count=1000))
+        if keys:
+            r.delete(*keys)
+        r.close()
+
+
+@pytest.fixture
+def client(app):
+    app.test_client_class = InboxClient
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def factory(app):
+    return Factory(app)
+
+
+class AuthActions:
+    def __init__(self, client, factory):
+        self._client = client
+        self._factory = factory
+
+    def login(self, user=None, password: str = PASSWORD, *, follow_redirects: bool = False):
+        """Log in as user (an admin of a fresh account when none is given)."""
+        if user is None:
+            account = self._factory.account()
+            user = self._factory.staff_on(account, "admin")
+        response = self._client.post("/login", data={"email": user.email, "password": password},
+                                     follow_redirects=follow_redirects)
+        return response
+
+    def logout(self):
+        return self._client.post("/logout")
+
+
+@pytest.fixture
+def auth(client, factory):
+    return AuthActions(client, factory)
+
+
+@pytest.fixture
+def run_jobs(app):
+    """Call to run every queued job for real (RQ, this process); returns the count."""
+    return lambda: run_queued_jobs(app)
+
+
+# --- Real servers and a real browser ------------------------------------------------
+
+@pytest.fixture
+def live_server(app):
+    """The app served over real HTTP (threaded, websockets work) for this test."""
+    from tests.support.servers import ThreadedServer
+
+    server = ThreadedServer(app).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _playwright():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(_playwright):
+    from tests.support.browser import launch
+
+    browser = launch(_playwright)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    yield page
+    context.close()

@@ -1,0 +1,1 @@
+"""Test support: real databases, a real Redis, real servers, a real browser."""

@@ -1,0 +1,38 @@
+"""Run queued RQ jobs for real, in this process (a burst of the app's queues)."""
+
+from __future__ import annotations
+
+from rq import SimpleWorker
+
+from inbox.extensions import get_redis
+from inbox.jobs import all_queues
+
+
+def run_queued_jobs(app, *, max_rounds: int = 10) -> int:
+    """Work until the queues are empty (jobs may enqueue jobs); returns how many ran."""
+    ran = 0
+    with app.app_context():
+        for _ in range(max_rounds):
+            queues = all_queues(app)
+            pending = sum(q.count for q in queues)
+            if not pending:
+                break
+            worker = SimpleWorker(queues, connection=get_redis(app))
+            worker.work(burst=True, logging_level="WARNING")
+            ran += pending
+    return ran
+
+
+def failed_jobs(app) -> list:
+    """Jobs that raised, with their tracebacks, for assertions."""
+    from rq.registry import FailedJobRegistry
+
+    with app.app_context():
+        out = []
+        for queue in all_queues(app):
+            registry = FailedJobRegistry(queue=queue)
+            for job_id in registry.get_job_ids():
+                job = queue.fetch_job(job_id)
+                if job is not None:
+                    out.append(job)
+        return out

@@ -1,0 +1,48 @@
+"""`inbox run` on embedded defaults: migrations, web, worker, clean shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tests.support.servers import free_port
+
+
+def test_inbox_run_starts_everything_and_stops_cleanly(tmp_path):
+    instance = tmp_path / "instance"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["INBOX_INSTANCE_PATH"] = str(instance)
+    inbox = Path(sys.executable).with_name("inbox")
+    proc = subprocess.Popen([str(inbox), "run", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        health = None
+        while time.monotonic() < deadline:
+            try:
+                health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                if health.status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        assert health is not None and health.status_code == 200, health and health.text
+        # First visit: setup page, served from the migrated SQLite file under instance/.
+        page = requests.get(f"http://127.0.0.1:{port}/", timeout=5)
+        assert page.url.endswith("/setup") and "Create administrator" in page.text
+        assert (instance / "inbox.sqlite3").exists()
+        assert (instance / "redis" / "redis.sock").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert f"Inbox running at http://127.0.0.1:{port}/" in output
+    # The embedded Redis it started is gone with it.
+    assert not (instance / "redis" / "redis.sock").exists()
