@@ -236,7 +236,7 @@ def test_send_errors_map_to_classes_and_are_not_retried(sim, connected_account, 
     assert alice.received == []
 
 
-def test_reads_retry_transient_and_throttling_errors(app_config, sim, connected_account, client_for, ctx):
+def test_reads_retry_transient_and_throttling_errors(sim, connected_account, client_for, ctx):
     alice = connected_account.ig.add_customer("alice")
     alice.sends_text("hi", deliver=False)
     client = client_for(connected_account.account)
@@ -267,15 +267,15 @@ def test_a_long_throttle_is_left_to_the_caller_with_its_wait(sim, connected_acco
     assert len(sim.calls_to("me")) == 1
 
 
-def test_the_simulators_own_limit_is_met_by_retrying(app_config, sim, connected_account, client_for, ctx):
+def test_the_simulators_own_limit_is_met_by_retrying(sim, connected_account, client_for, ctx):
     """Without our limiter, Meta's 2 calls/s throttle some reads; the client waits and retries them."""
-    app_config_rate = GraphClient.for_account(connected_account.account)
-    app_config_rate.rates["conversations"] = None
+    client = client_for(connected_account.account)
+    client.rates["conversations"] = None
     alice = connected_account.ig.add_customer("alice")
     alice.sends_text("hi", deliver=False)
 
     for _ in range(5):
-        assert list(app_config_rate.list_conversations())
+        assert list(client.list_conversations())
 
     codes = [c.code for c in sim.calls_to("conversations")]
     assert 4 in codes and codes.count(None) == 5
@@ -294,7 +294,7 @@ def test_ambiguous_send_is_not_resent(sim, connected_account, client_for, ctx):
     assert len(sim.calls_to("send")) == 1
 
 
-def test_a_send_that_times_out_is_ambiguous(app_config, sim, connected_account, ctx):
+def test_a_send_that_times_out_is_ambiguous(sim, connected_account, ctx):
     alice = connected_account.ig.add_customer("alice")
     alice.sends_text("hi", deliver=False)
     from flask import current_app

@@ -14,6 +14,7 @@ import hmac
 import struct
 import threading
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -41,7 +42,7 @@ class Cdn:
         self._lock = threading.Lock()
         self._seq = 0
         self.base_url = "http://sim.invalid"  # set when the simulator is served
-        self.fetches: list[tuple[str, int]] = []  # (asset id, status) of every fetch, for tests
+        self.fetches: deque[tuple[str, int]] = deque(maxlen=10_000)  # (asset id, status) of each fetch
 
     def add(self, kind: str = "image", *, content: bytes | None = None, mime: str | None = None,
             name: str | None = None) -> str:

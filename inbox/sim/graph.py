@@ -11,6 +11,7 @@ import base64
 import json
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import urlencode
@@ -76,7 +77,7 @@ class RateBuckets:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._state: dict[tuple[str, str], tuple[float, float]] = {}  # -> (tokens, last refill)
-        self.rejected: list[tuple[str, str, float]] = []
+        self.rejected: deque[tuple[str, str, float]] = deque(maxlen=10_000)  # (account, bucket, time)
 
     def take(self, account_id: str, bucket: str, rate: float | None) -> float:
         """Spend one call; raises GraphFault when none is left; returns the share used (0-100)."""

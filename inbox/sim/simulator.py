@@ -6,6 +6,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from flask import after_this_request
@@ -62,7 +63,7 @@ class Simulator:
         self.cdn = Cdn(self.clock, secrets.token_hex(16))
         self.webhooks = WebhookSender(self)
         self.buckets = RateBuckets()
-        self.calls: list[GraphCall] = []
+        self.calls: deque[GraphCall] = deque(maxlen=100_000)  # bounded: a demo runs for days
         self._lock = threading.Lock()
         self._injected: list[_Injected] = []
         self._pics: dict[str, str] = {}

@@ -102,9 +102,10 @@ class WebhookSender:
     def __init__(self, sim) -> None:
         self.sim = sim
         self.verified = False
-        self.log: list[Delivery] = []
-        self.handshakes: list[Handshake] = []
-        self.dropped: list[tuple[str, str, dict]] = []  # (account, reason, event) never sent
+        # Bounded, so a long-running demo does not grow without end.
+        self.log: deque[Delivery] = deque(maxlen=20_000)
+        self.handshakes: deque[Handshake] = deque(maxlen=100)
+        self.dropped: deque[tuple[str, str, dict]] = deque(maxlen=1_000)  # (account, reason, event) never sent
         self._cv = threading.Condition()
         self._busy = 0
         self._queue: deque = deque()

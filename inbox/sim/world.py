@@ -8,6 +8,7 @@ seconds on the simulator's clock (which tests can move forward), message timesta
 from __future__ import annotations
 
 import base64
+import bisect
 import itertools
 import random
 import threading
@@ -272,9 +273,8 @@ class World:
                               recipient_id=recipient_id, timestamp_ms=timestamp_ms or self.clock.now_ms(),
                               origin=origin, **fields)
             self.messages[message.mid] = message
-            conversation.messages.append(message)
             # Seeded history may come out of order; the thread is ordered by time.
-            conversation.messages.sort(key=lambda m: m.timestamp_ms)
+            bisect.insort_right(conversation.messages, message, key=lambda m: m.timestamp_ms)
             return message
 
     def detail_allowed(self, message: Message) -> bool:
