@@ -395,3 +395,8 @@ def test_facebook_page_flavour(sim, factory, ctx):
 
     assert alice.received_texts == ["hello from the Page"]
     assert {c.endpoint for c in sim.calls} >= {"conversations", "send", "subscribed_apps"}
+
+
+def test_the_app_talks_to_the_simulator_whatever_the_fixture_order(app, sim):
+    assert app.config["GRAPH_API_BASE"] == sim.url == app.config["GRAPH_FACEBOOK_API_BASE"]
+    assert app.config["OAUTH_TOKEN_URL"].startswith(sim.url)

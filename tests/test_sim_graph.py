@@ -258,3 +258,13 @@ def test_control_api_scripts_the_world():
         assert bad.status_code == 400
         state = requests.get(f"{control}/state", timeout=5).json()
         assert state["messages"] == 2 and state["customers"][0]["has_written"] is True
+
+
+def test_idle_request_folder_threads_drop_out_after_30_days(sim, shop):
+    stranger = shop.add_customer("stranger", follows_business=False)
+    follower = shop.add_customer("follower", follows_business=True)
+    stranger.sends_text("hello?", deliver=False)
+    follower.sends_text("hello!", deliver=False)
+    sim.advance(days=31)
+    listed = get(sim, "me/conversations", shop.token, fields="participants").json()["data"]
+    assert [c["participants"]["data"][1]["username"] for c in listed] == ["follower"]

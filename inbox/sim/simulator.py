@@ -231,7 +231,9 @@ class Simulator:
 
             @after_this_request
             def echo_after(response):
-                response.call_on_close(lambda: fire(account.ig_user_id, "echo", event))
+                # Its own thread: the connection's thread must be free for the client's next request.
+                response.call_on_close(lambda: threading.Thread(
+                    target=fire, args=(account.ig_user_id, "echo", event), name="sim-echo", daemon=True).start())
                 return response
         if ambiguous:
             # The send went through, but the answer says otherwise (reference 7.4: 1/1357046).
