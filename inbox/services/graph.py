@@ -338,8 +338,8 @@ class GraphClient:
         if kind not in ATTACHMENT_KINDS:
             raise ValueError(f"Attachment kind must be one of {', '.join(ATTACHMENT_KINDS)}.")
         if kind == "image":
-            return self.send_images(recipient_id, [url] if url else [], attachment_ids=[attachment_id] if attachment_id else None,
-                                    human_agent=human_agent)
+            return self.send_images(recipient_id, [url] if url else [],
+                                    attachment_ids=[attachment_id] if attachment_id else None, human_agent=human_agent)
         payload = {"attachment_id": attachment_id} if attachment_id else {"url": url}
         # Audio, video and files use the singular `attachment` (reference 5.3).
         return self._send(recipient_id, {"attachment": {"type": kind, "payload": payload}},
@@ -464,7 +464,8 @@ class GraphClient:
             except (Transient, RateLimited) as exc:
                 if attempt + 1 >= attempts:
                     raise
-                wait = exc.retry_after if isinstance(exc, RateLimited) and exc.retry_after else self.backoff * 2 ** attempt
+                told = exc.retry_after if isinstance(exc, RateLimited) else None
+                wait = told or self.backoff * 2 ** attempt
                 if wait > self.max_retry_wait:
                     raise
                 log.info("graph %s %s: %s; retry %d in %.1fs", method, _path_of(path_or_url), exc, attempt + 1, wait)
@@ -488,7 +489,8 @@ class GraphClient:
             raise Transient(f"Could not reach the Graph API ({type(exc).__name__}).") from None
         except requests.exceptions.ConnectionError as exc:
             if sending and not _never_connected(exc):
-                raise AmbiguousSendFailure(f"The connection failed after the send left ({type(exc).__name__}).") from None
+                raise AmbiguousSendFailure(
+                    f"The connection failed after the send left ({type(exc).__name__}).") from None
             raise Transient(f"Could not reach the Graph API ({type(exc).__name__}).") from None
         except requests.exceptions.Timeout as exc:
             if sending:

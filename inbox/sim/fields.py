@@ -31,7 +31,8 @@ def parse(text: str | None, default: str = "id") -> list[FieldSpec]:
     text = (text or "").strip() or default
     specs, pos = _fields(text.replace(" ", ""), 0)
     if pos != len(text.replace(" ", "")):
-        raise FieldSyntaxError(f"Syntax error \"Expected end of string instead of \"{text[pos:pos + 1]}\".\" at character {pos}: {text}")
+        raise FieldSyntaxError(f"Syntax error \"Expected end of string instead of \"{text[pos:pos + 1]}\".\" "
+                               f"at character {pos}: {text}")
     return specs
 
 

@@ -648,7 +648,8 @@ def subscribed_apps(owner_id: str):
                 raise bad_param("The parameter subscribed_fields is required")
             for index, name in enumerate(wanted):
                 if name not in KNOWN_FIELDS:
-                    raise bad_param(f"Param subscribed_fields[{index}] must be one of {{{', '.join(sorted(KNOWN_FIELDS))}}}")
+                    names = ", ".join(sorted(KNOWN_FIELDS))
+                    raise bad_param(f"Param subscribed_fields[{index}] must be one of {{{names}}}")
             account.subscribed_fields = set(wanted)
             return {"success": True}
     return _run("subscribed_apps", view)

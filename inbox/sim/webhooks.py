@@ -141,7 +141,8 @@ class WebhookSender:
         if not url:
             result = Handshake(False, None, challenge, "", "no callback URL configured")
         else:
-            params = {"hub.mode": "subscribe", "hub.challenge": challenge, "hub.verify_token": self.settings.verify_token}
+            params = {"hub.mode": "subscribe", "hub.challenge": challenge,
+                      "hub.verify_token": self.settings.verify_token}
             try:
                 r = self._http.get(url, params=params, timeout=self.settings.webhook_timeout, allow_redirects=False)
                 result = Handshake(r.status_code == 200 and r.text.strip() == challenge, r.status_code, challenge,
@@ -222,7 +223,10 @@ class WebhookSender:
                 self.sim.world.rng.shuffle(items)
             if not items:
                 return
-            groups = [items[i:i + MAX_BATCH] for i in range(0, len(items), MAX_BATCH)] if batch else [[p] for p in items]
+            if batch:
+                groups = [items[i:i + MAX_BATCH] for i in range(0, len(items), MAX_BATCH)]
+            else:
+                groups = [[p] for p in items]
             held.deliveries = [self._build(group, pack=pack) for group in groups]
             if self.settings.sync:
                 for delivery in held.deliveries:

@@ -261,7 +261,8 @@ class World:
             conversation_id = self.conversation_of.get(key)
             if conversation_id is None:
                 raw = f"ig_conversation:{account.ig_user_id}:{customer.igsid}".encode()
-                conversation_id = "aWdfZAG06MTpJR01lc3NhZA2VUaHJlYWQ6" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+                encoded = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+                conversation_id = "aWdfZAG06MTpJR01lc3NhZA2VUaHJlYWQ6" + encoded
                 self.conversations[conversation_id] = Conversation(conversation_id, account.ig_user_id, customer.igsid)
                 self.conversation_of[key] = conversation_id
             return self.conversations[conversation_id]
