@@ -52,6 +52,16 @@ class Defaults:
     GRAPH_RETRY_BACKOFF_SECONDS = 0.5  # doubled on each retry
     GRAPH_MAX_RETRY_WAIT_SECONDS = 30.0  # a longer wait is left to the job (RateLimited.retry_after)
     IDENTITY_TTL_SECONDS = 7 * 24 * 3600
+    # Identities (participants' profiles) and the runs that rebuild them.
+    IDENTITY_ERROR_RETRY_SECONDS = 3600  # after a failed fetch, first contact tries again this much later
+    IDENTITY_PIC_REFRESH_MARGIN_SECONDS = 12 * 3600  # refetch when the picture URL expires within this
+    IDENTITY_REFRESH_CONCURRENCY = 8  # profile calls in flight during "Refresh identities"
+    IDENTITY_REFRESH_DAYS = 30  # refresh also covers everyone who wrote in this many days
+    SYNC_PAGE_SIZE = 100  # conversations per Conversations API call (halved when Meta asks for less data)
+    SYNC_MESSAGES_PER_CONVERSATION = 20  # Meta details only a thread's 20 newest messages
+    JOB_PROGRESS_INTERVAL_SECONDS = 0.5  # at most this often a run writes and pushes its progress
+    JOB_HEARTBEAT_SECONDS = 10.0  # a running run says it is alive this often; 3 misses mean it died
+    JOB_TIMEOUT_SECONDS = 3600  # RQ timeout of a refresh or resync run
     LOGIN_MAX_FAILURES = 5
     LOGIN_LOCK_SECONDS = 30
     WORKER_HEARTBEAT_SECONDS = 10
