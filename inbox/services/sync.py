@@ -245,13 +245,19 @@ class SyncSummary:
                 "total": self.conversations, "calls": self.pages, "errors": list(self.errors)}
 
 
-def _insert_ignore(model, rows: list[dict[str, Any]], conflict: list[str], returning):
-    """INSERT … ON CONFLICT DO NOTHING RETURNING: the rows that were new (never aborts the transaction)."""
+def _insert_ignore(model, rows: list[dict[str, Any]], conflict: list[str], returning: list[str]):
+    """INSERT … ON CONFLICT DO NOTHING RETURNING for many rows: those that were new.
+
+    It never aborts the transaction (a duplicate is skipped, not an error), and it is one
+    cached statement executed for many rows (SQLAlchemy's insertmanyvalues batches them).
+    """
     if not rows:
         return []
+    table = model.__table__
     builder = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = builder(model).values(rows).on_conflict_do_nothing(index_elements=conflict).returning(*returning)
-    return db.session.execute(stmt).all()
+    stmt = (builder(table).on_conflict_do_nothing(index_elements=conflict)
+            .returning(*(table.c[name] for name in returning)))
+    return db.session.execute(stmt, rows).all()
 
 
 def _get_conversation(account_id: int, customer: str, graph_id: str | None) -> tuple[Conversation, bool]:
@@ -260,7 +266,7 @@ def _get_conversation(account_id: int, customer: str, graph_id: str | None) -> t
     created = _insert_ignore(Conversation, [{
         "account_id": account_id, "customer_igsid": customer, "graph_conversation_id": graph_id,
         "unread_count": 0, "status": "open", "created_at": now, "updated_at": now,
-    }], ["account_id", "customer_igsid"], [Conversation.id])
+    }], ["account_id", "customer_igsid"], ["id"])
     conversation = db.session.scalars(
         select(Conversation).where(Conversation.account_id == account_id, Conversation.customer_igsid == customer)
         .with_for_update().execution_options(populate_existing=True)
@@ -314,13 +320,12 @@ def apply_conversation(account: Account, api: ApiConversation, summary: SyncSumm
             "direction": "out" if outgoing else "in", "sender_kind": "instagram_app" if outgoing else "customer",
             "sender_igsid": account_ig if outgoing else customer, "text": m.text,
             "reply_to_mid": m.reply_to_mid, "reply_to_story_id": m.reply_to_story_id,
-            "reply_to_story_url": m.reply_to_story_url, "quick_reply_payload": None, "postback_payload": None,
-            "referral": None, "is_unsupported": m.is_unsupported, "status": "sent" if outgoing else None,
+            "reply_to_story_url": m.reply_to_story_url, "is_unsupported": m.is_unsupported, "status": "sent" if outgoing else None,
             "sent_at": now if outgoing else None, "is_deleted": False, "edit_count": 0,
             "meta_timestamp": m.timestamp, "created_at": now, "updated_at": now, "send_attempts": 0,
         })
     inserted = {mid: message_id for message_id, mid in
-                _insert_ignore(Message, rows, ["account_id", "mid"], [Message.id, Message.mid])}
+                _insert_ignore(Message, rows, ["account_id", "mid"], ["id", "mid"])}
     new_ids: list[int] = []
     if inserted:
         changed = True
