@@ -457,7 +457,10 @@ def _fetch_many(app, client: GraphClient, ids: list[str], concurrency: int,
                         igsid = todo.get_nowait()
                     except queue.Empty:
                         return
-                    results.put((igsid, _fetch_one(client, igsid)))
+                    outcome = _fetch_one(client, igsid)
+                    if isinstance(outcome, TokenInvalid):
+                        stop.set()  # every later call would be refused the same way: take no more
+                    results.put((igsid, outcome))
         finally:
             results.put(_DONE)
 
