@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from flask import current_app
@@ -41,7 +42,8 @@ def enqueue(func: str, *args: Any, job_id: str | None = None, queue: str = "defa
     """
     q = get_queue(queue)
     if job_id is not None:
-        job_id = f"{current_app.config['REDIS_NAMESPACE']}:{job_id}"
+        # rq accepts only letters, digits, "_" and "-" in job ids.
+        job_id = re.sub(r"[^A-Za-z0-9_-]", "_", f"{current_app.config['REDIS_NAMESPACE']}_{job_id}")
         try:
             existing = Job.fetch(job_id, connection=q.connection)
         except NoSuchJobError:
@@ -51,8 +53,9 @@ def enqueue(func: str, *args: Any, job_id: str | None = None, queue: str = "defa
         ):
             return existing
     retry = Retry(max=retries, interval=retry_intervals or [10, 60, 300]) if retries else None
-    return q.enqueue(func, *args, job_id=job_id, job_timeout=timeout, retry=retry, at_front=at_front,
-                     result_ttl=3600, failure_ttl=7 * 24 * 3600, kwargs=kwargs or None)
+    # rq takes positional args either inline or as args=, never both (with kwargs=).
+    return q.enqueue(func, args=args, kwargs=kwargs or None, job_id=job_id, job_timeout=timeout, retry=retry,
+                     at_front=at_front, result_ttl=3600, failure_ttl=7 * 24 * 3600)
 
 
 # --- Entry points -------------------------------------------------------------------
