@@ -142,7 +142,7 @@ def schedule_account_checks(app=None, *, now: datetime | None = None) -> Job:
     if at <= now:
         at += timedelta(days=1)
     queue = get_queue("low", app)
-    job_id = f"{app.config['REDIS_NAMESPACE']}_refresh-tokens_{at:%Y-%m-%d}"
+    job_id = re.sub(r"[^A-Za-z0-9_-]", "_", f"{app.config['REDIS_NAMESPACE']}_refresh-tokens_{at:%Y-%m-%d}")
     try:
         return Job.fetch(job_id, connection=queue.connection)
     except NoSuchJobError:

@@ -116,6 +116,7 @@ def check_account(account_id: int, *, now: datetime | None = None) -> AccountChe
         check.errors.append(str(exc))
         return check
     due = refresh_due(account, now)
+    sealed = account.access_token_encrypted  # the token Meta is asked about
     db.session.rollback()  # no transaction stays open while Meta answers
 
     try:
@@ -130,7 +131,7 @@ def check_account(account_id: int, *, now: datetime | None = None) -> AccountChe
             else:
                 expires_at = now + timedelta(seconds=grant.expires_in) if grant.expires_in else None
                 account = set_token(account_id, grant.access_token, expires_at)
-                client = graph.GraphClient.for_account(account)
+                client, sealed = graph.GraphClient.for_account(account), account.access_token_encrypted
                 db.session.rollback()
                 check.refreshed, check.token_expires_at = True, expires_at
                 log.info("token of %s refreshed until %s", check.label, expires_at)
@@ -145,6 +146,11 @@ def check_account(account_id: int, *, now: datetime | None = None) -> AccountChe
             log.warning("webhook subscription check of %s failed: %s", check.label, exc)
     except graph.TokenInvalid as exc:
         db.session.rollback()
+        current = db.session.get(Account, account_id)
+        if current is None or current.access_token_encrypted != sealed:
+            # Reconnected while Meta answered: the refused token is no longer the account's.
+            check.errors.append("the token was replaced during the check")
+            return check
         mark_reconnect_needed(account_id, _reason(exc))
         realtime.publish(account_id, "account.updated")
         check.reconnect_needed = True
