@@ -52,7 +52,8 @@ def test_a_burst_of_messages_from_a_new_customer_fetches_the_profile_once(app, s
     assert (row.username, row.name, row.follower_count, row.is_user_follow_business) == (
         "alice", "Alice Liddell", 120, True)
     assert row.source == "profile" and row.last_fetched_at is not None and row.last_error is None
-    assert row.profile_pic_url and picture_url(row) == row.profile_pic_url
+    with app.app_context():
+        assert row.profile_pic_url and picture_url(row) == row.profile_pic_url
     assert len(sim.calls_to("profile")) == 1
 
     # Fresh now: the next messages enqueue nothing.
@@ -201,11 +202,16 @@ def test_needs_fetch(app, row, due):
         assert needs_fetch(row, now) is due
 
 
-def test_an_expired_picture_is_never_handed_out():
-    assert picture_url(SimpleNamespace(profile_pic_url=_pic(-1))) is None
-    assert picture_url(SimpleNamespace(profile_pic_url=_pic(5))) == _pic(5)
-    assert picture_url(SimpleNamespace(profile_pic_url=None)) is None
-    assert picture_url(None) is None
+def test_an_expired_or_foreign_picture_is_never_handed_out(app):
+    with app.app_context():
+        assert picture_url(SimpleNamespace(profile_pic_url=_pic(-1))) is None
+        assert picture_url(SimpleNamespace(profile_pic_url=_pic(5))) == _pic(5)
+        assert picture_url(SimpleNamespace(profile_pic_url=None)) is None
+        assert picture_url(None) is None
+        # Staff browsers load pictures from Instagram's media hosts only.
+        for url in ("https://tracker.example/pixel.jpg", "javascript:alert(1)", "https://cdninstagram.com.evil.example/a",
+                    "data:image/png;base64,AAAA"):
+            assert picture_url(SimpleNamespace(profile_pic_url=url)) is None, url
     assert identities.profile_pic_expires_at("https://x.example/a.jpg?oe=zz") is None
 
 
@@ -221,7 +227,8 @@ def test_a_picture_about_to_expire_is_fetched_again_at_the_next_message(app, sim
     _note_in_transactions(app, account.id, [gus.igsid])
     run_jobs()
     second = identity_rows(app, account.id)[gus.igsid].profile_pic_url
-    assert second != first and picture_url(SimpleNamespace(profile_pic_url=second)) == second
+    with app.app_context():
+        assert second != first and picture_url(SimpleNamespace(profile_pic_url=second)) == second
     assert len(sim.calls_to("profile")) == 2
 
 
@@ -245,24 +252,25 @@ def test_doctor_reports_and_repairs_imported_rows(app, runner, factory, session_
     _raw_identity(app, account.id, "5550003", username="user_******", name="C***l", last_fetched_at=utcnow())
     _raw_identity(app, account.id, "5550004", username="@dora")
     _raw_identity(app, account.id, "5550005", username="eve", profile_pic_url="javascript:alert(1)")
+    _raw_identity(app, account.id, "5550006", username="finn", profile_pic_url="https://tracker.example/p.jpg")
     _raw_identity(app, other.id, account.ig_user_id, username="importshop")  # another account may talk to it
 
     report = runner.invoke(args=["identities", "doctor"])
     assert report.exit_code == 1, report.output
     rules = [line.split("\t")[1] for line in report.output.splitlines() if line.startswith("found\t")]
-    assert sorted(rules) == ["bad_igsid", "bad_igsid", "bad_picture", "duplicate", "masked_name", "masked_name",
-                             "self", "username_format"]
+    assert sorted(rules) == ["bad_igsid", "bad_igsid", "bad_picture", "bad_picture", "duplicate", "masked_name",
+                             "masked_name", "self", "username_format"]
     assert "run with --fix" in report.output
-    assert count(app, Identity) == 9  # reporting changes nothing
+    assert count(app, Identity) == 10  # reporting changes nothing
 
     fixed = runner.invoke(args=["identities", "doctor", "--fix"])
     assert fixed.exit_code == 0, fixed.output
-    assert "Repaired 8 problem(s)" in fixed.output
+    assert "Repaired 9 problem(s)" in fixed.output
     rows = identity_rows(app, account.id)
-    assert sorted(rows) == ["5550001", "5550002", "5550003", "5550004", "5550005"]
+    assert sorted(rows) == ["5550001", "5550002", "5550003", "5550004", "5550005", "5550006"]
     assert rows["5550002"].username == "bob" and rows["5550004"].username == "dora"
     assert rows["5550003"].username is None and rows["5550003"].last_fetched_at is None  # refetched next time
-    assert rows["5550005"].profile_pic_url is None
+    assert rows["5550005"].profile_pic_url is None and rows["5550006"].profile_pic_url is None
     assert self_rows(app) == []
     assert account.ig_user_id in identity_rows(app, other.id)  # not a rule break for another account
 

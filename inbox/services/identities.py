@@ -142,18 +142,38 @@ def picture_url(identity: Any | None, now: datetime | None = None) -> str | None
     """The picture to show for an identity, or None (the UI shows initials instead).
 
     The stored copy once the media pipeline keeps one; else Instagram's link while it
-    has not expired. A link that still fails in the browser is the UI's to hide.
+    has not expired and points at an Instagram media host (MEDIA_ALLOWED_HOSTS), so staff
+    browsers never load a picture from anywhere else. A link that still fails in the
+    browser is the UI's to hide.
     """
     if identity is None:
         return None
     # The media issue serves stored copies; until then only Instagram's link exists.
     url = getattr(identity, "profile_pic_url", None)
-    if not url:
+    if not url or not allowed_media_host(url):
         return None
     expires = profile_pic_expires_at(url)
     if expires is not None and expires <= (now or utcnow()):
         return None
     return url
+
+
+def allowed_media_host(url: str, config=None) -> bool:
+    """Whether a link points at an allowed Instagram media host (https unless told otherwise)."""
+    cfg = config or current_app.config
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    schemes = ("https",) if cfg.get("MEDIA_REQUIRE_HTTPS", True) else ("https", "http")
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in schemes or not host:
+        return False
+    for allowed in cfg.get("MEDIA_ALLOWED_HOSTS") or ():
+        allowed = allowed.lower()
+        if host == allowed or (allowed.startswith("*.") and host.endswith(allowed[1:])):
+            return True
+    return False
 
 
 # --- Writing identities (the only place that does) ----------------------------------------
@@ -555,7 +575,7 @@ DOCTOR_RULES = {
     "duplicate": "repeats another row of the same account once its igsid is cleaned",
     "masked_name": "holds a blank or masked placeholder (like user_******) as username or name",
     "username_format": "has a username written with a leading @ or spaces",
-    "bad_picture": "has a picture link that is not http(s)",
+    "bad_picture": "has a picture link that is not on an Instagram media host (MEDIA_ALLOWED_HOSTS)",
 }
 
 
@@ -581,73 +601,69 @@ def doctor(*, fix: bool = False, account_id: int | None = None) -> list[Finding]
     rebuilt with a refresh); placeholders and bad links are cleared and the row is
     marked for a refetch; usernames lose a leading @ and spaces.
     """
-    from ..display import _usable
-
     accounts = {a.id: a for a in db.session.scalars(select(Account))}
     query = select(Identity).order_by(Identity.account_id, Identity.id)
     if account_id is not None:
         query = query.where(Identity.account_id == account_id)
     rows = list(db.session.scalars(query))
-    findings: list[Finding] = []
     seen: set[tuple[int, str]] = {(row.account_id, row.igsid) for row in rows}
+    findings: list[Finding] = []
     for row in rows:
-        account = accounts.get(row.account_id)
-        def found(rule: str, detail: str) -> Finding:
+        for rule, detail, repair in _problems(row, accounts.get(row.account_id), seen):
             finding = Finding(rule, row.id, row.account_id, row.igsid, detail)
             findings.append(finding)
-            return finding
-        if account is None:
-            finding = found("orphan", f"account {row.account_id} does not exist")
             if fix:
-                db.session.delete(row)
-                finding.fixed = True
-            continue
-        clean = (row.igsid or "").strip()
-        if clean == account.ig_user_id:
-            finding = found("self", f"{account.label} listed as its own participant")
-            if fix:
-                db.session.delete(row)
-                finding.fixed = True
-            continue
-        if clean != row.igsid or not clean.isdigit():
-            if not clean.isdigit() or len(clean) > 64:
-                finding = found("bad_igsid", "not a numeric Instagram id")
-                if fix:
+                if repair is _DELETE:
                     db.session.delete(row)
-                    finding.fixed = True
-                continue
-            if (row.account_id, clean) in seen:
-                finding = found("duplicate", f"the same person as igsid {clean}")
-                if fix:
-                    db.session.delete(row)
-                    finding.fixed = True
-                continue
-            finding = found("bad_igsid", f"written with spaces; {clean} once cleaned")
-            if fix:
-                seen.add((row.account_id, clean))
-                row.igsid = clean
-                finding.fixed = True
-        for column in ("username", "name"):
-            value = getattr(row, column)
-            if value is not None and not _usable(value):
-                finding = found("masked_name", f"{column} {value!r}")
-                if fix:
-                    setattr(row, column, None)
-                    row.last_fetched_at = None  # first contact or a refresh loads the real one
-                    finding.fixed = True
-        if row.username and _usable(row.username) and row.username != row.username.strip().lstrip("@").strip():
-            finding = found("username_format", f"username {row.username!r}")
-            if fix:
-                row.username = row.username.strip().lstrip("@").strip()
-                finding.fixed = True
-        if row.profile_pic_url and not row.profile_pic_url.startswith(("https://", "http://")):
-            finding = found("bad_picture", f"picture {row.profile_pic_url[:60]!r}")
-            if fix:
-                row.profile_pic_url = None
-                row.last_fetched_at = None
+                else:
+                    repair(row)
                 finding.fixed = True
     if fix:
         db.session.commit()
     else:
         db.session.rollback()
     return findings
+
+
+_DELETE = object()
+
+
+def _problems(row: Identity, account: Account | None, seen: set[tuple[int, str]]) -> Iterator[tuple]:
+    """(rule, detail, repair) for each rule the row breaks; a row to delete yields nothing more."""
+    from ..display import _usable
+
+    if account is None:
+        yield "orphan", f"account {row.account_id} does not exist", _DELETE
+        return
+    clean = (row.igsid or "").strip()
+    if clean == account.ig_user_id:
+        yield "self", f"{account.label} listed as its own participant", _DELETE
+        return
+    if not clean.isdigit() or len(clean) > 64:
+        yield "bad_igsid", "not a numeric Instagram id", _DELETE
+        return
+    if clean != row.igsid:
+        if (row.account_id, clean) in seen:
+            yield "duplicate", f"the same person as igsid {clean}", _DELETE
+            return
+
+        def rename(r: Identity) -> None:
+            seen.add((r.account_id, clean))
+            r.igsid = clean
+
+        yield "bad_igsid", f"written with spaces; {clean} once cleaned", rename
+    for column in ("username", "name"):
+        value = getattr(row, column)
+        if value is not None and not _usable(value):
+            # Cleared and due again: first contact or a refresh loads the real one.
+            yield "masked_name", f"{column} {value!r}", lambda r, c=column: _clear(r, c)
+    cleaned = (row.username or "").strip().lstrip("@").strip()
+    if row.username and _usable(row.username) and row.username != cleaned:
+        yield "username_format", f"username {row.username!r}", lambda r: setattr(r, "username", cleaned)
+    if row.profile_pic_url and not allowed_media_host(row.profile_pic_url):
+        yield "bad_picture", f"picture {row.profile_pic_url[:60]!r}", lambda r: _clear(r, "profile_pic_url")
+
+
+def _clear(row: Identity, column: str) -> None:
+    setattr(row, column, None)
+    row.last_fetched_at = None
