@@ -183,12 +183,13 @@ def _guard(account: Account, igsid: str) -> None:
         raise SelfIdentityError(f"{account.label} is never its own participant (igsid {igsid!r}).")
 
 
-def _upsert(values: dict[str, Any], changes: dict[str, Any], where=None):
+def _upsert(values: dict[str, Any], changes: dict[str, Any]) -> None:
+    """INSERT the identity, or UPDATE these columns of the (account, igsid) row already there."""
     dialect = db.session.get_bind().dialect.name
     builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = builder(Identity).values(**values)
-    stmt = stmt.on_conflict_do_update(index_elements=["account_id", "igsid"], set_=changes, where=where)
-    return db.session.execute(stmt.returning(Identity.id)).first()
+    stmt = builder(Identity).values(**values).on_conflict_do_update(index_elements=["account_id", "igsid"],
+                                                                  set_=changes)
+    db.session.execute(stmt)
 
 
 def save_profile(account: Account, igsid: str, profile: Profile, *, now: datetime | None = None) -> None:
@@ -207,18 +208,32 @@ def save_profile(account: Account, igsid: str, profile: Profile, *, now: datetim
 
 def save_participant(account: Account, igsid: str, username: str | None, *, now: datetime | None = None) -> bool:
     """Store the username the Conversations API lists for a participant; True when it changed."""
-    _guard(account, igsid)
-    username = _text(username, 255)
-    if not username:
-        return False
+    return bool(save_participants(account, [(igsid, username)], now=now))
+
+
+def save_participants(account: Account, people: list[tuple[str, str | None]], *,
+                      now: datetime | None = None) -> set[str]:
+    """save_participant for many (igsid, username) at once; returns the igsids whose username changed."""
     now = now or utcnow()
-    row = _upsert(
-        {"account_id": account.id, "igsid": igsid, "username": username, "source": "participants",
-         "created_at": now, "updated_at": now},
-        {"username": username, "updated_at": now, "source": func.coalesce(Identity.source, "participants")},
-        where=Identity.username.is_distinct_from(username),
-    )
-    return row is not None
+    rows = {}
+    for igsid, username in people:
+        _guard(account, igsid)
+        username = _text(username, 255)
+        if username:
+            rows[igsid] = {"account_id": account.id, "igsid": igsid, "username": username,
+                           "source": "participants", "created_at": now, "updated_at": now}
+    if not rows:
+        return set()
+    table = Identity.__table__
+    builder = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = builder(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["account_id", "igsid"],
+        set_={"username": stmt.excluded.username, "updated_at": stmt.excluded.updated_at,
+              "source": func.coalesce(table.c.source, "participants")},
+        where=table.c.username.is_distinct_from(stmt.excluded.username),
+    ).returning(table.c.igsid)
+    return set(db.session.scalars(stmt, list(rows.values())))
 
 
 def save_error(account: Account, igsid: str, exc: GraphError, *, now: datetime | None = None) -> str:
@@ -271,19 +286,30 @@ def note_participant(account_id: int, igsid: str) -> None:
     when the identity is missing or stale. Never for the account's own id, and not while
     the account's token is known to be dead.
     """
-    igsid = str(igsid or "").strip()
-    if not igsid:
-        return
+    note_participants(account_id, [igsid])
+
+
+def note_participants(account_id: int, igsids: list[str]) -> None:
+    """note_participant for many participants of one account (one query)."""
     account = db.session.get(Account, account_id)
-    if account is None or igsid == account.ig_user_id or account.status != "active":
+    if account is None or account.status != "active":
         return
     noted: set = db.session.info.setdefault("identities_noted", set())
-    if (account_id, igsid) in noted:
+    wanted = []
+    for igsid in igsids:
+        igsid = str(igsid or "").strip()
+        if igsid and igsid != account.ig_user_id and (account_id, igsid) not in noted:
+            noted.add((account_id, igsid))
+            wanted.append(igsid)
+    if not wanted:
         return
-    noted.add((account_id, igsid))
-    if not needs_fetch(_staleness_row(account_id, igsid)):
-        return
-    on_commit(lambda: _enqueue_fetch(account_id, igsid))
+    rows = {row.igsid: row for row in db.session.execute(
+        select(Identity.igsid, Identity.last_fetched_at, Identity.last_error_at, Identity.profile_pic_url,
+               Identity.profile_pic_state)
+        .where(Identity.account_id == account_id, Identity.igsid.in_(wanted)))}
+    for igsid in wanted:
+        if needs_fetch(rows.get(igsid)):
+            on_commit(lambda igsid=igsid: _enqueue_fetch(account_id, igsid))
 
 
 def _enqueue_fetch(account_id: int, igsid: str) -> None:

@@ -95,7 +95,7 @@ def _id(value: Any, limit: int = 64) -> str | None:
     if not isinstance(value, str):
         return None
     value = value.strip()
-    if not value or len(value) > limit or any(ch.isspace() or ch == "\x00" for ch in value):
+    if not value or len(value) > limit or len(value.split()) != 1 or "\x00" in value:
         return None
     return value
 
@@ -260,20 +260,6 @@ def _insert_ignore(model, rows: list[dict[str, Any]], conflict: list[str], retur
     return db.session.execute(stmt, rows).all()
 
 
-def _get_conversation(account_id: int, customer: str, graph_id: str | None) -> tuple[Conversation, bool]:
-    """The customer's conversation, locked for this transaction; created when missing."""
-    now = utcnow()
-    created = _insert_ignore(Conversation, [{
-        "account_id": account_id, "customer_igsid": customer, "graph_conversation_id": graph_id,
-        "unread_count": 0, "status": "open", "created_at": now, "updated_at": now,
-    }], ["account_id", "customer_igsid"], ["id"])
-    conversation = db.session.scalars(
-        select(Conversation).where(Conversation.account_id == account_id, Conversation.customer_igsid == customer)
-        .with_for_update().execution_options(populate_existing=True)
-    ).one()
-    return conversation, bool(created)
-
-
 def preview_text(text: str | None, attachment_types: list[str], is_unsupported: bool) -> str:
     if text and text.strip():
         line = " ".join(text.split())
@@ -295,68 +281,96 @@ class Applied:
     changed: bool
 
 
-def apply_conversation(account: Account, api: ApiConversation, summary: SyncSummary) -> Applied:
-    """Upsert one conversation, its customer's identity and the messages we do not hold yet."""
-    account_id, account_ig = account.id, account.ig_user_id
-    customer = api.customer_igsid
-    conversation, created = _get_conversation(account_id, customer, api.graph_id)
-    changed = created
-    if api.graph_id and conversation.graph_conversation_id != api.graph_id:
-        conversation.graph_conversation_id = api.graph_id
-        changed = True
-    if api.customer_username and identities.save_participant(account, customer, api.customer_username):
-        summary.identities += 1
-        changed = True
-    identities.note_participant(account_id, customer)
+def apply_conversations(account: Account, apis: list[ApiConversation], summary: SyncSummary) -> list[Applied]:
+    """Upsert conversations, their customers' usernames and the messages we do not hold yet.
 
-    by_mid = {m.mid: m for m in api.messages}
-    summary.messages += len(by_mid)
+    A whole page in a few statements (inside the caller's transaction): conversations by
+    (account, customer), messages by (account, mid), both INSERT … ON CONFLICT DO NOTHING,
+    so what webhooks (or an earlier run) wrote stays as it is.
+    """
+    account_id, account_ig = account.id, account.ig_user_id
+    apis = list({api.customer_igsid: api for api in reversed(apis)}.values())[::-1]  # one per customer
+    if not apis:
+        return []
     now = utcnow()
-    rows = []
-    for m in sorted(by_mid.values(), key=lambda m: (m.timestamp, m.mid)):
-        outgoing = m.sender_id == account_ig
-        rows.append({
-            "account_id": account_id, "conversation_id": conversation.id, "mid": m.mid,
-            "direction": "out" if outgoing else "in", "sender_kind": "instagram_app" if outgoing else "customer",
-            "sender_igsid": account_ig if outgoing else customer, "text": m.text,
-            "reply_to_mid": m.reply_to_mid, "reply_to_story_id": m.reply_to_story_id,
-            "reply_to_story_url": m.reply_to_story_url, "is_unsupported": m.is_unsupported, "status": "sent" if outgoing else None,
-            "sent_at": now if outgoing else None, "is_deleted": False, "edit_count": 0,
-            "meta_timestamp": m.timestamp, "created_at": now, "updated_at": now, "send_attempts": 0,
-        })
+    created = {row.customer_igsid for row in _insert_ignore(Conversation, [
+        {"account_id": account_id, "customer_igsid": api.customer_igsid, "graph_conversation_id": api.graph_id,
+         "unread_count": 0, "status": "open", "created_at": now, "updated_at": now} for api in apis
+    ], ["account_id", "customer_igsid"], ["customer_igsid"])}
+    # Locked in id order (concurrent writers lock in the same order), fresh from the database.
+    conversations = {c.customer_igsid: c for c in db.session.scalars(
+        select(Conversation)
+        .where(Conversation.account_id == account_id,
+               Conversation.customer_igsid.in_([api.customer_igsid for api in apis]))
+        .order_by(Conversation.id).with_for_update().execution_options(populate_existing=True))}
+    renamed = identities.save_participants(
+        account, [(api.customer_igsid, api.customer_username) for api in apis if api.customer_username], now=now)
+    summary.identities += len(renamed)
+    identities.note_participants(account_id, [api.customer_igsid for api in apis])
+
+    rows, by_mid = [], {}
+    for api in apis:
+        conversation = conversations[api.customer_igsid]
+        for m in sorted({m.mid: m for m in api.messages}.values(), key=lambda m: (m.timestamp, m.mid)):
+            if m.mid in by_mid:  # the same mid in two threads: the first keeps it
+                continue
+            by_mid[m.mid] = (conversation, m)
+            outgoing = m.sender_id == account_ig
+            rows.append({
+                "account_id": account_id, "conversation_id": conversation.id, "mid": m.mid,
+                "direction": "out" if outgoing else "in",
+                "sender_kind": "instagram_app" if outgoing else "customer",
+                "sender_igsid": account_ig if outgoing else api.customer_igsid, "text": m.text,
+                "reply_to_mid": m.reply_to_mid, "reply_to_story_id": m.reply_to_story_id,
+                "reply_to_story_url": m.reply_to_story_url, "is_unsupported": m.is_unsupported,
+                "status": "sent" if outgoing else None, "sent_at": now if outgoing else None,
+                "is_deleted": False, "edit_count": 0, "meta_timestamp": m.timestamp,
+                "created_at": now, "updated_at": now, "send_attempts": 0,
+            })
+    summary.messages += len(rows)
     inserted = {mid: message_id for message_id, mid in
                 _insert_ignore(Message, rows, ["account_id", "mid"], ["id", "mid"])}
-    new_ids: list[int] = []
-    if inserted:
-        changed = True
-        attachment_rows, reaction_rows, evidence = [], [], []
-        for mid, message_id in inserted.items():
-            m = by_mid[mid]
-            for position, a in enumerate(m.attachments):
-                attachment_rows.append({"account_id": account_id, "message_id": message_id, "position": position,
-                                        "type": a.type, "raw": a.raw, "source_url": a.source_url,
-                                        "media_id": a.media_id, "title": a.title, "created_at": now})
-            if any(a.type == "share" for a in m.attachments):
-                evidence.append(message_id)
-            for reactor, value in dict(m.reactions).items():
-                name = value if value in _REACTION_NAMES else None
-                reaction_rows.append({"account_id": account_id, "message_id": message_id, "reactor_igsid": reactor,
-                                      "reaction": name, "emoji": None if name else value,
-                                      "meta_timestamp": None, "created_at": now})
-        if attachment_rows:
-            attachment_ids = list(db.session.scalars(insert(Attachment).returning(Attachment.id), attachment_rows))
-            media.note_attachments(attachment_ids)
-        if reaction_rows:
-            db.session.execute(insert(Reaction), reaction_rows)
-        for message_id in evidence:
-            products.note_evidence(message_id)
-        _touch_conversation(conversation, [by_mid[mid] for mid in inserted], account_ig)
-        new_ids = sorted(inserted.values())
-        summary.created_messages += len(inserted)
-    summary.conversations += 1
-    if created:
-        summary.created_conversations += 1
-    return Applied(conversation.id, created, new_ids, changed)
+    summary.created_messages += len(inserted)
+
+    attachment_rows, reaction_rows, evidence = [], [], []
+    new_by_conversation: dict[int, list[tuple[int, ApiMessage]]] = {}
+    for mid, message_id in inserted.items():
+        conversation, m = by_mid[mid]
+        new_by_conversation.setdefault(conversation.id, []).append((message_id, m))
+        for position, a in enumerate(m.attachments):
+            attachment_rows.append({"account_id": account_id, "message_id": message_id, "position": position,
+                                    "type": a.type, "raw": a.raw, "source_url": a.source_url,
+                                    "media_id": a.media_id, "title": a.title, "created_at": now})
+        if any(a.type == "share" for a in m.attachments):
+            evidence.append(message_id)
+        for reactor, value in dict(m.reactions).items():
+            name = value if value in _REACTION_NAMES else None
+            reaction_rows.append({"account_id": account_id, "message_id": message_id, "reactor_igsid": reactor,
+                                  "reaction": name, "emoji": None if name else value, "meta_timestamp": None,
+                                  "created_at": now})
+    if attachment_rows:
+        media.note_attachments(list(db.session.scalars(insert(Attachment).returning(Attachment.id),
+                                                       attachment_rows)))
+    if reaction_rows:
+        db.session.execute(insert(Reaction), reaction_rows)
+    for message_id in evidence:
+        products.note_evidence(message_id)
+
+    applied = []
+    for api in apis:
+        conversation = conversations[api.customer_igsid]
+        changed = api.customer_igsid in created or api.customer_igsid in renamed
+        if api.graph_id and conversation.graph_conversation_id != api.graph_id:
+            conversation.graph_conversation_id = api.graph_id
+            changed = True
+        new = new_by_conversation.get(conversation.id, [])
+        if new:
+            _touch_conversation(conversation, [m for _, m in new], account_ig)
+            changed = True
+        applied.append(Applied(conversation.id, api.customer_igsid in created, sorted(i for i, _ in new), changed))
+    summary.conversations += len(apis)
+    summary.created_conversations += len(created)
+    return applied
 
 
 def _touch_conversation(conversation: Conversation, new: list[ApiMessage], account_ig: str) -> None:
@@ -397,7 +411,7 @@ def apply_page(account: Account, page: list[Any], summary: SyncSummary) -> list[
         parsed.append(api)
     before = _counts(summary)
     try:
-        applied = [apply_conversation(account, api, summary) for api in parsed]
+        applied = apply_conversations(account, parsed, summary)
         db.session.commit()
         return applied
     except Exception:
@@ -408,7 +422,7 @@ def apply_page(account: Account, page: list[Any], summary: SyncSummary) -> list[
     for api in parsed:
         snapshot = _counts(summary)
         try:
-            applied.append(apply_conversation(account, api, summary))
+            applied += apply_conversations(account, [api], summary)
             db.session.commit()
         except Exception as exc:
             db.session.rollback()
