@@ -42,6 +42,10 @@ class Defaults:
     PUBLIC_BASE_URL: str | None = None
     MAX_CONTENT_LENGTH = 30 * 1024 * 1024
     WEBHOOK_MAX_BYTES = 1024 * 1024
+    # How long a pending send may wait for its echo to claim it by content (seconds).
+    ECHO_CLAIM_WINDOW_SECONDS = 900
+    # standby[] events belong to threads another app owns (handover); stored but not applied.
+    WEBHOOK_APPLY_STANDBY = False
     GRAPH_TIMEOUT_SECONDS = 10.0
     GRAPH_CONVERSATIONS_RATE = 2.0  # calls per second per account (Meta's limit)
     GRAPH_SEND_RATE = 100.0

@@ -1,0 +1,147 @@
+"""Webhook deliveries: stored before anything else, then applied event by event, replayable.
+
+A delivery is committed before it is parsed, so a signed POST is never lost: if applying
+it fails, the row says so (status "failed", the error, per-event results) and
+`flask --app inbox webhooks replay` or the deliveries page applies it again. Applying is
+idempotent, so a replay of an applied delivery changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from ..extensions import db
+from ..models import WebhookDelivery, utcnow
+from .events import InvalidBody, parse_delivery
+from .ingest import Outcome, apply_event, event_type
+
+log = logging.getLogger(__name__)
+
+# A delivery still "received" this long after it arrived was interrupted (the process died
+# or the database went away mid-way): replay --failed picks it up too.
+INTERRUPTED_AFTER = timedelta(minutes=5)
+
+
+class StorageUnavailable(RuntimeError):
+    """The database cannot take the delivery now: answer 5xx so Meta retries."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """A database that is down or unreachable, as opposed to a problem with one event."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+@dataclass
+class DeliveryResult:
+    delivery_id: int
+    status: str
+    error: str | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+def receive_delivery(body: bytes, signature: str | None = None, *, origin: str = "webhook",
+                     create_accounts: bool = False) -> DeliveryResult:
+    """Store the delivery (committed), then apply it. Raises StorageUnavailable on a database outage."""
+    try:
+        now = utcnow()
+        delivery = WebhookDelivery(body=body, signature=signature, origin=origin, status="received",
+                                   received_at=now, attempts=0, event_count=0)
+        db.session.add(delivery)
+        db.session.commit()
+        delivery_id = delivery.id
+    except Exception as exc:
+        db.session.rollback()
+        if is_outage(exc):
+            raise StorageUnavailable(str(exc)) from exc
+        raise
+    return _process(delivery_id, body, now, attempts=1, create_accounts=create_accounts)
+
+
+def replay_delivery(delivery_id: int) -> DeliveryResult | None:
+    """Apply a stored delivery again (None when there is no such delivery)."""
+    row = db.session.execute(
+        select(WebhookDelivery.body, WebhookDelivery.received_at, WebhookDelivery.attempts)
+        .where(WebhookDelivery.id == delivery_id)
+    ).first()
+    if row is None:
+        return None
+    db.session.rollback()  # end the read; every event gets its own transaction
+    return _process(delivery_id, bytes(row.body), row.received_at, attempts=(row.attempts or 0) + 1)
+
+
+def replayable_ids() -> list[int]:
+    """Failed deliveries, and ones interrupted while being applied, oldest first."""
+    cutoff = utcnow() - INTERRUPTED_AFTER
+    return list(db.session.scalars(
+        select(WebhookDelivery.id)
+        .where(or_(WebhookDelivery.status == "failed",
+                   (WebhookDelivery.status == "received") & (WebhookDelivery.received_at < cutoff)))
+        .order_by(WebhookDelivery.id)
+    ))
+
+
+def list_deliveries(*, failed_only: bool = True, limit: int = 100) -> list[WebhookDelivery]:
+    """For the deliveries page: failed (and interrupted) ones, or the most recent of all."""
+    query = select(WebhookDelivery).order_by(WebhookDelivery.id.desc()).limit(limit)
+    if failed_only:
+        cutoff = utcnow() - INTERRUPTED_AFTER
+        query = query.where(or_(WebhookDelivery.status == "failed",
+                                (WebhookDelivery.status == "received") & (WebhookDelivery.received_at < cutoff)))
+    return list(db.session.scalars(query))
+
+
+def _process(delivery_id: int, body: bytes, received_at, *, attempts: int,
+             create_accounts: bool = False) -> DeliveryResult:
+    """Parse and apply every event, each in its own transaction, then record the outcome."""
+    received_ms = int(received_at.timestamp() * 1000)
+    outcomes: list[Outcome] = []
+    error = None
+    try:
+        parsed = parse_delivery(body, received_ms)
+    except InvalidBody as exc:
+        error = str(exc)
+        status = "failed"
+        outcomes.append(Outcome(index=0, type="invalid", action="ignored", reason=error, error=error))
+    else:
+        for event in parsed.events:
+            try:
+                outcome = apply_event(event, create_accounts=create_accounts)
+            except Exception as exc:
+                if is_outage(exc):
+                    raise StorageUnavailable(str(exc)) from exc
+                # One event's failure stays with that event; the rest of the delivery still applies.
+                log.exception("webhook delivery %s: event %s failed", delivery_id, event.index)
+                message = f"{type(exc).__name__}: {str(exc)[:300]}"
+                outcome = Outcome(index=event.index, type=event_type(event), action="ignored",
+                                  reason=f"error: {message}", error=message, account=event.entry_id,
+                                  mid=getattr(event, "mid", None))
+            outcomes.append(outcome)
+        failures = [o for o in outcomes if o.error]
+        if failures:
+            status = "failed"
+            error = f"{len(failures)} of {len(outcomes)} event(s) failed; first: {failures[0].error}"
+        elif any(o.action != "ignored" for o in outcomes):
+            status = "processed"
+        else:
+            status = "ignored"  # nothing for the inbox: comments, unknown accounts, other objects
+    try:
+        db.session.execute(
+            update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(
+                status=status, error=error, attempts=attempts, event_count=len(outcomes),
+                results=[o.result() for o in outcomes], processed_at=utcnow(),
+            )
+        )
+        db.session.commit()
+    except Exception as exc:
+        db.session.rollback()
+        if is_outage(exc):
+            raise StorageUnavailable(str(exc)) from exc
+        raise
+    return DeliveryResult(delivery_id=delivery_id, status=status, error=error, outcomes=outcomes)
