@@ -11,8 +11,8 @@ from sqlalchemy import text
 
 from inbox.extensions import db, get_redis
 from inbox.services.realtime import channel
-from tests.support.databases import is_postgres
 from tests.support.inbox_state import conversations, deliveries, last_results, messages, snapshot
+from tests.support.refusals import refusing
 from tests.support.webhooks import (
     ACCOUNT, CUSTOMER, SECOND_ACCOUNT, T0, edit, envelope, fixture, fixture_names, message, post, reaction, seen,
     unsend,
@@ -391,30 +391,9 @@ def test_live_events_are_published_after_commit_and_not_for_repeats(app, client,
 
 @pytest.fixture
 def refuse_boom(app):
-    """A real database trigger that refuses messages whose text is "boom"."""
-    with app.app_context():
-        if is_postgres():
-            db.session.execute(text(
-                "CREATE FUNCTION refuse_boom() RETURNS trigger AS $$ BEGIN "
-                "IF NEW.text = 'boom' THEN RAISE EXCEPTION 'boom refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"))
-            db.session.execute(text("CREATE TRIGGER refuse_boom BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_boom()"))
-        else:
-            db.session.execute(text("CREATE TRIGGER refuse_boom BEFORE INSERT ON messages WHEN NEW.text = 'boom' "
-                                    "BEGIN SELECT RAISE(FAIL, 'boom refused'); END"))
-        db.session.commit()
-
-    def lift():
-        with app.app_context():
-            db.session.execute(text("DROP TRIGGER refuse_boom" + (" ON messages" if is_postgres() else "")))
-            if is_postgres():
-                db.session.execute(text("DROP FUNCTION refuse_boom()"))
-            db.session.commit()
-
-    yield lift
-    try:
-        lift()
-    except Exception:
-        pass
+    """A real database trigger refuses messages whose text is "boom"; call the fixture to lift it."""
+    with refusing(app, "boom") as lift:
+        yield lift
 
 
 def test_a_failing_event_rolls_back_alone_and_the_delivery_can_be_replayed(app, client, shop, refuse_boom, runner):
@@ -422,9 +401,9 @@ def test_a_failing_event_rolls_back_alone_and_the_delivery_can_be_replayed(app, 
                        message("m-3", "after", ts=T0 + 2))
     assert deliver(client, payload)["status"] == "failed"  # answered 200: Meta must not retry what we keep
     [delivery] = deliveries(app)
-    assert delivery.status == "failed" and "boom refused" in delivery.error
+    assert delivery.status == "failed" and "refused by the database" in delivery.error
     assert [r["action"] for r in delivery.results] == ["created", "ignored", "created"]
-    assert delivery.results[1]["error"] and "boom refused" in delivery.results[1]["error"]
+    assert delivery.results[1]["error"] and "refused by the database" in delivery.results[1]["error"]
     assert [m.text for m in messages(app)] == ["before", "after"]
     # The failed event left nothing behind: not even its new customer's conversation.
     assert [c.customer_igsid for c in conversations(app)] == [CUSTOMER]

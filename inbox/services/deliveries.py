@@ -38,6 +38,13 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
+def describe_error(exc: BaseException) -> str:
+    """One line for people: the database's own words, without the SQL statement."""
+    cause = getattr(exc, "orig", None) or exc
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__name__}: {first}"[:300]
+
+
 @dataclass
 class DeliveryResult:
     delivery_id: int
@@ -118,7 +125,7 @@ def _process(delivery_id: int, body: bytes, received_at, *, attempts: int,
                     raise StorageUnavailable(str(exc)) from exc
                 # One event's failure stays with that event; the rest of the delivery still applies.
                 log.exception("webhook delivery %s: event %s failed", delivery_id, event.index)
-                message = f"{type(exc).__name__}: {str(exc)[:300]}"
+                message = describe_error(exc)
                 outcome = Outcome(index=event.index, type=event_type(event), action="ignored",
                                   reason=f"error: {message}", error=message, account=event.entry_id,
                                   mid=getattr(event, "mid", None))
