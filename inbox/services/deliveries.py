@@ -106,49 +106,70 @@ def list_deliveries(*, failed_only: bool = True, limit: int = 100) -> list[Webho
 
 def _process(delivery_id: int, body: bytes, received_at, *, attempts: int,
              create_accounts: bool = False) -> DeliveryResult:
-    """Parse and apply every event, each in its own transaction, then record the outcome."""
+    """Parse and apply every event, each in its own transaction, then record the outcome.
+
+    The outcome is written in the last event's own transaction when that event applies,
+    which saves a commit per delivery; otherwise in a transaction of its own.
+    """
     received_ms = int(received_at.timestamp() * 1000)
     outcomes: list[Outcome] = []
-    error = None
+    recorded = False
     try:
-        parsed = parse_delivery(body, received_ms)
+        events = parse_delivery(body, received_ms).events
     except InvalidBody as exc:
-        error = str(exc)
-        status = "failed"
-        outcomes.append(Outcome(index=0, type="invalid", action="ignored", reason=error, error=error))
-    else:
-        for event in parsed.events:
-            try:
-                outcome = apply_event(event, create_accounts=create_accounts)
-            except Exception as exc:
-                if is_outage(exc):
-                    raise StorageUnavailable(str(exc)) from exc
-                # One event's failure stays with that event; the rest of the delivery still applies.
-                log.exception("webhook delivery %s: event %s failed", delivery_id, event.index)
-                message = describe_error(exc)
-                outcome = Outcome(index=event.index, type=event_type(event), action="ignored",
-                                  reason=f"error: {message}", error=message, account=event.entry_id,
-                                  mid=getattr(event, "mid", None))
-            outcomes.append(outcome)
-        failures = [o for o in outcomes if o.error]
-        if failures:
-            status = "failed"
-            error = f"{len(failures)} of {len(outcomes)} event(s) failed; first: {failures[0].error}"
-        elif any(o.action != "ignored" for o in outcomes):
-            status = "processed"
-        else:
-            status = "ignored"  # nothing for the inbox: comments, unknown accounts, other objects
-    try:
-        db.session.execute(
-            update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(
-                status=status, error=error, attempts=attempts, event_count=len(outcomes),
-                results=[o.result() for o in outcomes], processed_at=utcnow(),
-            )
-        )
-        db.session.commit()
-    except Exception as exc:
-        db.session.rollback()
-        if is_outage(exc):
-            raise StorageUnavailable(str(exc)) from exc
-        raise
+        events = ()
+        outcomes.append(Outcome(index=0, type="invalid", action="ignored", reason=str(exc), error=str(exc)))
+
+    def record(last: Outcome) -> None:
+        nonlocal recorded
+        _record(delivery_id, [*outcomes, last], attempts)
+        recorded = True
+
+    for i, event in enumerate(events):
+        try:
+            outcome = apply_event(event, create_accounts=create_accounts,
+                                  before_commit=record if i == len(events) - 1 else None)
+        except Exception as exc:
+            recorded = False
+            if is_outage(exc):
+                raise StorageUnavailable(str(exc)) from exc
+            # One event's failure stays with that event; the rest of the delivery still applies.
+            log.exception("webhook delivery %s: event %s failed", delivery_id, event.index)
+            message = describe_error(exc)
+            outcome = Outcome(index=event.index, type=event_type(event), action="ignored",
+                              reason=f"error: {message}", error=message, account=event.entry_id,
+                              mid=getattr(event, "mid", None))
+        outcomes.append(outcome)
+    status, error = _status(outcomes)
+    if not recorded:
+        try:
+            _record(delivery_id, outcomes, attempts)
+            db.session.commit()
+        except Exception as exc:
+            db.session.rollback()
+            if is_outage(exc):
+                raise StorageUnavailable(str(exc)) from exc
+            raise
     return DeliveryResult(delivery_id=delivery_id, status=status, error=error, outcomes=outcomes)
+
+
+def _status(outcomes: list[Outcome]) -> tuple[str, str | None]:
+    failures = [o for o in outcomes if o.error]
+    if failures and len(outcomes) == 1:
+        return "failed", failures[0].error
+    if failures:
+        return "failed", f"{len(failures)} of {len(outcomes)} event(s) failed; first: {failures[0].error}"
+    if any(o.action != "ignored" for o in outcomes):
+        return "processed", None
+    return "ignored", None  # nothing for the inbox: comments, unknown accounts, other objects
+
+
+def _record(delivery_id: int, outcomes: list[Outcome], attempts: int) -> None:
+    """Write the delivery's status and per-event results (the caller commits)."""
+    status, error = _status(outcomes)
+    db.session.execute(
+        update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(
+            status=status, error=error, attempts=attempts, event_count=len(outcomes),
+            results=[o.result() for o in outcomes], processed_at=utcnow(),
+        )
+    )
