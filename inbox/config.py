@@ -30,6 +30,7 @@ class Defaults:
     GRAPH_API_BASE = "https://graph.instagram.com"
     GRAPH_API_VERSION = "v24.0"
     GRAPH_API_FLAVOUR = "instagram"  # or "facebook" (Page-based Messenger Platform)
+    GRAPH_FACEBOOK_API_BASE = "https://graph.facebook.com"  # accounts with api_flavour "facebook"
     OAUTH_AUTHORIZE_URL = "https://www.instagram.com/oauth/authorize"
     OAUTH_TOKEN_URL = "https://api.instagram.com/oauth/access_token"
     TOKEN_ENCRYPTION_KEY: str | None = None
@@ -49,6 +50,11 @@ class Defaults:
     GRAPH_TIMEOUT_SECONDS = 10.0
     GRAPH_CONVERSATIONS_RATE = 2.0  # calls per second per account (Meta's limit)
     GRAPH_SEND_RATE = 100.0
+    GRAPH_SEND_MEDIA_RATE = 10.0  # audio and video sends (Meta's limit)
+    GRAPH_PROFILE_RATE: float | None = None  # Meta publishes none; set one to pace profile fetches
+    GRAPH_READ_RETRIES = 3  # transient and throttling errors on reads
+    GRAPH_RETRY_BACKOFF_SECONDS = 0.5  # doubled on each retry
+    GRAPH_MAX_RETRY_WAIT_SECONDS = 30.0  # a longer wait is left to the job (RateLimited.retry_after)
     IDENTITY_TTL_SECONDS = 7 * 24 * 3600
     LOGIN_MAX_FAILURES = 5
     LOGIN_LOCK_SECONDS = 30
@@ -78,6 +84,7 @@ _ENV_STRINGS = (
     "GRAPH_API_BASE",
     "GRAPH_API_VERSION",
     "GRAPH_API_FLAVOUR",
+    "GRAPH_FACEBOOK_API_BASE",
     "OAUTH_AUTHORIZE_URL",
     "OAUTH_TOKEN_URL",
     "TOKEN_ENCRYPTION_KEY",

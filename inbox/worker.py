@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 import threading
 
 from rq import SimpleWorker, Worker
@@ -52,6 +54,8 @@ def run_worker(*, burst: bool = False, name: str | None = None, app=None) -> int
     """Work the app's queues in the app context; returns an exit status."""
     app = app or create_app()
     name = name or f"worker.{os.getpid()}"
+    # Until RQ installs its own handlers, SIGTERM still unwinds through `finally`.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     with app.app_context():
         os.register_at_fork(after_in_child=_reset_connections_in_child)
         stop = threading.Event()

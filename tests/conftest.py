@@ -76,7 +76,9 @@ def app_config(session_db, redis_url, tmp_path):
 
 
 @pytest.fixture
-def app(app_config):
+def app(app_config, request):
+    if "sim" in request.fixturenames:  # the simulator must change app_config before the app is built
+        request.getfixturevalue("sim")
     app = create_app(app_config)
     with app.app_context():
         empty_all_tables(db)
@@ -147,6 +149,36 @@ def live_server(app):
     server = ThreadedServer(app).start()
     yield server
     server.stop()
+
+
+# --- The Meta simulator (tests/support/sim.py documents these) ----------------------
+
+@pytest.fixture
+def sim(app_config):
+    """The Meta simulator over real HTTP; the app built in this test talks to it."""
+    from tests.support.sim import point_app_at, start_simulator
+
+    simulator = start_simulator(app_secret=APP_SECRET, verify_token=VERIFY_TOKEN)
+    point_app_at(app_config, simulator)
+    yield simulator
+    simulator.close()
+
+
+@pytest.fixture
+def connected_account(sim, factory):
+    """Connected(account, ig): the same Instagram account in the inbox and in the simulator."""
+    from tests.support.sim import connect_account
+
+    return connect_account(factory, sim)
+
+
+@pytest.fixture
+def sim_webhooks(sim, live_server):
+    """The simulator delivering webhooks to the app served by live_server (handshake passed)."""
+    from tests.support.sim import wire_webhooks
+
+    wire_webhooks(sim, live_server.url)
+    return sim
 
 
 @pytest.fixture(scope="session")

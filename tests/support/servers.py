@@ -21,7 +21,8 @@ class ThreadedServer:
         self.port = port or free_port()
         self.server = make_server("127.0.0.1", self.port, wsgi_app, threaded=True)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll interval: stop() waits for the loop to notice, up to one interval.
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:
