@@ -423,3 +423,60 @@ def test_a_failing_event_rolls_back_alone_and_the_delivery_can_be_replayed(app, 
     assert result.exit_code == 0 and "3 duplicate" in result.output
     assert snapshot(app) == state  # replaying an applied delivery changes nothing
     assert runner.invoke(args=["webhooks", "replay", "--failed"]).output.strip() == "Nothing to replay."
+
+
+# --- Batches: plain customer messages are applied together, with the same result -------------
+
+def _batch_story():
+    """Deliveries mixing new and known customers, repeats inside and across batches, an ad, an image."""
+    alice, bob, cid = CUSTOMER, "9100000000000002", "9100000000000003"
+    ad = {"ad_id": "23850000000000009", "source": "ADS", "type": "OPEN_THREAD", "ads_context_data": {"ad_title": "Sale"}}
+    photo = [{"type": "image", "payload": {"url": "https://lookaside.fbsbx.com/p"}}]
+    return [
+        envelope(message("b-1", "hi", customer=alice, ts=T0 + 1)),
+        envelope(message("b-2", "from the ad", customer=bob, ts=T0 + 2, referral=ad),
+                 message("b-3", None, customer=alice, ts=T0 + 3, attachments=photo),
+                 message("b-1", "hi", customer=alice, ts=T0 + 1),  # a repeat of an earlier delivery
+                 message("b-4", "older, late", customer=bob, ts=T0 - 50),
+                 message("b-4", "older, late", customer=bob, ts=T0 - 50),  # the same event twice in one POST
+                 message("b-5", "new here", customer=cid, ts=T0 + 5)),
+        envelope(message("b-6", "echo", echo=True, customer=alice, ts=T0 + 6),
+                 message("b-7", "after the echo", customer=alice, ts=T0 + 7),
+                 message("b-8", "and more", customer=bob, ts=T0 + 8)),
+    ]
+
+
+def _visible(app):
+    rows = [(m.mid, m.conversation_id, m.direction, m.sender_kind, m.text, m.meta_timestamp, m.referral,
+             [(a.type, a.source_url) for a in m.attachments]) for m in messages(app)]
+    convs = [(c.customer_igsid, c.last_message_preview, c.last_message_direction, c.unread_count, c.status,
+              c.last_message_at, c.last_customer_message_at, c.last_ad_id, c.last_ad_title) for c in conversations(app)]
+    return rows, convs
+
+
+@pytest.mark.parametrize("bulk", [True, False], ids=["together", "one by one"])
+def test_batches_give_the_same_inbox_applied_together_or_one_by_one(app_config, factory, bulk):
+    from inbox import create_app
+
+    app_config["WEBHOOK_BULK"] = bulk
+    app = create_app(app_config)
+    client = app.test_client()
+    factory.account(ACCOUNT, "shop")
+    results = []
+    for payload in _batch_story():
+        deliver(client, payload)
+        results.append([(r["action"], r.get("mid")) for r in last_results(app)])
+    assert results == [
+        [("created", "b-1")],
+        [("created", "b-2"), ("created", "b-3"), ("duplicate", "b-1"), ("created", "b-4"), ("duplicate", "b-4"),
+         ("created", "b-5")],
+        [("created", "b-6"), ("created", "b-7"), ("created", "b-8")],
+    ]
+    rows, convs = _visible(app)
+    assert [r[0] for r in rows] == ["b-4", "b-1", "b-2", "b-3", "b-5", "b-6", "b-7", "b-8"]
+    by_customer = {c[0]: c for c in convs}
+    assert by_customer[CUSTOMER][1:5] == ("after the echo", "in", 1, "open")
+    assert by_customer["9100000000000002"][1:5] == ("and more", "in", 3, "open")
+    assert by_customer["9100000000000002"][7:] == ("23850000000000009", "Sale")
+    assert by_customer["9100000000000003"][1:5] == ("new here", "in", 1, "open")
+    assert [r[7] for r in rows if r[0] == "b-3"] == [[("image", "https://lookaside.fbsbx.com/p")]]

@@ -63,3 +63,19 @@ def test_the_same_delivery_twice_at_once_stores_one_message(app, factory, live_s
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Message)) == 6
         assert set(db.session.scalars(select(Conversation.unread_count))) == {1}
+
+
+def test_concurrent_batches_for_the_same_customers_neither_deadlock_nor_double(app, factory, live_server):
+    factory.account(ACCOUNT, "shop")
+    customers = [f"93000000000{n:05d}" for n in range(30)]
+    for round_ in range(4):
+        # The same customers in opposite orders: the classic recipe for a deadlock.
+        forward = [message(f"m-{round_}-f-{c}", "hi", customer=c, ts=T0 + i) for i, c in enumerate(customers)]
+        backward = [message(f"m-{round_}-b-{c}", "hello", customer=c, ts=T0 + i) for i, c in enumerate(customers)][::-1]
+        assert post_together(live_server.url, [encode(envelope(*forward)), encode(envelope(*backward))]) == [200, 200]
+    with app.app_context():
+        per_customer = dict(db.session.execute(
+            select(Conversation.customer_igsid, func.count()).group_by(Conversation.customer_igsid)).all())
+        assert per_customer == {c: 1 for c in customers}
+        assert db.session.scalar(select(func.count()).select_from(Message)) == 4 * 2 * len(customers)
+        assert set(db.session.scalars(select(Conversation.unread_count))) == {8}

@@ -12,13 +12,14 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from flask import current_app
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from ..extensions import db
 from ..models import WebhookDelivery, utcnow
 from .events import InvalidBody, parse_delivery
-from .ingest import Outcome, apply_event, event_type
+from .ingest import Outcome, apply_event, apply_messages_in_bulk, event_type, is_bulk_candidate
 
 log = logging.getLogger(__name__)
 
@@ -108,29 +109,53 @@ def _process(delivery_id: int, body: bytes, received_at, *, attempts: int,
              create_accounts: bool = False) -> DeliveryResult:
     """Parse and apply every event, each in its own transaction, then record the outcome.
 
-    The outcome is written in the last event's own transaction when that event applies,
-    which saves a commit per delivery; otherwise in a transaction of its own.
+    A run of plain customer messages (what a batch mostly is) is applied in one
+    transaction with set-based SQL; if the database refuses it, the run is applied again
+    one event at a time, so a bad event still fails alone. The outcome is written in the
+    last transaction when that one succeeds, which saves a commit per delivery.
     """
     received_ms = int(received_at.timestamp() * 1000)
     outcomes: list[Outcome] = []
-    recorded = False
     try:
-        events = parse_delivery(body, received_ms).events
+        events = list(parse_delivery(body, received_ms).events)
     except InvalidBody as exc:
-        events = ()
+        events = []
         outcomes.append(Outcome(index=0, type="invalid", action="ignored", reason=str(exc), error=str(exc)))
+    bulk = current_app.config.get("WEBHOOK_BULK", True) and not create_accounts
+    recorded = False
+    i = one_by_one_until = 0
+    while i < len(events):
+        end = i
+        while bulk and i >= one_by_one_until and end < len(events) and is_bulk_candidate(events[end]):
+            end += 1
+        is_last = (end if end - i >= 2 else i + 1) == len(events)
 
-    def record(last: Outcome) -> None:
-        nonlocal recorded
-        _record(delivery_id, [*outcomes, last], attempts)
-        recorded = True
+        def record(last: list[Outcome]) -> None:
+            _record(delivery_id, [*outcomes, *last], attempts)
 
-    for i, event in enumerate(events):
+        if end - i >= 2:
+            try:
+                applied = apply_messages_in_bulk(events[i:end], before_commit=record if is_last else None)
+            except Exception as exc:
+                if is_outage(exc):
+                    raise StorageUnavailable(str(exc)) from exc
+                log.info("webhook delivery %s: events %s-%s applied one by one (%s)", delivery_id, i, end - 1,
+                         describe_error(exc))
+                applied = None
+            if applied is None:
+                one_by_one_until = end
+            else:
+                outcomes.extend(applied)
+                recorded = is_last
+                i = end
+                continue
+            is_last = i + 1 == len(events)
+        event = events[i]
         try:
             outcome = apply_event(event, create_accounts=create_accounts,
-                                  before_commit=record if i == len(events) - 1 else None)
+                                  before_commit=(lambda o: record([o])) if is_last else None)
+            recorded = is_last
         except Exception as exc:
-            recorded = False
             if is_outage(exc):
                 raise StorageUnavailable(str(exc)) from exc
             # One event's failure stays with that event; the rest of the delivery still applies.
@@ -140,6 +165,7 @@ def _process(delivery_id: int, body: bytes, received_at, *, attempts: int,
                               reason=f"error: {message}", error=message, account=event.entry_id,
                               mid=getattr(event, "mid", None))
         outcomes.append(outcome)
+        i += 1
     status, error = _status(outcomes)
     if not recorded:
         try:

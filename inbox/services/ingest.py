@@ -19,11 +19,12 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 from collections.abc import Callable
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -357,6 +358,153 @@ def _fill(outcome: Outcome, message: Message, action: str, reason: str = "") -> 
     return outcome
 
 
+# --- Many new customer messages at once ---------------------------------------------
+
+_CONVERSATION_FIELDS = ("id", "account_id", "customer_igsid", "last_message_at", "last_message_preview",
+                        "last_message_direction", "last_message_sender_kind", "last_customer_message_at",
+                        "unread_count", "status", "last_ad_id", "last_ad_title")
+
+
+def is_bulk_candidate(event: Event) -> bool:
+    """A plain new message from a customer: the bulk of any batch Meta sends."""
+    return (isinstance(event, MessageEvent) and not event.is_echo and not event.is_deleted and not event.standby
+            and not event.is_self and event.sender_id is not None and event.sender_id != event.recipient_id)
+
+
+def apply_messages_in_bulk(events: list[MessageEvent], *,
+                           before_commit: Callable[[list[Outcome]], None] | None = None) -> list[Outcome] | None:
+    """Apply a run of customer messages in one transaction with a handful of statements.
+
+    The same rules as one by one (idempotent on mid, one conversation per customer, the
+    same list-row updates and follow-ups), in set-based SQL. Returns None, having written
+    nothing, when the run needs the one-by-one path (an account we do not have, a sender
+    that is an account); raises when the database refuses (the caller then applies the
+    events one by one, so one bad event still fails alone).
+    """
+    accounts: dict[str, tuple[int, str]] = {}
+    plan = []
+    for event in events:
+        business = event.entry_id or event.recipient_id
+        if business not in accounts:
+            found = _lookup_account(business) if business else None
+            if found is None or found[1] == "disabled":
+                return None
+            accounts[business] = (found[0], business)
+        account_id, account_ig = accounts[business]
+        if event.sender_id == account_ig or event.sender_id in accounts:
+            return None
+        plan.append((event, account_id, account_ig, event.sender_id))
+    try:
+        outcomes = _bulk(plan)
+        if before_commit is not None:
+            before_commit(outcomes)
+        _relax_commit_durability()
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return outcomes
+
+
+def _bulk(plan: list[tuple[MessageEvent, int, str, str]]) -> list[Outcome]:
+    now = utcnow()
+    dialect = db.session.get_bind().dialect.name
+    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = Conversation.__table__
+    # Conversations: create the missing ones in a fixed order (concurrent runs wait, never deadlock),
+    # then lock them all in id order.
+    keys = sorted({(account_id, customer) for _, account_id, _, customer in plan})
+    created = {(r.account_id, r.customer_igsid) for r in db.session.execute(
+        builder(table).values([{"account_id": a, "customer_igsid": c, "unread_count": 0, "status": "open",
+                                "created_at": now, "updated_at": now} for a, c in keys])
+        .on_conflict_do_nothing(index_elements=["account_id", "customer_igsid"])
+        .returning(table.c.account_id, table.c.customer_igsid)
+    ).all()}
+    rows = db.session.execute(
+        select(*(table.c[name] for name in _CONVERSATION_FIELDS))
+        .where(tuple_(table.c.account_id, table.c.customer_igsid).in_(keys))
+        .order_by(table.c.id).with_for_update()
+    ).all()
+    conversations = {(r.account_id, r.customer_igsid): SimpleNamespace(**r._asdict()) for r in rows}
+    before = {key: dict(vars(c)) for key, c in conversations.items()}
+
+    values = [_message_values(event, account_id, account_ig, conversations[(account_id, customer)].id, customer,
+                              direction="in", sender_kind="customer", now=now)
+              for event, account_id, account_ig, customer in plan]
+    messages_table = Message.__table__
+    inserted = {(r.account_id, r.mid): r.id for r in db.session.execute(
+        builder(messages_table).values(values).on_conflict_do_nothing(index_elements=["account_id", "mid"])
+        .returning(messages_table.c.id, messages_table.c.account_id, messages_table.c.mid)
+    ).all()}
+    repeats = {(account_id, event.mid) for event, account_id, _, _ in plan} - set(inserted)
+    existing = {}
+    if repeats:
+        existing = {(r.account_id, r.mid): r for r in db.session.execute(
+            select(Message.id, Message.account_id, Message.mid, Message.conversation_id)
+            .where(tuple_(Message.account_id, Message.mid).in_(sorted(repeats)))).all()}
+    for key in created:
+        if not any((a, c) == key and (a, e.mid) in inserted for e, a, _, c in plan):
+            raise _Conflict("a conversation created for messages that were all repeats")
+
+    attachment_rows, outcomes, seen = [], [], set()
+    for (event, account_id, account_ig, customer), row in zip(plan, values):
+        key = (account_id, event.mid)
+        conversation = conversations[(account_id, customer)]
+        outcome = Outcome(index=event.index, type="message", action="duplicate", account=account_ig,
+                          account_id=account_id, customer_igsid=customer, mid=event.mid)
+        if key in inserted and key not in seen:
+            seen.add(key)
+            message_id = inserted[key]
+            outcome.action, outcome.message_id, outcome.conversation_id = "created", message_id, conversation.id
+            outcome.direction, outcome.sender_kind = "in", "customer"
+            types = [a.type for a in event.attachments]
+            message = SimpleNamespace(**row, id=message_id)
+            _touch_conversation(conversation, message, new=True,
+                                preview=preview_text(event.text, types, is_unsupported=event.is_unsupported))
+            ad_id, ad_title = referral_ad(event.referral)
+            if ad_id or ad_title:
+                conversation.last_ad_id = ad_id or conversation.last_ad_id
+                conversation.last_ad_title = ad_title or conversation.last_ad_title
+            attachment_rows += [{"account_id": account_id, "message_id": message_id, "position": i, "type": a.type,
+                                 "raw": a.raw, "source_url": a.source_url, "media_id": a.media_id,
+                                 "title": a.title, "created_at": now} for i, a in enumerate(event.attachments)]
+            identities.note_participant(account_id, customer)
+            if any(t in POST_ATTACHMENT_TYPES for t in types) or referral_is_evidence(event.referral):
+                products.note_evidence(message_id)
+            realtime.publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
+                                          message_id=message_id)
+        else:
+            found = existing.get(key)
+            outcome.reason = "mid already stored"
+            if found is not None:
+                outcome.message_id, outcome.conversation_id = found.id, found.conversation_id
+            elif key in inserted:  # the same mid twice in one delivery
+                outcome.message_id, outcome.conversation_id = inserted[key], conversation.id
+            outcome.direction, outcome.sender_kind = "in", "customer"
+        outcomes.append(outcome)
+    if attachment_rows:
+        attachments = Attachment.__table__
+        ids = db.session.scalars(insert(attachments).values(attachment_rows).returning(attachments.c.id)).all()
+        media.note_attachments(ids)
+    changed = []
+    for key, conversation in conversations.items():
+        after = vars(conversation)
+        delta = {k: v for k, v in after.items() if before[key][k] != v}
+        if delta:
+            changed.append({"_id": conversation.id, **{k: after[k] for k in _CONVERSATION_FIELDS[3:]},
+                            "updated_at": now})
+            realtime.publish_after_commit(conversation.account_id, "conversation.updated",
+                                          conversation_id=conversation.id)
+    if changed:
+        columns = (*_CONVERSATION_FIELDS[3:], "updated_at")
+        db.session.execute(
+            update(table).where(table.c.id == bindparam("_id"))
+            .values({name: bindparam(f"v_{name}") for name in columns}),
+            [{"_id": row["_id"], **{f"v_{name}": row[name] for name in columns}} for row in changed],
+        )
+    return outcomes
+
+
 # --- Messages, echoes and unsends -------------------------------------------------
 
 def _postback_as_message(event: PostbackEvent) -> MessageEvent:
@@ -403,13 +551,11 @@ def _apply_message(event: MessageEvent, account_id: int, account_ig: str, custom
     return _fill(outcome, message, "created", reason)
 
 
-def _create_message(event: MessageEvent, account_id: int, account_ig: str, conversation: Conversation,
-                    customer: str, *, direction: str, sender_kind: str, edit_count: int = 0,
-                    is_deleted: bool = False) -> Message:
-    """Insert a message with its attachments and register every follow-up."""
-    now = utcnow()
-    values = {
-        "account_id": account_id, "conversation_id": conversation.id, "mid": event.mid, "direction": direction,
+def _message_values(event: MessageEvent, account_id: int, account_ig: str, conversation_id: int, customer: str, *,
+                    direction: str, sender_kind: str, now: datetime, edit_count: int = 0,
+                    is_deleted: bool = False) -> dict[str, Any]:
+    return {
+        "account_id": account_id, "conversation_id": conversation_id, "mid": event.mid, "direction": direction,
         "sender_kind": sender_kind, "sender_igsid": customer if direction == "in" else account_ig,
         "text": None if is_deleted else event.text,
         "reply_to_mid": event.reply_to_mid, "reply_to_story_id": event.reply_to_story_id,
@@ -422,6 +568,15 @@ def _create_message(event: MessageEvent, account_id: int, account_ig: str, conve
         "meta_timestamp": event.timestamp, "created_at": now, "updated_at": now,
         "send_attempts": 0,
     }
+
+
+def _create_message(event: MessageEvent, account_id: int, account_ig: str, conversation: Conversation,
+                    customer: str, *, direction: str, sender_kind: str, edit_count: int = 0,
+                    is_deleted: bool = False) -> Message:
+    """Insert a message with its attachments and register every follow-up."""
+    now = utcnow()
+    values = _message_values(event, account_id, account_ig, conversation.id, customer, direction=direction,
+                             sender_kind=sender_kind, now=now, edit_count=edit_count, is_deleted=is_deleted)
     message = _insert(Message, values, ["account_id", "mid"])
     if message is None:  # a concurrent delivery of the same mid won; start over and find it
         raise _Conflict(f"message {event.mid} inserted concurrently")
