@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from ..extensions import db
@@ -59,11 +59,12 @@ def receive_delivery(body: bytes, signature: str | None = None, *, origin: str =
     """Store the delivery (committed), then apply it. Raises StorageUnavailable on a database outage."""
     try:
         now = utcnow()
-        delivery = WebhookDelivery(body=body, signature=signature, origin=origin, status="received",
-                                   received_at=now, attempts=0, event_count=0)
-        db.session.add(delivery)
-        db.session.commit()
-        delivery_id = delivery.id
+        table = WebhookDelivery.__table__
+        delivery_id = db.session.execute(
+            insert(table).values(body=body, signature=signature, origin=origin, status="received", received_at=now,
+                                 attempts=0, event_count=0).returning(table.c.id)
+        ).scalar_one()
+        db.session.commit()  # durable before anything else happens to it
     except Exception as exc:
         db.session.rollback()
         if is_outage(exc):
