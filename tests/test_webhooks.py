@@ -139,3 +139,14 @@ def test_a_database_outage_answers_5xx_so_meta_retries(app_config, tmp_path):
     response = post(app.test_client(), fixture("text"))
     assert response.status_code == 503
     assert response.headers["Retry-After"]
+
+
+def test_the_signature_is_stored_in_its_normal_form(app, client, factory):
+    factory.account(ACCOUNT)
+    body = fixture("text")
+    signature = sign(body, APP_SECRET)
+    response = client.post("/webhooks/instagram", data=body, csrf=False,
+                           headers={"X-Hub-Signature-256": "sha256=" + signature[7:].upper() + "   "})
+    assert response.status_code == 200
+    with app.app_context():
+        assert db.session.scalar(select(WebhookDelivery.signature)) == signature

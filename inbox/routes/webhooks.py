@@ -48,22 +48,23 @@ def receive():
         log.warning("webhook refused: body over the %d-byte limit", limit)
         return {"error": "payload too large"}, 413
     header = request.headers.get("X-Hub-Signature-256", "")
-    if not signature_valid(body, header):
+    signature = verified_signature(body, header)
+    if signature is None:
         log.warning("webhook refused: %s signature from %s (%d bytes)",
                     "bad" if header else "missing", request.remote_addr, len(body))
         return {"error": "invalid signature"}, 403
     try:
-        result = receive_delivery(body, header)
+        result = receive_delivery(body, signature)
     except StorageUnavailable:
         log.exception("webhook delivery not stored or not finished: the database is unavailable")
         return {"error": "temporarily unavailable"}, 503, {"Retry-After": "10"}
     return {"status": result.status, "delivery_id": result.delivery_id, "events": len(result.outcomes)}, 200
 
 
-def signature_valid(body: bytes, header: str) -> bool:
-    """X-Hub-Signature-256 is "sha256=<hex>" of the raw body, keyed with either configured app secret."""
+def verified_signature(body: bytes, header: str) -> str | None:
+    """The signature ("sha256=<hex>") when it is HMAC-SHA256 of the raw body under either configured app secret."""
     if not header.startswith("sha256="):
-        return False
+        return None
     given = header[len("sha256="):].strip().lower().encode()
     secrets = [current_app.config.get(name) for name in ("META_APP_SECRET", "META_INSTAGRAM_APP_SECRET")]
     valid = False
@@ -73,4 +74,4 @@ def signature_valid(body: bytes, header: str) -> bool:
         expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest().encode()
         # Check every secret, so the time taken does not say which one matched.
         valid |= hmac.compare_digest(expected, given)
-    return valid
+    return "sha256=" + given.decode() if valid else None

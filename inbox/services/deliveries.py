@@ -15,6 +15,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.orm import defer
 
 from ..extensions import db
 from ..models import WebhookDelivery, utcnow
@@ -98,7 +99,8 @@ def replayable_ids() -> list[int]:
 
 def list_deliveries(*, failed_only: bool = True, limit: int = 100) -> list[WebhookDelivery]:
     """For the deliveries page: failed (and interrupted) ones, or the most recent of all."""
-    query = select(WebhookDelivery).order_by(WebhookDelivery.id.desc()).limit(limit)
+    query = (select(WebhookDelivery).options(defer(WebhookDelivery.body))
+             .order_by(WebhookDelivery.id.desc()).limit(limit))
     if failed_only:
         cutoff = utcnow() - INTERRUPTED_AFTER
         query = query.where(or_(WebhookDelivery.status == "failed",
