@@ -14,6 +14,10 @@ Phases, each for --seconds:
   batch       signed deliveries of --batch messages each (closed loop): events/s
   paced       single-event deliveries sent at --rate per second (open loop); latency is
               measured from the moment each request was due, so a slow server shows.
+
+Beside rate and latency it prints the CPU the server side spent per request (gunicorn
+workers plus this database's PostgreSQL backends, from /proc), which other work on a
+shared machine disturbs far less than wall-clock rates.
 """
 
 from __future__ import annotations
@@ -161,6 +165,53 @@ def paced(url: str, bodies: list[bytes], secret: str, rate: float, seconds: floa
     return latencies, statuses, time.perf_counter() - start
 
 
+def _ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def server_pids(gunicorn_pid: int | None, database: str | None) -> list[int]:
+    """The gunicorn workers and this database's PostgreSQL backends (other sessions' are not ours)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if (gunicorn_pid and ppid == gunicorn_pid) or (database and database in cmdline and "postgres" in cmdline):
+            pids.append(int(entry.name))
+    return pids
+
+
+class CpuMeter:
+    """CPU seconds used by the server side (workers + our PostgreSQL backends) and by this client."""
+
+    def __init__(self, gunicorn_pid: int | None, database: str | None):
+        self.gunicorn_pid, self.database = gunicorn_pid, database
+        self.hz = os.sysconf("SC_CLK_TCK")
+
+    def sample(self) -> tuple[dict[int, int], float]:
+        return ({pid: _ticks(pid) for pid in server_pids(self.gunicorn_pid, self.database)},
+                time.process_time())
+
+    def since(self, start) -> tuple[float, float]:
+        before, client_before = start
+        now, client_now = self.sample()
+        server = sum(now[pid] - before.get(pid, 0) for pid in now) / self.hz
+        if os.environ.get("BENCH_CPU_SPLIT"):
+            workers = set(server_pids(self.gunicorn_pid, None))
+            web = sum(now[pid] - before.get(pid, 0) for pid in now if pid in workers) / self.hz
+            print(f"    (web workers {web:.2f} s, PostgreSQL {server - web:.2f} s)")
+        return server, client_now - client_before
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -279,37 +330,50 @@ def main() -> int:
     run = uuid.uuid4().hex[:8]
     phases = args.phases.split(",")
     print(f"{os.cpu_count()} cores; {args.concurrency} clients; {args.seconds:.0f} s per phase\n")
-    print(f"{'phase':<34}{'requests/s':>12}{'events/s':>11}{'p50 ms':>9}{'p99 ms':>9}  statuses")
+    meter = CpuMeter(server.process.pid if server else None, server.name if server else None)
+    print(f"load average before: {os.getloadavg()[0]:.1f} (other work on the machine slows every figure)")
+    print(f"{'phase':<34}{'requests/s':>11}{'events/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
+          f"{'server CPU ms/req':>19}{'client':>8}  statuses")
 
-    def report(label, latencies, statuses, elapsed, events_per_request):
+    def report(label, latencies, statuses, elapsed, events_per_request, cpu):
         rate = len(latencies) / elapsed
-        print(f"{label:<34}{rate:>12.0f}{rate * events_per_request:>11.0f}{pct(latencies, .5):>9.1f}"
-              f"{pct(latencies, .99):>9.1f}  {dict(sorted(statuses.items()))}")
+        server_cpu, client_cpu = cpu
+        n = max(1, len(latencies))
+        print(f"{label:<34}{rate:>11.0f}{rate * events_per_request:>9.0f}{pct(latencies, .5):>8.1f}"
+              f"{pct(latencies, .99):>8.1f}{server_cpu / n * 1000:>19.2f}{client_cpu / n * 1000:>8.2f}"
+              f"  {dict(sorted(statuses.items()))}")
 
     try:
         if "healthz" in phases:
+            start = meter.sample()
             lat, st = closed_loop(url, lambda w, n: ("GET", "/healthz", None, {}), args.concurrency, args.seconds)
-            report("GET /healthz (bare)", lat, st, args.seconds, 0)
+            report("GET /healthz (bare)", lat, st, args.seconds, 0, meter.since(start))
         if "single" in phases:
             def single(w, n, tag=f"{run}s"):
                 body = delivery(f"{tag}{w}", n, 1, args.customers, account)
                 return "POST", "/webhooks/instagram", body, signed(body, secret)
+            start = meter.sample()
             lat, st = closed_loop(url, single, args.concurrency, args.seconds)
-            report("POST 1 event per delivery", lat, st, args.seconds, 1)
+            report("POST 1 event per delivery", lat, st, args.seconds, 1, meter.since(start))
         if "batch" in phases:
             def batch(w, n, tag=f"{run}b"):
                 body = delivery(f"{tag}{w}", n, args.batch, args.customers, account)
                 return "POST", "/webhooks/instagram", body, signed(body, secret)
+            start = meter.sample()
             lat, st = closed_loop(url, batch, max(2, args.concurrency // 2), args.seconds)
-            report(f"POST {args.batch} events per delivery", lat, st, args.seconds, args.batch)
+            report(f"POST {args.batch} events per delivery", lat, st, args.seconds, args.batch, meter.since(start))
         if "paced" in phases:
             bodies = [delivery(f"{run}p", n, 1, args.customers, account) for n in range(int(args.rate * args.seconds))]
+            start = meter.sample()
             lat, st, elapsed = paced(url, bodies, secret, args.rate, args.seconds)
-            report(f"POST 1 event at {args.rate:.0f}/s (paced)", lat, st, elapsed, 1)
+            report(f"POST 1 event at {args.rate:.0f}/s (paced)", lat, st, elapsed, 1, meter.since(start))
         if server is not None:
             messages = server.count("SELECT count(*) FROM messages")
             failed = server.count("SELECT count(*) FROM webhook_deliveries WHERE status <> 'processed'")
-            print(f"\nstored: {messages} messages; deliveries not processed: {failed}")
+            print(f"\nstored: {messages} messages; deliveries not processed: {failed}; "
+                  f"load average after: {os.getloadavg()[0]:.1f}")
+            print("server CPU ms/req: gunicorn workers + this database's PostgreSQL backends, per request;"
+                  " 2 idle cores serve about 2000 / that many requests per second")
     finally:
         if server is not None:
             server.stop()

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, func, insert, select, text, tuple_, update
+from sqlalchemy import bindparam, case, delete, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -521,8 +521,9 @@ def _apply_message(event: MessageEvent, account_id: int, account_ig: str, custom
     echo = event.is_echo or event.sender_id == account_ig
     # A customer's new message is the common case: insert it straight away (a repeat hits the
     # unique constraint, rolls back and comes here again with insert_first False).
-    plain = insert_first and not echo and not event.is_deleted and customer is not None
-    existing = None if plain else _message_by_mid(account_id, event.mid)
+    if insert_first and not echo and not event.is_deleted and customer is not None:
+        return _apply_new_customer_message(event, account_id, account_ig, customer, outcome)
+    existing = _message_by_mid(account_id, event.mid)
     if event.is_deleted:
         return _apply_unsend(event, existing, account_id, customer, echo, outcome)
     if existing is not None:
@@ -603,6 +604,104 @@ def _create_message(event: MessageEvent, account_id: int, account_ig: str, conve
                                   message_id=message.id)
     realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
     return message
+
+
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+
+
+def _statement(name: str):
+    """Statements of the hot path, built once per dialect so they compile once."""
+    dialect = db.session.get_bind().dialect.name
+    key = (dialect, name)
+    if key not in _STATEMENTS:
+        _STATEMENTS[key] = _build_statement(dialect, name)
+    return _STATEMENTS[key]
+
+
+def _build_statement(dialect: str, name: str):
+    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    c = Conversation.__table__.c
+    if name == "touch":
+        # What _touch_conversation does for a new customer message, as one UPDATE (SET sees the old row).
+        at = bindparam("b_at", type_=c.last_message_at.type)
+        newest = or_(c.last_message_at.is_(None), c.last_message_at <= at)
+        return (update(Conversation.__table__)
+                .where(c.account_id == bindparam("b_account_id"), c.customer_igsid == bindparam("b_customer"))
+                .values(last_message_at=case((newest, at), else_=c.last_message_at),
+                        last_message_preview=case((newest, bindparam("b_preview")), else_=c.last_message_preview),
+                        last_message_direction=case((newest, "in"), else_=c.last_message_direction),
+                        last_message_sender_kind=case((newest, "customer"), else_=c.last_message_sender_kind),
+                        last_customer_message_at=case(
+                            (or_(c.last_customer_message_at.is_(None), c.last_customer_message_at < at), at),
+                            else_=c.last_customer_message_at),
+                        unread_count=c.unread_count + 1, status="open",
+                        last_ad_id=func.coalesce(bindparam("b_ad_id", type_=c.last_ad_id.type), c.last_ad_id),
+                        last_ad_title=func.coalesce(bindparam("b_ad_title", type_=c.last_ad_title.type),
+                                                    c.last_ad_title),
+                        updated_at=bindparam("b_now", type_=c.updated_at.type))
+                .returning(c.id))
+    if name == "new_conversation":
+        # VALUES come from the parameters' keys (always the same set, so it compiles once).
+        return (builder(Conversation.__table__)
+                .on_conflict_do_nothing(index_elements=["account_id", "customer_igsid"])
+                .returning(c.id))
+    if name == "message":
+        return (builder(Message.__table__)
+                .on_conflict_do_nothing(index_elements=["account_id", "mid"]).returning(Message.__table__.c.id))
+    raise KeyError(name)
+
+
+_MESSAGE_COLUMNS = None
+
+
+def _apply_new_customer_message(event: MessageEvent, account_id: int, account_ig: str, customer: str,
+                                outcome: Outcome) -> Outcome:
+    """The common case in few statements: touch (or create) the conversation, insert the message.
+
+    A repeat of a stored mid, or a conversation another delivery is creating at this very
+    moment, raises _Conflict: the event is applied again on the general path.
+    """
+    global _MESSAGE_COLUMNS
+    now = utcnow()
+    types = [a.type for a in event.attachments]
+    preview = preview_text(event.text, types, is_unsupported=event.is_unsupported)
+    ad_id, ad_title = referral_ad(event.referral)
+    at = _ms_to_datetime(event.timestamp)
+    conversation_id = db.session.execute(_statement("touch"), {
+        "b_account_id": account_id, "b_customer": customer, "b_at": at, "b_preview": preview, "b_ad_id": ad_id,
+        "b_ad_title": ad_title, "b_now": now}).scalar()
+    if conversation_id is None:
+        conversation_id = db.session.execute(_statement("new_conversation"), {
+            "account_id": account_id, "customer_igsid": customer, "last_message_at": at,
+            "last_message_preview": preview, "last_message_direction": "in", "last_message_sender_kind": "customer",
+            "last_customer_message_at": at, "unread_count": 1, "status": "open", "last_ad_id": ad_id,
+            "last_ad_title": ad_title, "created_at": now, "updated_at": now}).scalar()
+        if conversation_id is None:
+            raise _Conflict("conversation created concurrently")
+    if _MESSAGE_COLUMNS is None:
+        _MESSAGE_COLUMNS = [col.name for col in Message.__table__.columns if col.name != "id"]
+    values = _message_values(event, account_id, account_ig, conversation_id, customer, direction="in",
+                             sender_kind="customer", now=now)
+    params = {col: values.get(col) for col in _MESSAGE_COLUMNS}
+    message_id = db.session.execute(_statement("message"), params).scalar()
+    if message_id is None:
+        raise _Conflict(f"message {event.mid} already stored")
+    if event.attachments:
+        attachments = Attachment.__table__
+        ids = db.session.scalars(insert(attachments).values([
+            {"account_id": account_id, "message_id": message_id, "position": i, "type": a.type, "raw": a.raw,
+             "source_url": a.source_url, "media_id": a.media_id, "title": a.title, "created_at": now}
+            for i, a in enumerate(event.attachments)]).returning(attachments.c.id)).all()
+        media.note_attachments(list(ids))
+    identities.note_participant(account_id, customer)
+    if any(t in POST_ATTACHMENT_TYPES for t in types) or referral_is_evidence(event.referral):
+        products.note_evidence(message_id)
+    realtime.publish_after_commit(account_id, "message.created", conversation_id=conversation_id,
+                                  message_id=message_id)
+    realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id)
+    outcome.action, outcome.conversation_id, outcome.message_id = "created", conversation_id, message_id
+    outcome.direction, outcome.sender_kind = "in", "customer"
+    return outcome
 
 
 def _existing_message(event: MessageEvent, message: Message, echo: bool, outcome: Outcome) -> Outcome:
