@@ -29,6 +29,7 @@ MAX_SHORT_TEXT = 32  # reaction names and emoji
 _MIN_MS = 946684800000  # 2000-01-01
 _MAX_MS = 253402300799999  # 9999-12-31
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+_NO_SPACE = re.compile(r"\S+\Z")
 
 
 class InvalidBody(ValueError):
@@ -173,7 +174,7 @@ def read_id(value: Any, max_length: int = MAX_ID_LENGTH) -> str | None:
     if not isinstance(value, str):
         return None
     value = value.strip()
-    if not value or len(value) > max_length or any(ch.isspace() or ch == "\x00" for ch in value):
+    if not value or len(value) > max_length or not _NO_SPACE.match(value) or "\x00" in value:
         return None
     return value
 

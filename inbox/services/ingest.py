@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from collections.abc import Callable
@@ -81,7 +81,7 @@ class Outcome:
 
     def result(self) -> dict[str, Any]:
         """The per-event record kept in WebhookDelivery.results."""
-        return {k: v for k, v in asdict(self).items() if v not in (None, "")}
+        return {k: v for k, v in vars(self).items() if v is not None and v != ""}
 
 
 def event_type(event: Event) -> str:
@@ -414,11 +414,12 @@ def _bulk(plan: list[tuple[MessageEvent, int, str, str]]) -> list[Outcome]:
     # Conversations: create the missing ones in a fixed order (concurrent runs wait, never deadlock),
     # then lock them all in id order.
     keys = sorted({(account_id, customer) for _, account_id, _, customer in plan})
+    # executemany: SQLAlchemy sends multi-row VALUES from one cached statement.
     created = {(r.account_id, r.customer_igsid) for r in db.session.execute(
-        builder(table).values([{"account_id": a, "customer_igsid": c, "unread_count": 0, "status": "open",
-                                "created_at": now, "updated_at": now} for a, c in keys])
-        .on_conflict_do_nothing(index_elements=["account_id", "customer_igsid"])
-        .returning(table.c.account_id, table.c.customer_igsid)
+        builder(table).on_conflict_do_nothing(index_elements=["account_id", "customer_igsid"])
+        .returning(table.c.account_id, table.c.customer_igsid),
+        [{"account_id": a, "customer_igsid": c, "unread_count": 0, "status": "open", "created_at": now,
+          "updated_at": now} for a, c in keys],
     ).all()}
     rows = db.session.execute(
         select(*(table.c[name] for name in _CONVERSATION_FIELDS))
@@ -433,8 +434,9 @@ def _bulk(plan: list[tuple[MessageEvent, int, str, str]]) -> list[Outcome]:
               for event, account_id, account_ig, customer in plan]
     messages_table = Message.__table__
     inserted = {(r.account_id, r.mid): r.id for r in db.session.execute(
-        builder(messages_table).values(values).on_conflict_do_nothing(index_elements=["account_id", "mid"])
-        .returning(messages_table.c.id, messages_table.c.account_id, messages_table.c.mid)
+        builder(messages_table).on_conflict_do_nothing(index_elements=["account_id", "mid"])
+        .returning(messages_table.c.id, messages_table.c.account_id, messages_table.c.mid),
+        values,
     ).all()}
     repeats = {(account_id, event.mid) for event, account_id, _, _ in plan} - set(inserted)
     existing = {}
@@ -484,7 +486,7 @@ def _bulk(plan: list[tuple[MessageEvent, int, str, str]]) -> list[Outcome]:
         outcomes.append(outcome)
     if attachment_rows:
         attachments = Attachment.__table__
-        ids = db.session.scalars(insert(attachments).values(attachment_rows).returning(attachments.c.id)).all()
+        ids = db.session.scalars(insert(attachments).returning(attachments.c.id), attachment_rows).all()
         media.note_attachments(ids)
     changed = []
     for key, conversation in conversations.items():
