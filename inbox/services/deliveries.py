@@ -196,8 +196,9 @@ def _status(outcomes: list[Outcome]) -> tuple[str, str | None]:
 def _record(delivery_id: int, outcomes: list[Outcome], attempts: int) -> None:
     """Write the delivery's status and per-event results (the caller commits)."""
     status, error = _status(outcomes)
+    table = WebhookDelivery.__table__
     db.session.execute(
-        update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(
+        update(table).where(table.c.id == delivery_id).values(
             status=status, error=error, attempts=attempts, event_count=len(outcomes),
             results=[o.result() for o in outcomes], processed_at=utcnow(),
         )
