@@ -191,3 +191,24 @@ def accounts_grant(ig_user_id: str, email: str, role: str) -> None:
         raise click.ClickException(f"No staff user {email}.")
     grant(user.id, account.id, role)
     click.echo(f"{user.email} is now {role} on {account.label}.")
+
+
+@accounts.command("refresh-tokens")
+@click.option("--account", "ig_user_id", default=None, help="only this account (IG_USER_ID)")
+@with_appcontext
+def accounts_refresh_tokens(ig_user_id: str | None) -> None:
+    """Run the daily check now: refresh tokens near expiry, restore webhook subscriptions."""
+    from .services.accounts import find_account
+    from .services.accounts_maintenance import check_account, refresh_tokens
+
+    if ig_user_id:
+        account = find_account(ig_user_id)
+        if account is None:
+            raise click.ClickException(f"No account {ig_user_id}.")
+        checks = [check_account(account.id)]
+    else:
+        checks = refresh_tokens()
+    if not checks:
+        click.echo("No active accounts.")
+    for check in checks:
+        click.echo(check.describe())

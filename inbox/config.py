@@ -61,6 +61,10 @@ class Defaults:
     GRAPH_RETRY_BACKOFF_SECONDS = 0.5  # doubled on each retry
     GRAPH_MAX_RETRY_WAIT_SECONDS = 30.0  # a longer wait is left to the job (RateLimited.retry_after)
     IDENTITY_TTL_SECONDS = 7 * 24 * 3600
+    # The daily account check: refresh long-lived tokens this close to expiry (they last
+    # 60 days), and restore missing webhook subscriptions; runs at this hour (UTC).
+    TOKEN_REFRESH_WITHIN_DAYS = 15
+    ACCOUNT_CHECK_HOUR_UTC = 4
     LOGIN_MAX_FAILURES = 5
     LOGIN_LOCK_SECONDS = 30
     WORKER_HEARTBEAT_SECONDS = 10

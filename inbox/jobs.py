@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask import current_app
@@ -41,7 +43,8 @@ def enqueue(func: str, *args: Any, job_id: str | None = None, queue: str = "defa
     """
     q = get_queue(queue)
     if job_id is not None:
-        job_id = f"{current_app.config['REDIS_NAMESPACE']}:{job_id}"
+        # rq accepts only letters, digits, "_" and "-" in job ids.
+        job_id = re.sub(r"[^A-Za-z0-9_-]", "_", f"{current_app.config['REDIS_NAMESPACE']}_{job_id}")
         try:
             existing = Job.fetch(job_id, connection=q.connection)
         except NoSuchJobError:
@@ -51,8 +54,9 @@ def enqueue(func: str, *args: Any, job_id: str | None = None, queue: str = "defa
         ):
             return existing
     retry = Retry(max=retries, interval=retry_intervals or [10, 60, 300]) if retries else None
-    return q.enqueue(func, *args, job_id=job_id, job_timeout=timeout, retry=retry, at_front=at_front,
-                     result_ttl=3600, failure_ttl=7 * 24 * 3600, kwargs=kwargs or None)
+    # rq takes positional args either inline or as args=, never both (with kwargs=).
+    return q.enqueue(func, args=args, kwargs=kwargs or None, job_id=job_id, job_timeout=timeout, retry=retry,
+                     at_front=at_front, result_ttl=3600, failure_ttl=7 * 24 * 3600)
 
 
 # --- Entry points -------------------------------------------------------------------
@@ -104,4 +108,45 @@ def refresh_tokens() -> None:
     """Daily: refresh long-lived tokens close to expiry and check webhook subscriptions."""
     from .services.accounts_maintenance import refresh_tokens as run
 
+    schedule_account_checks()  # tomorrow's run first: a failure today must not end the chain
     run()
+
+
+def check_account(account_id: int) -> None:
+    """The daily check for one account, now ("Check now" on the accounts page)."""
+    from .services.accounts_maintenance import check_account as run
+
+    run(account_id)
+
+
+def connect_account(job_run_id: int) -> None:
+    """Finish connecting an Instagram account after Business Login (a JobRun)."""
+    from .services.connect import run_connect as run
+
+    run(job_run_id)
+
+
+# --- The daily schedule ----------------------------------------------------------------
+
+def schedule_account_checks(app=None, *, now: datetime | None = None) -> Job:
+    """Make sure the next daily account check is scheduled; idempotent.
+
+    RQ's scheduler (the worker runs `with_scheduler=True`; one worker holds its lock)
+    enqueues it at ACCOUNT_CHECK_HOUR_UTC. The job id carries the date, so every worker
+    that starts, and the run itself, name the same next run: one job a day, however many
+    workers, and no cron. A run missed while no worker was up starts when one comes back.
+    """
+    app = app or current_app
+    now = now or datetime.now(timezone.utc)
+    at = now.replace(hour=int(app.config["ACCOUNT_CHECK_HOUR_UTC"]), minute=0, second=0, microsecond=0)
+    if at <= now:
+        at += timedelta(days=1)
+    queue = get_queue("low", app)
+    job_id = re.sub(r"[^A-Za-z0-9_-]", "_", f"{app.config['REDIS_NAMESPACE']}_refresh-tokens_{at:%Y-%m-%d}")
+    try:
+        return Job.fetch(job_id, connection=queue.connection)
+    except NoSuchJobError:
+        pass
+    # Two workers starting at once may both get here: same id, same time, still one job.
+    return queue.enqueue_at(at, "inbox.jobs.refresh_tokens", job_id=job_id, job_timeout=1800,
+                            result_ttl=7 * 24 * 3600, failure_ttl=7 * 24 * 3600)

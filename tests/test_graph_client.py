@@ -400,3 +400,56 @@ def test_facebook_page_flavour(sim, factory, ctx):
 def test_the_app_talks_to_the_simulator_whatever_the_fixture_order(app, sim):
     assert app.config["GRAPH_API_BASE"] == sim.url == app.config["GRAPH_FACEBOOK_API_BASE"]
     assert app.config["OAUTH_TOKEN_URL"].startswith(sim.url)
+
+
+# --- Business Login: the code exchange ------------------------------------------------------
+
+def test_a_code_becomes_a_short_lived_token(sim, ctx):
+    shop = sim.add_account("bloom.studio")
+    redirect = "https://inbox.example/admin/connect/callback"
+    location = requests.get(f"{sim.url}/oauth/authorize", allow_redirects=False, timeout=5, params={
+        "client_id": sim.settings.app_id, "redirect_uri": redirect, "response_type": "code"}).headers["Location"]
+    code = location.split("code=", 1)[1].split("#", 1)[0]
+
+    grant = graph.exchange_code(code, redirect, client_id=sim.settings.app_id, client_secret=sim.settings.app_secret)
+
+    assert grant.access_token == shop.token and grant.user_id == shop.state.app_scoped_id
+    assert "instagram_business_manage_messages" in grant.permissions
+    assert shop.token not in repr(grant)
+    with pytest.raises(InvalidRequest) as exc:  # a code works once
+        graph.exchange_code(code, redirect, client_id=sim.settings.app_id, client_secret=sim.settings.app_secret)
+    assert (exc.value.code, exc.value.subcode) == (100, 36007)
+
+
+@pytest.mark.parametrize("status,body,expected", [
+    # api.instagram.com's own shapes, which differ from the Graph API's.
+    (200, {"access_token": "IGQflat", "user_id": 42}, ("IGQflat", "42", None)),
+    (400, {"error_type": "OAuthException", "code": 400, "error_message": "Matching code was not found or was "
+                                                                          "already used"}, InvalidRequest),
+    (502, "<html>Bad gateway</html>", Transient),
+])
+def test_the_token_endpoint_answers_in_every_shape_meta_uses(app, ctx, status, body, expected):
+    """Shapes the simulator does not produce, served by a tiny stand-in for api.instagram.com."""
+    import json
+
+    from werkzeug.wrappers import Response
+
+    from tests.support.servers import ThreadedServer
+
+    def token_endpoint(environ, start_response):
+        text = json.dumps(body) if isinstance(body, dict) else body
+        return Response(text, status, content_type="application/json")(environ, start_response)
+
+    server = ThreadedServer(token_endpoint).start()
+    try:
+        app.config["OAUTH_TOKEN_URL"] = f"{server.url}/oauth/access_token"
+        if isinstance(expected, tuple):
+            grant = graph.exchange_code("c", "https://x/cb", client_id="1", client_secret="s")
+            assert (grant.access_token, grant.user_id, grant.permissions) == expected
+        else:
+            with pytest.raises(expected) as exc:
+                graph.exchange_code("c", "https://x/cb", client_id="1", client_secret="s")
+            if expected is InvalidRequest:
+                assert "already used" in str(exc.value)
+    finally:
+        server.stop()

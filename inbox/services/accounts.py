@@ -45,14 +45,19 @@ def set_token(account_id: int, token: str, expires_at: datetime | None = None) -
     account = db.session.get(Account, account_id)
     if account is None:
         raise AccountError("No such account.")
+    store_token(account, token, expires_at)
+    db.session.commit()
+    return account
+
+
+def store_token(account: Account, token: str, expires_at: datetime | None = None) -> None:
+    """Put a working token on the account (encrypted), in the caller's transaction."""
     account.access_token_encrypted = encrypt_token(token)
     account.token_expires_at = expires_at
     account.token_refreshed_at = utcnow()
     if account.status == "reconnect_needed":
         account.status = "active"
         account.status_reason = None
-    db.session.commit()
-    return account
 
 
 def access_token(account: Account) -> str | None:

@@ -204,6 +204,18 @@ class TokenGrant:
         return f"TokenGrant(expires_in={self.expires_in!r}, token_type={self.token_type!r})"
 
 
+@dataclass(frozen=True)
+class AuthorizationGrant:
+    """What the OAuth token endpoint gives for a code: a short-lived (1 h) Instagram token."""
+
+    access_token: str
+    user_id: str | None  # app-scoped: not the webhook id (read /me user_id for that)
+    permissions: tuple[str, ...] | None  # None when Meta did not say
+
+    def __repr__(self) -> str:  # the token must not reach logs through a repr
+        return f"AuthorizationGrant(user_id={self.user_id!r}, permissions={self.permissions!r})"
+
+
 # --- One HTTP session per process ---------------------------------------------------
 
 _session: requests.Session | None = None
@@ -529,6 +541,61 @@ class GraphClient:
                     error.get("fbtrace_id"))
         return cls(message, code=code, subcode=subcode, error_type=error.get("type"),
                    fbtrace_id=error.get("fbtrace_id"), http_status=response.status_code, retry_after=retry_after)
+
+
+def exchange_code(code: str, redirect_uri: str, *, client_id: str, client_secret: str,
+                  app=None) -> AuthorizationGrant:
+    """Business Login: trade the authorization code for a short-lived token (OAUTH_TOKEN_URL).
+
+    Tried once: a code is single-use, so a retry after a lost answer could only fail.
+    Answers in both shapes Meta uses (`{"data": [{...}]}` and the flat form), and errors
+    in both the Graph shape and api.instagram.com's `{error_type, code, error_message}`.
+    """
+    app = app or current_app._get_current_object()
+    url = app.config["OAUTH_TOKEN_URL"]
+    form = {"client_id": client_id, "client_secret": client_secret, "grant_type": "authorization_code",
+            "redirect_uri": redirect_uri, "code": code}
+    try:
+        response = http_session().post(url, data=form, timeout=float(app.config["GRAPH_TIMEOUT_SECONDS"]),
+                                       allow_redirects=False)
+    except requests.exceptions.RequestException as exc:
+        raise Transient(f"Could not reach Instagram's token endpoint ({type(exc).__name__}).") from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code == 200 and isinstance(body, dict):
+        data = body.get("data")
+        item = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else body
+        if item.get("access_token"):
+            permissions = item.get("permissions")
+            if isinstance(permissions, str):
+                permissions = tuple(p.strip() for p in permissions.split(",") if p.strip())
+            elif isinstance(permissions, list):
+                permissions = tuple(str(p) for p in permissions)
+            else:
+                permissions = None
+            user_id = item.get("user_id")
+            return AuthorizationGrant(str(item["access_token"]), str(user_id) if user_id is not None else None,
+                                      permissions)
+    error = body.get("error") if isinstance(body, dict) else None
+    log.warning("oauth token endpoint -> HTTP %s", response.status_code)
+    if isinstance(error, dict):
+        code_, subcode = _int(error.get("code")), _int(error.get("error_subcode"))
+        message = str(error.get("message") or "OAuth error")
+        cls = error_class(code_, subcode)
+        raise cls(message.replace(client_secret, "[secret]"), code=code_, subcode=subcode,
+                         error_type=error.get("type"), fbtrace_id=error.get("fbtrace_id"),
+                         http_status=response.status_code)
+    if isinstance(body, dict) and body.get("error_message"):
+        # api.instagram.com's own shape: {"error_type": "OAuthException", "code": 400, "error_message": ...}
+        raise InvalidRequest(str(body["error_message"]), error_type=body.get("error_type"),
+                             http_status=response.status_code)
+    if response.status_code >= 500:
+        raise Transient(f"Instagram's token endpoint answered HTTP {response.status_code}.",
+                        http_status=response.status_code)
+    raise GraphError(f"Instagram's token endpoint answered HTTP {response.status_code} without a token.",
+                     http_status=response.status_code)
 
 
 def _grant(body: dict) -> TokenGrant:

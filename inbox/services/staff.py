@@ -95,6 +95,32 @@ def grant(user_id: int, account_id: int, role: str) -> Membership:
     return membership
 
 
+def grant_role(user_id: int, account_id: int, role: str) -> Membership:
+    """grant(), for ids that come from a form: both must exist."""
+    if db.session.get(StaffUser, user_id) is None:
+        raise StaffError("No such staff user.")
+    if db.session.get(Account, account_id) is None:
+        raise StaffError("No such account.")
+    return grant(user_id, account_id, role)
+
+
+def revoke(user_id: int, account_id: int) -> bool:
+    """Take a user's role on an account away; False when there was none."""
+    membership = db.session.scalar(
+        select(Membership).where(Membership.user_id == user_id, Membership.account_id == account_id)
+    )
+    if membership is None:
+        return False
+    db.session.delete(membership)
+    db.session.commit()
+    return True
+
+
+def list_staff() -> list[StaffUser]:
+    """Every staff user, by email."""
+    return list(db.session.scalars(select(StaffUser).order_by(StaffUser.email)))
+
+
 def accounts_for(user: StaffUser) -> list[Account]:
     """The accounts a user may see, in a stable order."""
     return list(

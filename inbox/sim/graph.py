@@ -796,16 +796,21 @@ def exchange_token():
 
 @bp.get("/oauth/authorize")
 def oauth_authorize():
-    """The authorization window: the simulated person always allows (the account named by
-    `sim_username`, else the newest account) and is sent back with a code."""
+    """The authorization window: the simulated person allows (the account named by
+    `sim_username`, else the newest account) and is sent back with a code, or, with
+    `settings.authorize_answer = "deny"`, cancels and is sent back with error=access_denied."""
     sim = _sim()
     redirect_uri = request.args.get("redirect_uri", "")
     if request.args.get("client_id") != sim.settings.app_id or not _url_ok(redirect_uri):
         return Response("Invalid client_id or redirect_uri", 400, mimetype="text/plain")
-    code = sim.oauth_code(request.args.get("sim_username"), redirect_uri)
-    if code is None:
-        return Response("No account to log in with", 400, mimetype="text/plain")
-    params = {"code": code}
+    if sim.settings.authorize_answer == "deny":
+        params = {"error": "access_denied", "error_reason": "user_denied",
+                  "error_description": "The user denied your request."}
+    else:
+        code = sim.oauth_code(request.args.get("sim_username"), redirect_uri)
+        if code is None:
+            return Response("No account to log in with", 400, mimetype="text/plain")
+        params = {"code": code}
     if request.args.get("state") is not None:
         params["state"] = request.args["state"]
     separator = "&" if "?" in redirect_uri else "?"

@@ -50,6 +50,9 @@ class Settings:
     profile_pic_ttl: float = 3 * DAY  # profile_pic and media_url links
     story_ttl: float = DAY  # stories vanish after a day
     token_ttl: float = 60 * DAY  # long-lived tokens
+    # What the person in the authorization window does: "allow", or "deny" (Cancel:
+    # Meta sends them back with error=access_denied).
+    authorize_answer: str = "allow"
     window: float = DAY  # the standard messaging window
     human_agent_window: float = 7 * DAY
     usage_headers: bool = False  # X-Business-Use-Case-Usage on every rate-limited call
