@@ -480,3 +480,13 @@ def test_batches_give_the_same_inbox_applied_together_or_one_by_one(app_config, 
     assert by_customer["9100000000000002"][7:] == ("23850000000000009", "Sale")
     assert by_customer["9100000000000003"][1:5] == ("new here", "in", 1, "open")
     assert [r[7] for r in rows if r[0] == "b-3"] == [[("image", "https://lookaside.fbsbx.com/p")]]
+
+
+def test_missing_json_values_are_sql_null_on_every_path(app, client, shop):
+    deliver(client, fixture("text"))  # one by one
+    deliver(client, fixture("multi_entry_batch"))  # together
+    deliver(client, fixture("ad_referral"))
+    with app.app_context():
+        rows = db.session.execute(text(
+            "SELECT mid, referral IS NULL, previous_texts IS NULL FROM messages ORDER BY id")).all()
+    assert [(r[1], r[2]) for r in rows] == [(True, True)] * 4 + [(False, True)]
