@@ -16,6 +16,9 @@ from .extensions import db
 def init_app(app: Flask) -> None:
     app.cli.add_command(users)
     app.cli.add_command(accounts)
+    from .cli_webhooks import webhooks
+
+    app.cli.add_command(webhooks)
 
 
 def _create_app():
