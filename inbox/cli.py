@@ -16,6 +16,9 @@ from .extensions import db
 def init_app(app: Flask) -> None:
     app.cli.add_command(users)
     app.cli.add_command(accounts)
+    from .cli_webhooks import webhooks
+
+    app.cli.add_command(webhooks)
     from . import cli_identities
 
     cli_identities.init_app(app)

@@ -43,6 +43,15 @@ class Defaults:
     PUBLIC_BASE_URL: str | None = None
     MAX_CONTENT_LENGTH = 30 * 1024 * 1024
     WEBHOOK_MAX_BYTES = 1024 * 1024
+    # How long a pending send may wait for its echo to claim it by content (seconds).
+    ECHO_CLAIM_WINDOW_SECONDS = 900
+    # standby[] events belong to threads another app owns (handover); stored but not applied.
+    WEBHOOK_APPLY_STANDBY = False
+    # On PostgreSQL, applied events commit without waiting for the disk; the delivery row
+    # itself always commits durably first (services/ingest.py says why nothing is lost).
+    WEBHOOK_ASYNC_COMMIT = True
+    # Apply a run of plain customer messages of one delivery in one set-based transaction.
+    WEBHOOK_BULK = True
     GRAPH_TIMEOUT_SECONDS = 10.0
     GRAPH_CONVERSATIONS_RATE = 2.0  # calls per second per account (Meta's limit)
     GRAPH_SEND_RATE = 100.0

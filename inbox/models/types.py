@@ -11,8 +11,9 @@ from sqlalchemy.types import TypeDecorator
 # BIGINT keys on PostgreSQL; SQLite only auto-increments INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
-# JSONB on PostgreSQL, JSON text elsewhere.
-Json = JSON().with_variant(JSONB(), "postgresql")
+# JSONB on PostgreSQL, JSON text elsewhere. Python None is SQL NULL (not the JSON value
+# null), so `column IS NULL` finds rows without a value however they were written.
+Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 class UTCDateTime(TypeDecorator):

@@ -1,0 +1,205 @@
+"""Webhook deliveries: stored before anything else, then applied event by event, replayable.
+
+A delivery is committed before it is parsed, so a signed POST is never lost: if applying
+it fails, the row says so (status "failed", the error, per-event results) and
+`flask --app inbox webhooks replay` or the deliveries page applies it again. Applying is
+idempotent, so a replay of an applied delivery changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.orm import defer
+
+from ..extensions import db
+from ..models import WebhookDelivery, utcnow
+from .events import InvalidBody, parse_delivery
+from .ingest import Outcome, apply_event, apply_messages_in_bulk, event_type, is_bulk_candidate
+
+log = logging.getLogger(__name__)
+
+# A delivery still "received" this long after it arrived was interrupted (the process died
+# or the database went away mid-way): replay --failed picks it up too.
+INTERRUPTED_AFTER = timedelta(minutes=5)
+
+
+class StorageUnavailable(RuntimeError):
+    """The database cannot take the delivery now: answer 5xx so Meta retries."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """A database that is down or unreachable, as opposed to a problem with one event."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for people: the database's own words, without the SQL statement."""
+    cause = getattr(exc, "orig", None) or exc
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__name__}: {first}"[:300]
+
+
+@dataclass
+class DeliveryResult:
+    delivery_id: int
+    status: str
+    error: str | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+def receive_delivery(body: bytes, signature: str | None = None, *, origin: str = "webhook",
+                     create_accounts: bool = False) -> DeliveryResult:
+    """Store the delivery (committed), then apply it. Raises StorageUnavailable on a database outage."""
+    try:
+        now = utcnow()
+        table = WebhookDelivery.__table__
+        delivery_id = db.session.execute(
+            insert(table).values(body=body, signature=signature, origin=origin, status="received", received_at=now,
+                                 attempts=0, event_count=0).returning(table.c.id)
+        ).scalar_one()
+        db.session.commit()  # durable before anything else happens to it
+    except Exception as exc:
+        db.session.rollback()
+        if is_outage(exc):
+            raise StorageUnavailable(str(exc)) from exc
+        raise
+    return _process(delivery_id, body, now, attempts=1, create_accounts=create_accounts)
+
+
+def replay_delivery(delivery_id: int) -> DeliveryResult | None:
+    """Apply a stored delivery again (None when there is no such delivery)."""
+    row = db.session.execute(
+        select(WebhookDelivery.body, WebhookDelivery.received_at, WebhookDelivery.attempts)
+        .where(WebhookDelivery.id == delivery_id)
+    ).first()
+    if row is None:
+        return None
+    db.session.rollback()  # end the read; every event gets its own transaction
+    return _process(delivery_id, bytes(row.body), row.received_at, attempts=(row.attempts or 0) + 1)
+
+
+def replayable_ids() -> list[int]:
+    """Failed deliveries, and ones interrupted while being applied, oldest first."""
+    cutoff = utcnow() - INTERRUPTED_AFTER
+    return list(db.session.scalars(
+        select(WebhookDelivery.id)
+        .where(or_(WebhookDelivery.status == "failed",
+                   (WebhookDelivery.status == "received") & (WebhookDelivery.received_at < cutoff)))
+        .order_by(WebhookDelivery.id)
+    ))
+
+
+def list_deliveries(*, failed_only: bool = True, limit: int = 100) -> list[WebhookDelivery]:
+    """For the deliveries page: failed (and interrupted) ones, or the most recent of all."""
+    query = (select(WebhookDelivery).options(defer(WebhookDelivery.body))
+             .order_by(WebhookDelivery.id.desc()).limit(limit))
+    if failed_only:
+        cutoff = utcnow() - INTERRUPTED_AFTER
+        query = query.where(or_(WebhookDelivery.status == "failed",
+                                (WebhookDelivery.status == "received") & (WebhookDelivery.received_at < cutoff)))
+    return list(db.session.scalars(query))
+
+
+def _process(delivery_id: int, body: bytes, received_at, *, attempts: int,
+             create_accounts: bool = False) -> DeliveryResult:
+    """Parse and apply every event, each in its own transaction, then record the outcome.
+
+    A run of plain customer messages (what a batch mostly is) is applied in one
+    transaction with set-based SQL; if the database refuses it, the run is applied again
+    one event at a time, so a bad event still fails alone. The outcome is written in the
+    last transaction when that one succeeds, which saves a commit per delivery.
+    """
+    received_ms = int(received_at.timestamp() * 1000)
+    outcomes: list[Outcome] = []
+    try:
+        events = list(parse_delivery(body, received_ms).events)
+    except InvalidBody as exc:
+        events = []
+        outcomes.append(Outcome(index=0, type="invalid", action="ignored", reason=str(exc), error=str(exc)))
+    bulk = current_app.config.get("WEBHOOK_BULK", True) and not create_accounts
+    recorded = False
+    i = one_by_one_until = 0
+    while i < len(events):
+        end = i
+        while bulk and i >= one_by_one_until and end < len(events) and is_bulk_candidate(events[end]):
+            end += 1
+        is_last = (end if end - i >= 2 else i + 1) == len(events)
+
+        def record(last: list[Outcome]) -> None:
+            _record(delivery_id, [*outcomes, *last], attempts)
+
+        if end - i >= 2:
+            try:
+                applied = apply_messages_in_bulk(events[i:end], before_commit=record if is_last else None)
+            except Exception as exc:
+                if is_outage(exc):
+                    raise StorageUnavailable(str(exc)) from exc
+                log.info("webhook delivery %s: events %s-%s applied one by one (%s)", delivery_id, i, end - 1,
+                         describe_error(exc))
+                applied = None
+            if applied is None:
+                one_by_one_until = end
+            else:
+                outcomes.extend(applied)
+                recorded = is_last
+                i = end
+                continue
+            is_last = i + 1 == len(events)
+        event = events[i]
+        try:
+            outcome = apply_event(event, create_accounts=create_accounts,
+                                  before_commit=(lambda o: record([o])) if is_last else None)
+            recorded = is_last
+        except Exception as exc:
+            if is_outage(exc):
+                raise StorageUnavailable(str(exc)) from exc
+            # One event's failure stays with that event; the rest of the delivery still applies.
+            log.exception("webhook delivery %s: event %s failed", delivery_id, event.index)
+            message = describe_error(exc)
+            outcome = Outcome(index=event.index, type=event_type(event), action="ignored",
+                              reason=f"error: {message}", error=message, account=event.entry_id,
+                              mid=getattr(event, "mid", None))
+        outcomes.append(outcome)
+        i += 1
+    status, error = _status(outcomes)
+    if not recorded:
+        try:
+            _record(delivery_id, outcomes, attempts)
+            db.session.commit()
+        except Exception as exc:
+            db.session.rollback()
+            if is_outage(exc):
+                raise StorageUnavailable(str(exc)) from exc
+            raise
+    return DeliveryResult(delivery_id=delivery_id, status=status, error=error, outcomes=outcomes)
+
+
+def _status(outcomes: list[Outcome]) -> tuple[str, str | None]:
+    failures = [o for o in outcomes if o.error]
+    if failures and len(outcomes) == 1:
+        return "failed", failures[0].error
+    if failures:
+        return "failed", f"{len(failures)} of {len(outcomes)} event(s) failed; first: {failures[0].error}"
+    if any(o.action != "ignored" for o in outcomes):
+        return "processed", None
+    return "ignored", None  # nothing for the inbox: comments, unknown accounts, other objects
+
+
+def _record(delivery_id: int, outcomes: list[Outcome], attempts: int) -> None:
+    """Write the delivery's status and per-event results (the caller commits)."""
+    status, error = _status(outcomes)
+    table = WebhookDelivery.__table__
+    db.session.execute(
+        update(table).where(table.c.id == delivery_id).values(
+            status=status, error=error, attempts=attempts, event_count=len(outcomes),
+            results=[o.result() for o in outcomes], processed_at=utcnow(),
+        )
+    )

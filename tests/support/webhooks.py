@@ -1,0 +1,91 @@
+"""Signed webhook deliveries for tests: the bytes Meta would send, signed like Meta signs them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from pathlib import Path
+from typing import Any
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
+ACCOUNT = "17841400000000001"  # the fixtures' shop (entry.id)
+SECOND_ACCOUNT = "17841400000000002"
+CUSTOMER = "9100000000000001"
+T0 = 1767225600000  # 2026-01-01T00:00:00Z, the fixtures' base time in ms
+
+
+def fixture_names() -> list[str]:
+    return sorted(p.stem for p in FIXTURES.glob("*.json"))
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / f"{name}.json").read_bytes()
+
+
+def encode(payload: Any) -> bytes:
+    """Like Meta: compact JSON with non-ASCII escaped as \\uXXXX and "/" as "\\/"."""
+    if isinstance(payload, bytes):
+        return payload
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True).replace("/", "\\/").encode()
+
+
+def sign(body: bytes, secret: str) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def post(client, payload: Any, secret: str | None = None, **headers):
+    """POST a delivery to the webhook, signed with the app secret the tests configure."""
+    from tests.conftest import APP_SECRET
+
+    body = encode(payload)
+    headers.setdefault("X-Hub-Signature-256", sign(body, secret or APP_SECRET))
+    # Meta sends no CSRF token; the inbox's own test client would add one unless told not to.
+    extra = {"csrf": False} if hasattr(client, "csrf_token") else {}
+    return client.post("/webhooks/instagram", data=body, headers={"Content-Type": "application/json", **headers},
+                       **extra)
+
+
+# --- Payload builders (reference/meta-api.md section 2) ---------------------------------
+
+def envelope(*items: dict, account: str = ACCOUNT, key: str = "messaging") -> dict:
+    return {"object": "instagram", "entry": [{"id": account, "time": T0, key: [item]} for item in items]}
+
+
+def message(mid: str, text: str | None = "hello", *, customer: str = CUSTOMER, account: str = ACCOUNT,
+            ts: int = T0, echo: bool = False, **fields) -> dict:
+    body: dict[str, Any] = {"mid": mid, **fields}
+    if text is not None:
+        body["text"] = text
+    if echo:
+        body["is_echo"] = True
+        sender, recipient = account, customer
+    else:
+        sender, recipient = customer, account
+    return {"sender": {"id": sender}, "recipient": {"id": recipient}, "timestamp": ts, "message": body}
+
+
+def reaction(mid: str, action: str = "react", *, customer: str = CUSTOMER, account: str = ACCOUNT, ts: int = T0,
+             reaction: str = "love", emoji: str = "\u2764\ufe0f") -> dict:
+    body = {"mid": mid, "action": action}
+    if action == "react":
+        body.update(reaction=reaction, emoji=emoji)
+    return {"sender": {"id": customer}, "recipient": {"id": account}, "timestamp": ts, "reaction": body}
+
+
+def seen(mid: str, *, customer: str = CUSTOMER, account: str = ACCOUNT, ts: int = T0) -> dict:
+    return {"sender": {"id": customer}, "recipient": {"id": account}, "timestamp": ts, "read": {"mid": mid}}
+
+
+def edit(mid: str, text: str, num_edit: int, *, customer: str | None = CUSTOMER, account: str = ACCOUNT,
+         ts: int = T0) -> dict:
+    item: dict[str, Any] = {"timestamp": ts, "message_edit": {"mid": mid, "text": text, "num_edit": num_edit}}
+    if customer is not None:
+        item.update(sender={"id": customer}, recipient={"id": account})
+    return item
+
+
+def unsend(mid: str, *, customer: str = CUSTOMER, account: str = ACCOUNT, ts: int = T0, echo: bool = False) -> dict:
+    item = message(mid, None, customer=customer, account=account, ts=ts, echo=echo)
+    item["message"]["is_deleted"] = True
+    return item
