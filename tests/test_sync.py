@@ -163,6 +163,54 @@ def test_messages_webhooks_already_brought_stay_one_row(app, sim, connected_acco
         assert thread.last_message_preview == "second" and thread.unread_count == 1
 
 
+def test_a_webhook_late_for_a_message_the_resync_brought_changes_nothing(app, sim_webhooks, connected_account,
+                                                                         run_jobs):
+    account, shop = connected_account.account, connected_account.ig
+    eve = shop.add_customer("eve")
+    late = eve.sends_text("are you open on sunday?", at=T0, deliver=False)  # Meta's webhook is delayed
+    echo = shop.types_in_app(eve, "Yes, 10 to 4", at=T0 + 5, deliver=False)
+    _resync(app, account.id, run_jobs)
+    before = _messages(app, account.id)
+
+    for sent, kind in ((late, "message"), (echo, "echo")):
+        delivery = sim_webhooks.webhooks.emit(shop.ig_user_id, kind, sent.event, strict=True)
+        assert delivery.status == 200
+
+    after = _messages(app, account.id)
+    assert {mid: row.id for mid, row in after.items()} == {mid: row.id for mid, row in before.items()}
+    assert sorted(after) == sorted([late.mid, echo.mid])
+
+
+def test_our_send_still_waiting_for_its_answer_is_claimed_not_doubled(app, sim, connected_account, run_jobs):
+    """The Send API delivered, the send job has not recorded the mid yet, and a resync lists the message."""
+    from inbox.services.graph import GraphClient
+
+    account, shop = connected_account.account, connected_account.ig
+    dora = shop.add_customer("dora")
+    dora.sends_text("Is it still available?", at=T0, deliver=False)
+    conversation_id = add_conversation(app, account, dora.igsid)
+    now_ms = int(time.time() * 1000)
+    with app.app_context():
+        from inbox.models import utcnow
+
+        pending = Message(account_id=account.id, conversation_id=conversation_id, mid=None, direction="out",
+                          sender_kind="staff", sender_igsid=account.ig_user_id, text="Yes, ships today!",
+                          status="pending", client_token="tok-1", meta_timestamp=now_ms, created_at=utcnow(),
+                          updated_at=utcnow())
+        db.session.add(pending)
+        db.session.commit()
+        pending_id = pending.id
+        sent = GraphClient.for_account(db.session.get(Account, account.id)).send_text(dora.igsid, "Yes, ships today!")
+
+    run = _resync(app, account.id, run_jobs)
+
+    assert run.state == "finished"
+    rows = _messages(app, account.id)
+    assert sorted(r.text for r in rows.values()) == ["Is it still available?", "Yes, ships today!"]
+    ours = rows[sent.message_id]
+    assert (ours.id, ours.sender_kind, ours.status) == (pending_id, "staff", "sent")
+
+
 def test_pages_follow_the_rate_limit_without_a_single_throttled_call(app, sim, connected_account, client, auth,
                                                                     factory, run_jobs):
     account, shop = connected_account.account, connected_account.ig

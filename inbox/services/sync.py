@@ -12,17 +12,19 @@ their newest messages (field expansion). Meta details only a thread's 20 newest 
 account's shared Conversations API slot (GRAPH_CONVERSATIONS_RATE, 2/s); when Meta asks
 for less data (code 1), the page size is halved.
 
-Messages from the API follow ingestion's conventions (reference 3.3 vs 2.2): direction
-from `from.id`; an outgoing message we do not hold is the owner's (`instagram_app`);
-`meta_timestamp` from `created_time`; attachments become Attachment rows with
-type/source_url/media_id/title and the raw item kept.
+Messages from the API are read with the webhook readers (services/events.py) into the
+MessageEvent ingestion applies, and their rows are made by ingestion's own helpers
+(services/ingest.py), so both paths write the same thing: direction from `from.id`,
+`meta_timestamp` from `created_time`, Attachment rows with type/source_url/media_id/title
+and the raw item. An outgoing message we do not hold first claims one of our pending
+sends with the same content (as its echo would), else it is the owner's (`instagram_app`).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any
 
 from flask import current_app
@@ -33,18 +35,18 @@ from ..display import display_name
 from ..extensions import db
 from ..models import Account, Attachment, Conversation, JobRun, Message, Reaction, utcnow
 from . import identities, jobruns, media, products, realtime
+from .events import (
+    POST_ATTACHMENT_TYPES, AttachmentData, MessageEvent, clean_text, read_id, read_mid, read_short, read_time,
+)
 from .graph import MESSAGE_FIELDS, GraphClient, GraphError, RateLimited, TokenInvalid, Transient
+from .ingest import (
+    _claim_pending, _message_preview, _message_values, _ms_to_datetime, _touch_conversation, preview_text,
+)
 
 log = logging.getLogger(__name__)
 
 RESYNC = "resync"
 MAX_SUMMARY_ERRORS = 20
-PREVIEW_LENGTH = 255
-# Kept in step with ingestion's list-preview words (services/ingest.py).
-_ATTACHMENT_PREVIEWS = {
-    "image": "Photo", "video": "Video", "audio": "Voice message", "file": "File", "share": "Shared a post",
-    "story_mention": "Mentioned you in their story", "unknown": "Attachment",
-}
 _REACTION_NAMES = {"like", "love", "laugh", "wow", "sad", "angry", "other"}
 
 
@@ -54,28 +56,20 @@ def conversation_fields(messages: int) -> str:
 
 
 # --- Reading the API's shapes (pure: no database, no network) --------------------------
-
-@dataclass(frozen=True)
-class ApiAttachment:
-    type: str
-    raw: dict[str, Any]
-    source_url: str | None = None
-    media_id: str | None = None
-    title: str | None = None
-
+# The same readers as webhooks (services/events.py), so ids, times and text are cleaned alike.
 
 @dataclass(frozen=True)
 class ApiMessage:
-    mid: str
-    timestamp: int  # ms
-    sender_id: str | None
-    text: str | None = None
-    attachments: tuple[ApiAttachment, ...] = ()
-    reply_to_mid: str | None = None
-    reply_to_story_id: str | None = None
-    reply_to_story_url: str | None = None
-    is_unsupported: bool = False
+    """One message of the Conversations API as the MessageEvent ingestion applies, plus its reactions."""
+
+    event: MessageEvent
     reactions: tuple[tuple[str, str], ...] = ()  # (reactor id, reaction)
+
+    mid = property(lambda self: self.event.mid)
+    timestamp = property(lambda self: self.event.timestamp)
+    sender_id = property(lambda self: self.event.sender_id)
+    text = property(lambda self: self.event.text)
+    attachments = property(lambda self: self.event.attachments)
 
 
 @dataclass(frozen=True)
@@ -85,26 +79,6 @@ class ApiConversation:
     customer_username: str | None
     messages: tuple[ApiMessage, ...] = ()
     skipped: str | None = None  # why it is not applied
-
-
-def _id(value: Any, limit: int = 64) -> str | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        value = str(value)
-    if not isinstance(value, str):
-        return None
-    value = value.strip()
-    if not value or len(value) > limit or len(value.split()) != 1 or "\x00" in value:
-        return None
-    return value
-
-
-def _str(value: Any, limit: int | None = None) -> str | None:
-    if not isinstance(value, str):
-        return None
-    value = value.replace("\x00", "")
-    return (value[:limit] if limit else value) or None
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -118,105 +92,101 @@ def _items(value: Any) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
+def _url(value: Any) -> str | None:
+    text = (clean_text(value) or "").strip()
+    return text if text and len(text) <= 8192 else None
+
+
 def parse_time(value: Any) -> int | None:
     """Meta's ISO time ("2026-01-01T10:00:00+0000") or epoch seconds/ms, as ms."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, float)):
-        number = float(value)
-        return int(number if number >= 1e11 else number * 1000) if number > 0 else None
-    if not isinstance(value, str) or len(value) > 64:
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    if len(text) >= 5 and text[-5] in "+-" and text[-4:].isdigit():
-        text = f"{text[:-2]}:{text[-2:]}"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return int(parsed.timestamp() * 1000)
+    return read_time(value)
 
 
-def parse_attachments(data: dict[str, Any]) -> tuple[ApiAttachment, ...]:
-    """The API's attachments, shares and story mention as our attachment kinds."""
-    out: list[ApiAttachment] = []
+def parse_attachments(data: dict[str, Any]) -> tuple[AttachmentData, ...]:
+    """The API's attachments, shares and story mention as the attachment kinds webhooks use.
+
+    The API says less than a webhook (reference 3.3): files and images by their data,
+    shared posts and reels only as a `share` link, a story mention with its id.
+    """
+    out: list[AttachmentData] = []
     for item in _items(data.get("attachments")):
         image, video = _dict(item.get("image_data")), _dict(item.get("video_data"))
-        mime = _str(item.get("mime_type"), 128) or ""
+        mime = clean_text(item.get("mime_type")) or ""
         if image:
-            kind, url = "image", _str(image.get("url"))
+            kind, url = "image", _url(image.get("url"))
         elif video:
-            kind, url = "video", _str(video.get("url"))
+            kind, url = "video", _url(video.get("url"))
         elif item.get("file_url"):
-            kind, url = ("audio" if mime.startswith("audio/") else "file"), _str(item.get("file_url"))
+            kind, url = ("audio" if mime.startswith("audio/") else "file"), _url(item.get("file_url"))
         else:
             kind, url = "unknown", None
-        out.append(ApiAttachment(kind, item, url, None, _str(item.get("name"), 500)))
+        out.append(AttachmentData(type=kind, raw=item, source_url=url, title=clean_text(item.get("name"))))
     for item in _items(data.get("shares")):
-        out.append(ApiAttachment("share", item, _str(item.get("link")), _id(item.get("id")),
-                                 _str(item.get("name") or item.get("description"))))
+        out.append(AttachmentData(type="share", raw=item, source_url=_url(item.get("link")),
+                                  media_id=read_id(item.get("id")),
+                                  title=clean_text(item.get("name")) or clean_text(item.get("description"))))
     mention = _dict(_dict(data.get("story")).get("mention"))
     if mention:
-        out.append(ApiAttachment("story_mention", {"story": {"mention": mention}}, _str(mention.get("link")),
-                                 _id(mention.get("id"))))
+        out.append(AttachmentData(type="story_mention", raw={"story": {"mention": mention}},
+                                  source_url=_url(mention.get("link")), media_id=read_id(mention.get("id"))))
     return tuple(out)
 
 
-def parse_message(data: Any) -> ApiMessage | None:
+def parse_message(data: Any, account_ig: str = "") -> ApiMessage | None:
     """One message of the Conversations API, or None when it has no usable id or time."""
     if not isinstance(data, dict):
         return None
-    mid = _id(data.get("id"), 512)
-    ts = parse_time(data.get("created_time"))
+    mid = read_mid(data.get("id"))
+    ts = read_time(data.get("created_time"))
     if mid is None or ts is None:
         return None
+    sender = read_id(_dict(data.get("from")).get("id"))
+    recipients = [read_id(p.get("id")) for p in _items(data.get("to"))]
     reply_to = _dict(data.get("reply_to"))
     story_reply = _dict(_dict(data.get("story")).get("reply_to"))
     reactions = []
     for item in _items(data.get("reactions")):
-        value = _str(item.get("reaction"), 32)
-        for user in item.get("users") or []:
-            user_id = _id(_dict(user).get("id"))
+        value = read_short(item.get("reaction"))
+        users = item.get("users") if isinstance(item.get("users"), list) else []
+        for user in users:
+            user_id = read_id(_dict(user).get("id"))
             if user_id and value:
                 reactions.append((user_id, value))
-    has_details = any(key in data for key in ("from", "message", "attachments", "shares", "story"))
-    return ApiMessage(
-        mid=mid, timestamp=ts, sender_id=_id(_dict(data.get("from")).get("id")),
-        text=_str(data.get("message")) if has_details else None,
-        attachments=parse_attachments(data), reply_to_mid=_id(reply_to.get("mid"), 512),
-        reply_to_story_id=_id(story_reply.get("id")), reply_to_story_url=_str(story_reply.get("link")),
-        is_unsupported=data.get("is_unsupported") is True, reactions=tuple(reactions),
+    event = MessageEvent(
+        index=0, entry_id=account_ig or None, sender_id=sender, recipient_id=next((r for r in recipients if r), None),
+        timestamp=ts, mid=mid, text=clean_text(data.get("message")) or None, attachments=parse_attachments(data),
+        is_echo=bool(account_ig) and sender == account_ig, is_unsupported=data.get("is_unsupported") is True,
+        reply_to_mid=read_mid(reply_to.get("mid")), reply_to_story_id=read_id(story_reply.get("id")),
+        reply_to_story_url=_url(story_reply.get("link")),
     )
+    return ApiMessage(event, tuple(reactions))
 
 
 def parse_conversation(data: Any, account_ig: str) -> ApiConversation:
     """A conversation of the list: the customer (never the account itself) and its messages."""
     if not isinstance(data, dict):
         return ApiConversation(None, None, None, skipped="not an object")
-    graph_id = _id(data.get("id"), 255)
+    graph_id = read_id(data.get("id"), 255)
     customer = username = None
     for person in _items(data.get("participants")):
-        person_id = _id(person.get("id"))
+        person_id = read_id(person.get("id"))
         if person_id and person_id != account_ig:
-            customer, username = person_id, _str(person.get("username"), 255)
+            customer, username = person_id, clean_text(person.get("username"))
             break
     raw_messages = _items(data.get("messages"))
-    messages = [m for m in (parse_message(item) for item in raw_messages) if m is not None]
     if customer is None:
         # No participants list: the other side of any message.
         for item in raw_messages:
-            sides = [_id(_dict(item.get("from")).get("id"))]
-            sides += [_id(p.get("id")) for p in _items(_dict(item).get("to"))]
-            customer = next((s for s in sides if s and s != account_ig), None)
+            sides = [read_id(_dict(item.get("from")).get("id"))] + [read_id(p.get("id")) for p in _items(item.get("to"))]
+            customer = next((side for side in sides if side and side != account_ig), None)
             if customer:
                 break
     if customer is None:
         return ApiConversation(graph_id, None, None, skipped="no participant other than the account itself")
+    messages = [m for m in (parse_message(item, account_ig) for item in raw_messages) if m is not None]
     # Only messages with details can be stored: Meta gives ids alone past a thread's 20 newest.
     detailed = tuple(m for m in messages if m.sender_id is not None)
-    return ApiConversation(graph_id, customer, username, detailed)
+    return ApiConversation(graph_id, customer, (username or "").strip()[:255] or None, detailed)
 
 
 # --- Applying --------------------------------------------------------------------------
@@ -260,25 +230,13 @@ def _insert_ignore(model, rows: list[dict[str, Any]], conflict: list[str], retur
     return db.session.execute(stmt, rows).all()
 
 
-def preview_text(text: str | None, attachment_types: list[str], is_unsupported: bool) -> str:
-    if text and text.strip():
-        line = " ".join(text.split())
-        return line if len(line) <= PREVIEW_LENGTH else line[: PREVIEW_LENGTH - 1] + "…"
-    if attachment_types:
-        return _ATTACHMENT_PREVIEWS.get(attachment_types[0], "Attachment")
-    return "Unsupported message" if is_unsupported else "Message"
-
-
-def _ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-
-
 @dataclass
 class Applied:
     conversation_id: int
     created: bool
     new_message_ids: list[int]
     changed: bool
+    updated_message_ids: list[int] = field(default_factory=list)  # our pending sends the API confirmed
 
 
 def apply_conversations(account: Account, apis: list[ApiConversation], summary: SyncSummary) -> list[Applied]:
@@ -286,7 +244,9 @@ def apply_conversations(account: Account, apis: list[ApiConversation], summary: 
 
     A whole page in a few statements (inside the caller's transaction): conversations by
     (account, customer), messages by (account, mid), both INSERT … ON CONFLICT DO NOTHING,
-    so what webhooks (or an earlier run) wrote stays as it is.
+    so what webhooks (or an earlier run) wrote stays as it is. Rows are made by
+    ingestion's own helpers; an outgoing message we do not hold first claims one of our
+    pending sends with the same content, as its echo would.
     """
     account_id, account_ig = account.id, account.ig_user_id
     apis = list({api.customer_igsid: api for api in reversed(apis)}.values())[::-1]  # one per customer
@@ -297,7 +257,7 @@ def apply_conversations(account: Account, apis: list[ApiConversation], summary: 
         {"account_id": account_id, "customer_igsid": api.customer_igsid, "graph_conversation_id": api.graph_id,
          "unread_count": 0, "status": "open", "created_at": now, "updated_at": now} for api in apis
     ], ["account_id", "customer_igsid"], ["customer_igsid"])}
-    # Locked in id order (concurrent writers lock in the same order), fresh from the database.
+    # Locked in id order (ingestion locks the same way), fresh from the database.
     conversations = {c.customer_igsid: c for c in db.session.scalars(
         select(Conversation)
         .where(Conversation.account_id == account_id,
@@ -308,53 +268,44 @@ def apply_conversations(account: Account, apis: list[ApiConversation], summary: 
     summary.identities += len(renamed)
     identities.note_participants(account_id, [api.customer_igsid for api in apis])
 
-    rows, by_mid = [], {}
+    by_mid: dict[str, tuple[Conversation, ApiMessage]] = {}
     for api in apis:
-        conversation = conversations[api.customer_igsid]
-        for m in sorted({m.mid: m for m in api.messages}.values(), key=lambda m: (m.timestamp, m.mid)):
-            if m.mid in by_mid:  # the same mid in two threads: the first keeps it
-                continue
-            by_mid[m.mid] = (conversation, m)
-            outgoing = m.sender_id == account_ig
-            rows.append({
-                "account_id": account_id, "conversation_id": conversation.id, "mid": m.mid,
-                "direction": "out" if outgoing else "in",
-                "sender_kind": "instagram_app" if outgoing else "customer",
-                "sender_igsid": account_ig if outgoing else api.customer_igsid, "text": m.text,
-                "reply_to_mid": m.reply_to_mid, "reply_to_story_id": m.reply_to_story_id,
-                "reply_to_story_url": m.reply_to_story_url, "is_unsupported": m.is_unsupported,
-                "status": "sent" if outgoing else None, "sent_at": now if outgoing else None,
-                "is_deleted": False, "edit_count": 0, "meta_timestamp": m.timestamp,
-                "created_at": now, "updated_at": now, "send_attempts": 0,
-            })
-    summary.messages += len(rows)
+        for m in sorted(api.messages, key=lambda m: (m.timestamp, m.mid)):
+            by_mid.setdefault(m.mid, (conversations[api.customer_igsid], m))  # a mid twice: the first keeps it
+    summary.messages += len(by_mid)
+    claimed = _claim_our_sends(account_id, by_mid)
+    rows = []
+    for mid, (conversation, m) in by_mid.items():
+        if mid in claimed:
+            continue
+        outgoing = m.event.is_echo
+        rows.append(_message_values(m.event, account_id, account_ig, conversation.id, conversation.customer_igsid,
+                                    direction="out" if outgoing else "in",
+                                    sender_kind="instagram_app" if outgoing else "customer", now=now))
     inserted = {mid: message_id for message_id, mid in
                 _insert_ignore(Message, rows, ["account_id", "mid"], ["id", "mid"])}
     summary.created_messages += len(inserted)
 
-    attachment_rows, reaction_rows, evidence = [], [], []
+    attachment_rows, reaction_rows = [], []
     new_by_conversation: dict[int, list[tuple[int, ApiMessage]]] = {}
     for mid, message_id in inserted.items():
         conversation, m = by_mid[mid]
         new_by_conversation.setdefault(conversation.id, []).append((message_id, m))
-        for position, a in enumerate(m.attachments):
-            attachment_rows.append({"account_id": account_id, "message_id": message_id, "position": position,
-                                    "type": a.type, "raw": a.raw, "source_url": a.source_url,
-                                    "media_id": a.media_id, "title": a.title, "created_at": now})
-        if any(a.type == "share" for a in m.attachments):
-            evidence.append(message_id)
+        attachment_rows += [{"account_id": account_id, "message_id": message_id, "position": i, "type": a.type,
+                             "raw": a.raw, "source_url": a.source_url, "media_id": a.media_id, "title": a.title,
+                             "created_at": now} for i, a in enumerate(m.attachments)]
         for reactor, value in dict(m.reactions).items():
             name = value if value in _REACTION_NAMES else None
             reaction_rows.append({"account_id": account_id, "message_id": message_id, "reactor_igsid": reactor,
                                   "reaction": name, "emoji": None if name else value, "meta_timestamp": None,
                                   "created_at": now})
+        if any(a.type in POST_ATTACHMENT_TYPES for a in m.attachments):
+            products.note_evidence(message_id)
     if attachment_rows:
         media.note_attachments(list(db.session.scalars(insert(Attachment).returning(Attachment.id),
                                                        attachment_rows)))
     if reaction_rows:
         db.session.execute(insert(Reaction), reaction_rows)
-    for message_id in evidence:
-        products.note_evidence(message_id)
 
     applied = []
     for api in apis:
@@ -365,39 +316,65 @@ def apply_conversations(account: Account, apis: list[ApiConversation], summary: 
             changed = True
         new = new_by_conversation.get(conversation.id, [])
         if new:
-            _touch_conversation(conversation, [m for _, m in new], account_ig)
+            _touch(conversation, [m for _, m in new])
             changed = True
-        applied.append(Applied(conversation.id, api.customer_igsid in created, sorted(i for i, _ in new), changed))
+        updated = []
+        for mid, message in claimed.items():
+            if by_mid[mid][0] is conversation:
+                _touch_conversation(conversation, message, new=False, preview=_message_preview(message))
+                updated.append(message.id)
+        applied.append(Applied(conversation.id, api.customer_igsid in created, sorted(i for i, _ in new), changed
+                               or bool(updated), updated))
     summary.conversations += len(apis)
     summary.created_conversations += len(created)
     return applied
 
 
-def _touch_conversation(conversation: Conversation, new: list[ApiMessage], account_ig: str) -> None:
-    """The list row after new messages: last message, the customer's window, unread and status.
+def _claim_our_sends(account_id: int, by_mid: dict[str, tuple[Conversation, ApiMessage]]) -> dict[str, Message]:
+    """Outgoing messages we do not hold that are our own pending sends: {mid: the send's row, now with it}.
 
-    A message older than what the list already showed is history: it is stored, but it
-    does not count as unread nor reopen a conversation marked done.
+    A send whose Send API answer has not come back yet has no mid; the API already lists
+    it. Like its echo would, the message claims that row instead of becoming a second one.
+    """
+    outgoing = [mid for mid, (_, m) in by_mid.items() if m.event.is_echo]
+    if not outgoing:
+        return {}
+    pending = set(db.session.scalars(
+        select(Message.conversation_id).where(Message.account_id == account_id, Message.mid.is_(None),
+                                              Message.direction == "out", Message.status == "pending").distinct()))
+    if not pending:
+        return {}
+    held = set(db.session.scalars(select(Message.mid).where(Message.account_id == account_id,
+                                                            Message.mid.in_(outgoing))))
+    claimed = {}
+    for mid in outgoing:
+        conversation, m = by_mid[mid]
+        if mid not in held and conversation.id in pending:
+            message = _claim_pending(conversation.id, m.event)
+            if message is not None:
+                claimed[mid] = message
+    return claimed
+
+
+def _touch(conversation: Conversation, new: list[ApiMessage]) -> None:
+    """The list row after new messages, as ingestion keeps it (services/ingest._touch_conversation).
+
+    A message older than what the list already showed is history: it moves the customer's
+    window when it is their latest, but it is not unread and does not reopen a conversation
+    marked done.
     """
     shown_until = conversation.last_message_at
     for m in sorted(new, key=lambda m: (m.timestamp, m.mid)):
+        outgoing = m.event.is_echo
+        row = SimpleNamespace(meta_timestamp=m.timestamp, direction="out" if outgoing else "in",
+                              sender_kind="instagram_app" if outgoing else "customer", is_deleted=False)
         at = _ms_to_datetime(m.timestamp)
-        outgoing = m.sender_id == account_ig
-        if conversation.last_message_at is None or at >= conversation.last_message_at:
-            conversation.last_message_at = at
-            conversation.last_message_preview = preview_text(m.text, [a.type for a in m.attachments],
-                                                             m.is_unsupported)
-            conversation.last_message_direction = "out" if outgoing else "in"
-            conversation.last_message_sender_kind = "instagram_app" if outgoing else "customer"
-        if not outgoing:
-            if conversation.last_customer_message_at is None or at > conversation.last_customer_message_at:
-                conversation.last_customer_message_at = at
-            if shown_until is None or at > shown_until:
-                conversation.unread_count = (conversation.unread_count or 0) + 1
-                if conversation.status == "done":
-                    conversation.status = "open"  # the customer wrote again
-        elif conversation.last_customer_message_at is None or at >= conversation.last_customer_message_at:
-            conversation.unread_count = 0  # the owner answered: nothing before it is waiting
+        history = shown_until is not None and at <= shown_until
+        if history and not outgoing and (conversation.last_customer_message_at is None
+                                         or at > conversation.last_customer_message_at):
+            conversation.last_customer_message_at = at
+        _touch_conversation(conversation, row, new=not history, preview=preview_text(
+            m.text, [a.type for a in m.attachments], is_unsupported=m.event.is_unsupported))
 
 
 def apply_page(account: Account, page: list[Any], summary: SyncSummary) -> list[Applied]:
@@ -449,6 +426,9 @@ def _publish(account_id: int, applied: list[Applied]) -> None:
     for item in applied:
         if not item.changed:
             continue
+        for message_id in item.updated_message_ids:
+            realtime.publish(account_id, "message.updated", conversation_id=item.conversation_id,
+                             message_id=message_id)
         if not item.created:
             # A thread that is open somewhere gets its missed messages; new threads come with the list.
             for message_id in item.new_message_ids:
