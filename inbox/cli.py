@@ -19,6 +19,9 @@ def init_app(app: Flask) -> None:
     from .cli_webhooks import webhooks
 
     app.cli.add_command(webhooks)
+    from . import cli_identities
+
+    cli_identities.init_app(app)
 
 
 def _create_app():

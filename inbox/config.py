@@ -65,6 +65,16 @@ class Defaults:
     # 60 days), and restore missing webhook subscriptions; runs at this hour (UTC).
     TOKEN_REFRESH_WITHIN_DAYS = 15
     ACCOUNT_CHECK_HOUR_UTC = 4
+    # Identities (participants' profiles) and the runs that rebuild them.
+    IDENTITY_ERROR_RETRY_SECONDS = 3600  # after a failed fetch, first contact tries again this much later
+    IDENTITY_PIC_REFRESH_MARGIN_SECONDS = 12 * 3600  # refetch when the picture URL expires within this
+    IDENTITY_REFRESH_CONCURRENCY = 16  # profile calls in flight during "Refresh identities" (100/s at ~150 ms each)
+    IDENTITY_REFRESH_DAYS = 30  # refresh also covers everyone who wrote in this many days
+    SYNC_PAGE_SIZE = 100  # conversations per Conversations API call (halved when Meta asks for less data)
+    SYNC_MESSAGES_PER_CONVERSATION = 20  # Meta details only a thread's 20 newest messages
+    JOB_PROGRESS_INTERVAL_SECONDS = 0.5  # at most this often a run writes and pushes its progress
+    JOB_HEARTBEAT_SECONDS = 10.0  # a running run says it is alive this often; 3 misses mean it died
+    JOB_TIMEOUT_SECONDS = 3600  # RQ timeout of a refresh or resync run
     LOGIN_MAX_FAILURES = 5
     LOGIN_LOCK_SECONDS = 30
     WORKER_HEARTBEAT_SECONDS = 10

@@ -7,19 +7,38 @@ from typing import Any
 
 def display_name(identity: Any | None, igsid: str | None = None) -> str:
     """@username, else name, else "Instagram user ·" and the id's last 4 digits; never a mask."""
-    if identity is not None:
-        if getattr(identity, "username", None):
-            return f"@{identity.username}"
-        if getattr(identity, "name", None):
-            return identity.name
-        igsid = igsid or getattr(identity, "igsid", None)
-    tail = (igsid or "")[-4:] or "????"
-    return f"Instagram user ·{tail}"
+    username = _usable(getattr(identity, "username", None))
+    if username:
+        return f"@{username.lstrip('@')}"
+    name = _usable(getattr(identity, "name", None))
+    if name:
+        return name
+    igsid = (igsid or getattr(identity, "igsid", None) or "").strip()
+    return f"Instagram user ·{igsid[-4:] or '????'}"
 
 
 def is_fallback_name(identity: Any | None) -> bool:
-    """True when only the id is known, so the UI can hint that a refresh may help."""
-    return identity is None or not (getattr(identity, "username", None) or getattr(identity, "name", None))
+    """True when only the id is known (display_name fell back to its last digits)."""
+    return not (_usable(getattr(identity, "username", None)) or _usable(getattr(identity, "name", None)))
+
+
+# What staff read next to a fallback name (a tooltip in the UI, a note in the CLI).
+FALLBACK_HINT = "Only the Instagram id is known so far; \u201cRefresh identities\u201d may load the name."
+
+
+def name_hint(identity: Any | None) -> str:
+    """The hint that a refresh may help, for a fallback name; "" when the name is known."""
+    return FALLBACK_HINT if is_fallback_name(identity) else ""
+
+
+def _usable(value: Any) -> str | None:
+    """A name worth showing: text on one line, not blank, not a masked placeholder like user_******."""
+    if not isinstance(value, str):
+        return None
+    text = " ".join(value.split())
+    if not text.strip("@") or "**" in text:
+        return None
+    return text
 
 
 def dom_id(kind: str, ident: object) -> str:

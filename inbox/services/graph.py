@@ -303,6 +303,17 @@ class GraphClient:
             params["user_id"] = user_id
         yield from self._pages(f"{self.owner}/conversations", params, bucket="conversations", max_pages=max_pages)
 
+    def conversations_page(self, *, fields: str = "id,updated_time", limit: int = 25,
+                           after: str | None = None) -> tuple[list[dict], str | None]:
+        """One page of the account's conversations and the cursor of the next page (None: the last)."""
+        params = {"platform": "instagram", "fields": fields, "limit": limit}
+        if after:
+            params["after"] = after
+        body = self._read("GET", f"{self.owner}/conversations", params=params, bucket="conversations")
+        paging = body.get("paging") or {}
+        cursor = (paging.get("cursors") or {}).get("after") if paging.get("next") else None
+        return list(body.get("data") or []), cursor
+
     def find_conversation(self, igsid: str) -> str | None:
         """The Graph conversation id with one customer, or None."""
         for conversation in self.list_conversations(fields="id", user_id=igsid, max_pages=1):
