@@ -262,9 +262,12 @@ def socket(ws):
     """Live updates for the staff member's accounts, as htmx out-of-band swaps."""
     user_id, session_version, wanted = current_user.id, current_user.session_version, g.live_wanted
     connection = realtime.Connection(user_id, g.live_account_ids)
+    # The first frame says "subscribed" (the indicator turns live on it) and brings the count.
+    hello = _state_html(wanted) if wanted is not None else '<div id="live-state" hx-swap-oob="true" hidden></div>'
     db.session.remove()  # hold no database connection while the socket is open
     hub = live_hub()
     hub.add(connection)
+    ws.send(hello)
     next_check = time.monotonic() + MEMBERSHIP_CHECK_SECONDS
     try:
         while ws.connected:

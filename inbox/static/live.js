@@ -31,11 +31,13 @@
   document.addEventListener("htmx:wsConnecting", function () {
     setState(connectedOnce ? "reconnecting" : "connecting", connectedOnce ? "Reconnecting…" : "Connecting…");
   });
+  // The socket is open; it is live once the server says it listens (its first frame, #live-state).
   document.addEventListener("htmx:wsOpen", function () {
     if (connectedOnce) refetch();
     connectedOnce = true;
-    setState("live", "Live");
+    awaitingHello = true;
   });
+  var awaitingHello = false;
   document.addEventListener("htmx:wsClose", function () {
     if (connectedOnce) setState("reconnecting", "Reconnecting…");
   });
@@ -105,9 +107,10 @@
   document.addEventListener("htmx:oobAfterSwap", function (event) {
     var target = event.detail.target;
     if (!target) return;
-    if (target.id === "live-state" || (target.closest && target.closest("#live-state"))) {
+    if (target.id === "live-state") {
       var state = document.getElementById("live-state");
       if (state) updateUnread(state.dataset.unread);
+      if (awaitingHello) { awaitingHello = false; setState("live", "Live"); }
       return;
     }
     if (target.id === "live-notify") { maybeNotify(document.getElementById("live-notify")); return; }
@@ -220,8 +223,11 @@
     return messages ? messages.id.replace("thread-messages-", "") : null;
   }
 
+  var notified = {};
   function maybeNotify(el) {
-    if (!el || !el.dataset.message) return;
+    // htmx may report one swap more than once (a frame's swaps share their settle list).
+    if (!el || !el.dataset.message || notified[el.dataset.message]) return;
+    notified[el.dataset.message] = true;
     var looking = document.visibilityState === "visible" && document.hasFocus()
       && openConversationId() === el.dataset.conversation;
     window.__liveLastNotice = { conversation: el.dataset.conversation, shown: false, looking: looking };
