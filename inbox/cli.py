@@ -55,12 +55,15 @@ def run_command(host: str, port: int, threads: int) -> None:
 @click.option("--web-processes", default=2, show_default=True, type=int)
 @click.option("--keep/--reset", default=False, show_default=True,
               help="keep the demo database of the last run instead of starting fresh")
-def demo_command(host: str, port: int, sim_port: int, pace: float, web_processes: int, keep: bool) -> None:
+@click.option("--instance", type=click.Path(file_okay=False), default=None,
+              help="instance directory of the demo (default: instance/demo)")
+def demo_command(host: str, port: int, sim_port: int, pace: float, web_processes: int, keep: bool,
+                 instance: str | None) -> None:
     """Run the inbox against the Meta simulator with seeded data and customers who keep writing."""
     from .demo import run_demo
 
     raise SystemExit(run_demo(host=host, port=port, sim_port=sim_port, pace=pace,
-                              web_processes=web_processes, reset=not keep))
+                              web_processes=web_processes, reset=not keep, instance=instance))
 
 
 # --- users -------------------------------------------------------------------------
@@ -231,3 +234,7 @@ def accounts_refresh_tokens(ig_user_id: str | None) -> None:
         click.echo("No active accounts.")
     for check in checks:
         click.echo(check.describe())
+
+
+if __name__ == "__main__":
+    main()
