@@ -156,8 +156,9 @@ def test_events_reach_members_only_and_render_once_per_process(app, live_server,
             frame = s.wait_for("waterproof")
             assert "&lt;script&gt;" in frame and "<script>" not in frame
             assert re.search(r"""hx-swap-oob='beforeend:#thread\[data-conversation-id="\d+"\] #messages'""", frame)
-        # One render per event for the three sockets: message.created and conversation.updated.
-        assert realtime.wait_until(lambda: hub.frames_rendered - rendered == 2)
+        # Rendered once for the three sockets: one frame per batch of events (at most one per event).
+        assert realtime.wait_until(lambda: hub.frames_rendered - rendered >= 1)
+        assert hub.frames_rendered - rendered <= 2
         # The outsider's next frame is its own account's event: nothing of the shop came before it.
         with app.app_context():
             realtime.publish(other_account.id, "account.updated")
@@ -179,10 +180,12 @@ def test_message_updated_and_removed_bubbles_are_swapped_by_id(app, live_server,
                              message_id=message.id)
             realtime.publish(connected.account.id, "conversation.updated", conversation_id=message.conversation_id,
                              removed_message_id=999)
-        frame = s.wait_for(f'id="message-{message.id}"')
-        assert 'hx-swap-oob="true"' in frame
-        frame = s.wait_for('id="message-999"')
-        assert 'hx-swap-oob="delete"' in frame and 'data-unread="1"' in frame
+        frames = s.wait_for(f'id="message-{message.id}"')
+        if 'id="message-999"' not in frames:  # the two events may come in one frame or two
+            frames += s.wait_for('id="message-999"')
+        tag = re.search(rf'<div[^>]*id="message-{message.id}"[^>]*>', frames).group(0)
+        assert 'hx-swap-oob="true"' in tag  # replaced in place
+        assert '<div id="message-999" hx-swap-oob="delete"></div>' in frames and 'data-unread="1"' in frames
     finally:
         s.close()
 

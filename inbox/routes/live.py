@@ -77,19 +77,30 @@ def frame_renderer(event_type: str):
 
 
 def render_frame(event: dict, app=None) -> str | None:
-    """The HTML frame for one event (None: nothing to send); releases the DB session after."""
+    """The HTML frame for one event (None: nothing to send)."""
+    return render_frames(int(event["account_id"]), [event], app)
+
+
+def render_frames(account_id: int, events: list[dict], app=None) -> str | None:
+    """One frame for several events of one account, in order; releases the DB session after.
+
+    Under load the listener hands over everything that waited, so one frame (one send per
+    socket) carries many swaps, and per-batch work (the account, the unread total) is done once.
+    """
     app = app or current_app._get_current_object()
-    renderers = _renderers.get(event.get("type"), [])
-    if not renderers:
+    if not any(_renderers.get(event.get("type")) for event in events):
         return None
-    account_id = int(event["account_id"])
     with app.test_request_context("/", base_url=app.config.get("LIVE_BASE_URL") or "http://localhost/"):
         try:
             account = db.session.get(Account, account_id)
             if account is None:
                 return None
             g.account = account
-            parts = [part for fn in renderers if (part := fn(event, account_id))]
+            parts = [part for event in events for fn in _renderers.get(event.get("type"), [])
+                     if (part := fn(event, account_id))]
+            tail = g.pop("live_tail", None)  # once per frame: the unread total, after the rows
+            if tail:
+                parts.append(tail)
             return "".join(parts) or None
         finally:
             db.session.remove()
@@ -230,7 +241,7 @@ def _message_html(message: Message, conversation: Conversation, *, push: bool = 
 
 def live_hub():
     app = current_app._get_current_object()
-    return realtime.hub(app, lambda event: render_frame(event, app))
+    return realtime.hub(app, lambda account_id, events: render_frames(account_id, events, app))
 
 
 @bp.record_once
@@ -361,11 +372,12 @@ def conversation_updated_frame(event: dict, account_id: int) -> str | None:
             row = ""
         if row.strip():
             parts.append(with_attributes(row, hx_swap_oob="true"))
-    try:
-        parts.append(_render("partials/_unread_total.html", unread_total=unread_conversations(account_id), oob=True))
-    except TemplateNotFound:
-        pass
-    parts.append(_state_html(account_id))
+    if "live_tail" not in g:
+        try:
+            g.live_tail = _render("partials/_unread_total.html", unread_total=unread_conversations(account_id),
+                                  oob=True)
+        except TemplateNotFound:
+            g.live_tail = _state_html(account_id)
     return "".join(parts)
 
 
