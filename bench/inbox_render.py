@@ -119,10 +119,14 @@ def run(url, conversations: int, messages: int, samples: int, reuse: bool) -> di
     rng = random.Random(7)
     terms = searches(rng, usernames)
 
-    def timed(path: str, headers=None) -> float:
+    cpu_ms: dict[str, list[float]] = {}
+
+    def timed(path: str, headers=None, kind: str = "") -> float:
+        cpu = time.process_time()
         started = time.perf_counter()
         response = client.get(path, headers=headers or {})
         elapsed = (time.perf_counter() - started) * 1000
+        cpu_ms.setdefault(kind, []).append((time.process_time() - cpu) * 1000)
         assert response.status_code == 200, (path, response.status_code)
         return elapsed
 
@@ -130,19 +134,25 @@ def run(url, conversations: int, messages: int, samples: int, reuse: bool) -> di
         timed(base + "/")
         timed(f"{base}/c/{ids[0]}", hx)
         timed(f"{base}/list?q=linen", hx)
+    load_before = os.getloadavg()[0]
     out = {
-        "list page": [timed(base + "/") for _ in range(samples)],
-        "next page": [timed(f"{base}/list?cursor={c}", hx) for c in cursors[:samples]],
-        "thread": [timed(f"{base}/c/{cid}", hx) for cid in ids[:samples]],
-        "search": [timed(f"{base}/list?q={t}", hx) for t in (terms * (samples // len(terms) + 1))[:samples]],
+        "list page": [timed(base + "/", kind="list page") for _ in range(samples)],
+        "next page": [timed(f"{base}/list?cursor={c}", hx, "next page") for c in cursors[:samples]],
+        "thread": [timed(f"{base}/c/{cid}", hx, "thread") for cid in ids[:samples]],
+        "search": [timed(f"{base}/list?q={t}", hx, "search")
+                   for t in (terms * (samples // len(terms) + 1))[:samples]],
     }
+    print(f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs "
+          "(wall times include waiting for a CPU)")
     summary = {}
     for kind, times in out.items():
         times.sort()
         p50 = statistics.median(times)
         p95 = times[int(len(times) * 0.95) - 1]
         summary[kind] = (p50, p95)
-        print(f"{kind:>12}: p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  max {times[-1]:6.1f} ms  (n={len(times)})", flush=True)
+        cpu = sorted(cpu_ms[kind])
+        print(f"{kind:>12}: p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  max {times[-1]:6.1f} ms  (n={len(times)}); "
+              f"app CPU p50 {statistics.median(cpu):5.1f} ms", flush=True)
     slow = sorted(((timed(f"{base}/list?q={t}", hx), t) for t in terms), reverse=True)[:3]
     print("   slowest searches: " + ", ".join(f"{t!r} {ms:.0f} ms" for ms, t in slow), flush=True)
     with app.app_context():
