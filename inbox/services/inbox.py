@@ -216,7 +216,8 @@ def _search_condition(account_id: int, q: str):
     by_name = select(Identity.igsid).where(
         Identity.account_id == account_id,
         or_(Identity.username.ilike(pattern, escape="\\"), Identity.name.ilike(pattern, escape="\\")))
-    if len(q) < MIN_TEXT_SEARCH:
+    if len(q) < MIN_TEXT_SEARCH or (q.startswith("@") and " " not in q):
+        # "@ama" asks for a username.
         return C.customer_igsid.in_(by_name), None
     if db.session.get_bind().dialect.name == "postgresql":
         text_pattern = _like_pattern(q)
@@ -251,19 +252,23 @@ def conversation_row(account_id: int, conversation_id: int) -> ConversationRow:
     return rows[0]
 
 
-def account_products(account_id: int) -> list[Product]:
-    """The products the list can filter by (active ones, and any a conversation still has)."""
-    used = select(Conversation.product_id).where(Conversation.account_id == account_id,
-                                                 Conversation.product_id.is_not(None)).distinct()
+def account_products(account_id: int, selected: int | None = None) -> list[Product]:
+    """The products the list can filter by: the active ones, and the one selected."""
+    condition = Product.active.is_(True)
+    if selected:
+        condition = or_(condition, Product.id == selected)
     return list(db.session.scalars(
-        select(Product).where(Product.account_id == account_id, or_(Product.active.is_(True), Product.id.in_(used)))
-        .order_by(Product.name, Product.id)))
+        select(Product).where(Product.account_id == account_id, condition).order_by(Product.name, Product.id)))
+
+
+UNREAD_TOTAL_CAP = 1000
 
 
 def unread_total(account_id: int) -> int:
-    """Conversations with unread messages (the page title shows it)."""
-    return db.session.scalar(select(func.count()).select_from(Conversation).where(
-        Conversation.account_id == account_id, Conversation.unread_count > 0)) or 0
+    """Conversations with unread messages (the page title shows it), counted up to UNREAD_TOTAL_CAP."""
+    waiting = (select(Conversation.id).where(Conversation.account_id == account_id, Conversation.unread_count > 0)
+               .limit(UNREAD_TOTAL_CAP))
+    return db.session.scalar(select(func.count()).select_from(waiting.subquery())) or 0
 
 
 # --- The thread -----------------------------------------------------------------------
@@ -410,6 +415,9 @@ def mark_read(account_id: int, conversation_id: int) -> bool:
         .values(unread_count=0, updated_at=utcnow())
         .execution_options(synchronize_session="fetch")).rowcount
     if changed:
+        if db.session.get_bind().dialect.name == "postgresql":
+            # Read state is cheap to lose in a database crash; opening a thread need not wait for a disk flush.
+            db.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
         realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id)
     db.session.commit()
     return bool(changed)

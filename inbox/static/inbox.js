@@ -41,7 +41,7 @@
     var total = document.getElementById("unread-total");
     if (!inbox || !total) return;
     var n = parseInt(total.dataset.unread || "0", 10) || 0;
-    document.title = (n ? "(" + n + ") " : "") + inbox.dataset.title;
+    document.title = (n ? "(" + (n >= 1000 ? "999+" : n) + ") " : "") + inbox.dataset.title;
   }
 
   document.addEventListener("DOMContentLoaded", function () {
