@@ -274,7 +274,7 @@ def socket(ws):
     user_id, session_version, wanted = current_user.id, current_user.session_version, g.live_wanted
     connection = realtime.Connection(user_id, g.live_account_ids)
     # The first frame says "subscribed" (the indicator turns live on it) and brings the count.
-    hello = _state_html(wanted) if wanted is not None else '<div id="live-state" hx-swap-oob="true" hidden></div>'
+    hello = _hello_html(wanted)
     db.session.remove()  # hold no database connection while the socket is open
     hub = live_hub()
     hub.add(connection)
@@ -321,12 +321,40 @@ def _still_allowed(user_id: int, session_version: int, wanted: int | None) -> fr
 # --- Frames ------------------------------------------------------------------------------------
 
 def _load_message(event: dict, account_id: int) -> tuple[Message, Conversation] | None:
-    message = db.session.scalar(select(Message).where(Message.id == int(event.get("message_id") or 0),
-                                                      Message.account_id == account_id))
+    """The message with what its bubble shows (live-ui's inbox.get_message), and its conversation."""
+    message_id = int(event.get("message_id") or 0)
+    try:
+        from ..services.inbox import NotFound as InboxNotFound, get_message
+    except ImportError:
+        message = db.session.scalar(select(Message).where(Message.id == message_id, Message.account_id == account_id))
+    else:
+        try:
+            message = get_message(account_id, message_id)
+        except InboxNotFound:
+            message = None
     if message is None:
         return None
     conversation = db.session.get(Conversation, message.conversation_id)
     return (message, conversation) if conversation is not None else None
+
+
+def _row_context(account_id: int, conversation_id: int) -> dict | None:
+    """conversation, identity and product for the list row (live-ui's inbox.conversation_row)."""
+    try:
+        from ..services.inbox import NotFound as InboxNotFound, conversation_row
+    except ImportError:
+        conversation = db.session.scalar(select(Conversation).where(
+            Conversation.id == conversation_id, Conversation.account_id == account_id))
+        if conversation is None:
+            return None
+        identity = db.session.scalar(select(Identity).where(Identity.account_id == account_id,
+                                                            Identity.igsid == conversation.customer_igsid))
+        return {"conversation": conversation, "identity": identity}
+    try:
+        row = conversation_row(account_id, conversation_id)
+    except InboxNotFound:
+        return None
+    return {"conversation": row.conversation, "identity": row.identity, "product": row.product}
 
 
 @frame_renderer("message.created")
@@ -361,13 +389,10 @@ def conversation_updated_frame(event: dict, account_id: int) -> str | None:
     removed = event.get("removed_message_id")
     if removed:
         parts.append(f'<div id="message-{int(removed)}" hx-swap-oob="delete"></div>')
-    conversation = db.session.scalar(select(Conversation).where(
-        Conversation.id == int(event.get("conversation_id") or 0), Conversation.account_id == account_id))
-    if conversation is not None:
-        identity = db.session.scalar(select(Identity).where(Identity.account_id == account_id,
-                                                            Identity.igsid == conversation.customer_igsid))
+    context = _row_context(account_id, int(event.get("conversation_id") or 0))
+    if context is not None:
         try:
-            row = _render("partials/_conversation_row.html", conversation=conversation, identity=identity, oob=True)
+            row = _render("partials/_conversation_row.html", oob=True, **context)
         except TemplateNotFound:
             row = ""
         if row.strip():
@@ -399,6 +424,18 @@ def unread_conversations(account_id: int) -> int:
         return db.session.scalar(select(func.count()).select_from(Conversation).where(
             Conversation.account_id == account_id, Conversation.unread_count > 0)) or 0
     return unread_total(account_id)
+
+
+def _hello_html(account_id: int | None) -> str:
+    """The first frame: "subscribed" (#live-state) and, for one account, its unread total."""
+    if account_id is None:
+        return '<div id="live-state" hx-swap-oob="true" hidden></div>'
+    html = _state_html(account_id)
+    try:
+        html += _render("partials/_unread_total.html", unread_total=unread_conversations(account_id), oob=True)
+    except TemplateNotFound:
+        pass
+    return html
 
 
 def _state_html(account_id: int) -> str:
