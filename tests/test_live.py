@@ -270,3 +270,38 @@ def test_a_webhook_received_by_one_process_reaches_a_socket_on_the_other(app, ap
     finally:
         first.stop()
         second.stop()
+
+
+def test_an_ambiguous_send_shows_waiting_for_instagram(app, live_server, shop, run_jobs, sim, client, auth):
+    connected, alice, agent = shop
+    s = LiveSocket(live_server.url, session_cookie(login_client(app, agent)), account=connected.account.id)
+    try:
+        s.wait_for('id="live-state"')
+        sim.faults.send_ambiguous = 1
+        connected.ig.unsubscribe()  # and its echo never comes
+        auth.login(agent)
+        url = f"/accounts/{connected.account.id}/conversations/{the_conversation(app)}/reply"
+        client.post(url, data={"text": "Did this arrive?", "client_token": uuid.uuid4().hex}, headers=hx())
+        s.wait_for("Sending…")
+        run_jobs()
+        frame = s.wait_for("Waiting for Instagram")
+        assert "Did this arrive?" in frame
+    finally:
+        s.close()
+
+
+def test_reading_marks_the_open_conversation_read_for_everyone(app, client, auth, shop, live_server):
+    connected, alice, agent = shop
+    auth.login(agent)
+    conversation_id = the_conversation(app)
+    s = LiveSocket(live_server.url, session_cookie(login_client(app, agent)), account=connected.account.id)
+    try:
+        s.wait_for('id="live-state"')
+        response = client.post(f"/accounts/{connected.account.id}/conversations/{conversation_id}/read", headers=hx())
+        assert response.status_code == 204
+        frame = s.wait_for(f'id="conversation-{conversation_id}"')
+        assert "unread-badge" not in frame
+        with app.app_context():
+            assert db.session.get(Conversation, conversation_id).unread_count == 0
+    finally:
+        s.close()

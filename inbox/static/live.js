@@ -93,6 +93,7 @@
     if (target && target.id === "messages") {
       var none = target.querySelector(".thread-none");
       if (none) none.remove();
+      if (fragment.querySelector && fragment.querySelector(".msg-in")) markOpenThreadRead();
     }
     Array.prototype.slice.call(fragment.children).forEach(function (child) {
       if (!child.id || child === target) return;
@@ -115,6 +116,29 @@
     var row = target.id && /^conversation-\d+$/.test(target.id) ? document.getElementById(target.id) : null;
     if (row) { placeRow(row); markActive(row); }
   });
+
+  // A customer message arriving in the thread someone is looking at is read at once.
+  var readTimer = null;
+  function markOpenThreadRead() {
+    clearTimeout(readTimer);
+    readTimer = setTimeout(function () {
+      var composer = document.getElementById("composer");
+      if (!composer || !composer.dataset.readUrl) return;
+      if (document.visibilityState !== "visible" || !document.hasFocus()) {
+        pendingRead = true;
+        return;
+      }
+      pendingRead = false;
+      var meta = document.querySelector('meta[name="csrf-token"]');
+      fetch(composer.dataset.readUrl, {
+        method: "POST", credentials: "same-origin",
+        headers: { "X-CSRFToken": meta ? meta.content : "", "HX-Request": "true" },
+      }).catch(function () {});
+    }, 300);
+  }
+  var pendingRead = false;
+  window.addEventListener("focus", function () { if (pendingRead) markOpenThreadRead(); });
+  document.addEventListener("visibilitychange", function () { if (pendingRead) markOpenThreadRead(); });
 
   function markActive(row) {
     var open = openConversationId();
