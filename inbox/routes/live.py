@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import queue
 import re
 import time
 import uuid
@@ -284,36 +283,37 @@ def _check_socket():
 def socket(ws):
     """Live updates for the staff member's accounts, as htmx out-of-band swaps."""
     user_id, session_version, wanted = current_user.id, current_user.session_version, g.live_wanted
-    connection = realtime.Connection(user_id, g.live_account_ids)
+    connection = realtime.Connection(user_id, g.live_account_ids, send=ws.send)
     # The first frame says "subscribed" (the indicator turns live on it) and brings the count.
     hello = _hello_html(wanted)
     db.session.remove()  # hold no database connection while the socket is open
     hub = live_hub()
-    hub.add(connection)
+    hub.add(connection)  # the listener is subscribed once this returns
+    try:
+        # A socket that cannot take a frame in time is dropped rather than holding the writer up.
+        ws.sock.settimeout(realtime.SEND_TIMEOUT)
+    except (AttributeError, OSError):
+        pass
     ws.send(hello)
+    connection.ready = True  # from here the hub's writer sends to it (one writer per process)
     next_check = time.monotonic() + MEMBERSHIP_CHECK_SECONDS
     try:
-        while ws.connected:
-            try:
-                item = connection.queue.get(timeout=1.0)
-            except queue.Empty:
-                item = None
-            if item is realtime.CLOSE:
-                ws.close(reason=connection.close_code, message=connection.close_reason)
-                break
-            if item is not None:
-                ws.send(item)
+        while ws.connected and not connection.closed:
+            connection.wake.wait(1.0)
+            connection.wake.clear()
             while ws.connected and ws.receive(timeout=0) is not None:
                 pass  # the client has nothing to say; drop whatever it sends
-            if time.monotonic() >= next_check:
+            if time.monotonic() >= next_check and not connection.closed:
                 next_check = time.monotonic() + MEMBERSHIP_CHECK_SECONDS
                 accounts = _still_allowed(user_id, session_version, wanted)
                 if not accounts:
-                    ws.close(reason=1008, message="Signed out or no longer a member")
-                    break
-                if accounts != connection.account_ids:
+                    connection.close(1008, "Signed out or no longer a member")
+                elif accounts != connection.account_ids:
                     hub.resubscribe(connection, accounts)
+        if connection.closed and ws.connected:
+            ws.close(reason=connection.close_code, message=connection.close_reason)
     finally:
+        connection.closed = True
         hub.remove(connection)
 
 
