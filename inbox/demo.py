@@ -57,7 +57,7 @@ QUESTIONS = [
     "Is the fabric machine washable?", "Can I return it if it doesn't fit?", "Any discount for two? 😊",
     "Hello, I ordered last week and haven't received a tracking number.",
 ]
-THANKS = ["Thank you!", "Perfect, thanks 🙏", "Great, I'll order now.", "Ok! 👍", "Super, merci !"]
+THANKS = ["Thank you!", "Perfect, thanks 🙏", "Great, I will order now.", "Ok! 👍", "Super, merci !"]
 OWNER_LINES = ["Hi! Yes, we ship everywhere in the EU.", "It is, in every size 🙂", "Sending you the link now!"]
 
 
