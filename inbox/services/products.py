@@ -454,12 +454,18 @@ def unlink_post(account_id: int, post_id: int) -> Post:
     return post
 
 
-def post_for_attachment(account_id: int, attachment_id: int) -> tuple[Attachment, Post]:
-    """The Post a shared-post attachment points at (created when needed); committed."""
+def get_post_attachment(account_id: int, attachment_id: int) -> Attachment:
+    """A shared-post attachment of the account (NotFoundError for anything else)."""
     attachment = db.session.scalars(select(Attachment).where(Attachment.id == attachment_id,
                                                              Attachment.account_id == account_id)).first()
     if attachment is None or attachment.type not in POST_ATTACHMENT_TYPES or not attachment.media_id:
         raise NotFoundError("No shared post there.")
+    return attachment
+
+
+def post_for_attachment(account_id: int, attachment_id: int) -> tuple[Attachment, Post]:
+    """The Post a shared-post attachment points at (created when needed); committed."""
+    attachment = get_post_attachment(account_id, attachment_id)
     post = ensure_post(account_id, attachment.media_id, caption=attachment.title,
                        seen_via="ig_reel" if attachment.type in ("ig_reel", "reel") else "share")
     db.session.commit()
@@ -500,6 +506,29 @@ def _cached_products(account_id: int) -> list[Product]:
     if account_id not in cache:
         cache[account_id] = list_products(account_id)
     return cache[account_id]
+
+
+def _product_index(account_id: int) -> dict[int, Product]:
+    """Every product of the account by id (archived too), once per request."""
+    from flask import g, has_request_context
+
+    if not has_request_context():
+        return {p.id: p for p in list_products(account_id, include_archived=True)}
+    cache = g.setdefault("_product_index", {})
+    if account_id not in cache:
+        cache[account_id] = {p.id: p for p in list_products(account_id, include_archived=True)}
+    return cache[account_id]
+
+
+def product_chip(conversation: Conversation) -> dict[str, str] | None:
+    """The chip a conversation row shows: {"label", "title"} or None when it has no product."""
+    if not conversation.product_id:
+        return None
+    product = _product_index(conversation.account_id).get(conversation.product_id)
+    if product is None:
+        return None
+    how = "chosen by hand" if conversation.assignment_source == "manual" else "assigned automatically"
+    return {"label": product.name, "title": f"{product.label}, {how}"}
 
 
 # --- Own media (a background run) --------------------------------------------------------
