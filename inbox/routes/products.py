@@ -6,7 +6,10 @@ edit, archive and import products.
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+import re
+
+from flask import Blueprint, abort, flash, g, make_response, redirect, render_template, request, url_for
+from jinja2 import TemplateNotFound
 from flask_login import current_user
 
 from ..auth import account_scoped, require_role
@@ -27,12 +30,6 @@ def product_panel(conversation):
 def post_link_state(attachment):
     """A shared-post card's link state (None when the attachment is not a post with an id)."""
     return products.post_link_state(attachment)
-
-
-@bp.app_template_global()
-def product_chip(conversation):
-    """{"label", "title"} of a conversation row's product chip, or None."""
-    return products.product_chip(conversation)
 
 
 @bp.app_template_global()
@@ -210,10 +207,10 @@ def unlink_post(post_id: int):
 
 # --- In a thread --------------------------------------------------------------------------
 
-def _thread_product(conversation_id: int, status: int = 200, error: str | None = None):
+def _thread_product(conversation_id: int, status: int = 200, error: str | None = None, *, oob: bool = False):
     conversation = products.get_conversation(g.account.id, conversation_id)
     return render("products/thread_product.html", "partials/_thread_product.html", conversation=conversation,
-                  account=g.account, error=error, status=status)
+                  account=g.account, error=error, status=status, oob=oob)
 
 
 @bp.get("/conversations/<int:conversation_id>/product")
@@ -229,10 +226,11 @@ def set_thread_product(conversation_id: int):
         products.set_conversation_product(g.account.id, conversation_id, _product_id(request.form.get("product_id")),
                                           current_user.id)
     except ProductError as exc:
-        return _thread_product(conversation_id, 422, str(exc))
+        # htmx swaps nothing on a 4xx: the error goes in with a 200, out of band.
+        return _thread_product(conversation_id, 200 if is_htmx_fragment_request() else 422, str(exc), oob=True)
     if not is_htmx_fragment_request():
         return redirect(url_for("products.thread_product", conversation_id=conversation_id), 303)
-    return _thread_product(conversation_id)
+    return _thread_product(conversation_id, oob=True)
 
 
 @bp.post("/conversations/<int:conversation_id>/product/automatic")
@@ -241,19 +239,41 @@ def automatic_thread_product(conversation_id: int):
     products.clear_manual_choice(g.account.id, conversation_id, current_user.id)
     if not is_htmx_fragment_request():
         return redirect(url_for("products.thread_product", conversation_id=conversation_id), 303)
-    return _thread_product(conversation_id)
+    return _thread_product(conversation_id, oob=True)
 
 
-def _post_link(attachment_id: int, status: int = 200, error: str | None = None, *, with_thread: bool = False):
+def _post_link(attachment_id: int, status: int = 200, error: str | None = None, *, changed: bool = False):
+    """The card's link state; to htmx posts, out of band: the card, the link box, the thread's product."""
     attachment = products.get_post_attachment(g.account.id, attachment_id)
-    response = render("products/post_link.html", "partials/_post_link.html", attachment=attachment,
+    if not is_htmx_fragment_request() or request.method == "GET":
+        return render("products/post_link.html", "partials/_post_link.html", attachment=attachment,
                       account=g.account, error=error, status=status)
-    if with_thread and is_htmx_fragment_request():
-        # The conversation was assigned too: its header's product follows, out of band.
+    parts = []
+    if changed:
+        card = _attachment_card(attachment)
+        if card:
+            parts.append(card)
+    parts.append(render_template("partials/_post_link.html", attachment=attachment, account=g.account, error=error,
+                                 oob=True))
+    if changed:
         conversation = products.get_conversation(g.account.id, attachment.message.conversation_id)
-        response.set_data(response.get_data(as_text=True) + render_template(
-            "partials/_thread_product.html", conversation=conversation, account=g.account, oob=True))
+        parts.append(render_template("partials/_thread_product.html", conversation=conversation, account=g.account,
+                                     oob=True))
+    response = make_response("".join(parts), 200)  # htmx swaps nothing on a 4xx
+    response.vary.add("HX-Request")
     return response
+
+
+def _attachment_card(attachment) -> str | None:
+    """live-ui's card for the attachment (its chip shows the link), swapped by its id."""
+    try:
+        html = render_template("partials/_attachment.html", attachment=attachment, message=attachment.message)
+    except TemplateNotFound:
+        return None
+    return _ROOT_TAG.sub(lambda m: m.group(1) + ' hx-swap-oob="true"', html.strip(), count=1)
+
+
+_ROOT_TAG = re.compile(r"^(<[a-zA-Z][a-zA-Z0-9-]*)")
 
 
 @bp.get("/attachments/<int:attachment_id>/post-link")
@@ -272,7 +292,7 @@ def link_attachment(attachment_id: int):
         products.link_attachment(g.account.id, attachment_id, product_id, current_user.id)
     except ProductError as exc:
         return _post_link(attachment_id, 422, str(exc))
-    return _post_link(attachment_id, with_thread=True)
+    return _post_link(attachment_id, changed=True)
 
 
 @bp.post("/attachments/<int:attachment_id>/unlink")
@@ -280,4 +300,25 @@ def unlink_attachment(attachment_id: int):
     """Remove the link of the post a shared-post card shows."""
     _, post = products.post_for_attachment(g.account.id, attachment_id)
     products.unlink_post(g.account.id, post.id)
-    return _post_link(attachment_id)
+    return _post_link(attachment_id, changed=True)
+
+
+# --- Live -------------------------------------------------------------------------------
+
+def thread_product_frame(event: dict, account_id: int) -> str | None:
+    """On `conversation.updated`: the open thread's product dropdown and "why" body, by id."""
+    try:
+        conversation = products.get_conversation(account_id, int(event.get("conversation_id") or 0))
+    except NotFoundError:
+        return None
+    # One frame serves every member: no personal CSRF token (htmx sends the header).
+    return render_template("partials/_thread_product.html", conversation=conversation, oob=True,
+                           csrf_token=lambda: "")
+
+
+try:  # the websocket renders each event once per process (routes/live.py)
+    from .live import frame_renderer
+except ImportError:  # not on this branch: the thread shows the product when it is opened
+    frame_renderer = None
+if frame_renderer is not None:
+    frame_renderer("conversation.updated")(thread_product_frame)

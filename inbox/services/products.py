@@ -508,29 +508,6 @@ def _cached_products(account_id: int) -> list[Product]:
     return cache[account_id]
 
 
-def _product_index(account_id: int) -> dict[int, Product]:
-    """Every product of the account by id (archived too), once per request."""
-    from flask import g, has_request_context
-
-    if not has_request_context():
-        return {p.id: p for p in list_products(account_id, include_archived=True)}
-    cache = g.setdefault("_product_index", {})
-    if account_id not in cache:
-        cache[account_id] = {p.id: p for p in list_products(account_id, include_archived=True)}
-    return cache[account_id]
-
-
-def product_chip(conversation: Conversation) -> dict[str, str] | None:
-    """The chip a conversation row shows: {"label", "title"} or None when it has no product."""
-    if not conversation.product_id:
-        return None
-    product = _product_index(conversation.account_id).get(conversation.product_id)
-    if product is None:
-        return None
-    how = "chosen by hand" if conversation.assignment_source == "manual" else "assigned automatically"
-    return {"label": product.name, "title": f"{product.label}, {how}"}
-
-
 # --- Own media (a background run) --------------------------------------------------------
 
 def start_load_own_media(account_id: int, user_id: int | None = None, *, enqueue_job: bool = True):
