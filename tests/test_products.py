@@ -163,7 +163,7 @@ def test_a_choice_by_hand_survives_later_automatic_evidence(
     assert events[1] == ("manual", "assigned", "Set to Blue Scarf (BS-2) by hand by Ana (was Red Dress (RD-1)).")
     kept = [e for e in events[2:] if e[1] == "kept"]
     assert len(kept) >= 1 and all(r.startswith("Kept Blue Scarf (BS-2): chosen by hand by Ana.") for _, _, r in kept)
-    assert "(recorded, not applied)" in kept[0][2]
+    assert kept[0][2].endswith(": recorded, not applied.") and "Red Dress (RD-1)" in kept[0][2]
 
 
 def test_newer_automatic_evidence_replaces_older_and_a_late_job_does_not_undo_it(

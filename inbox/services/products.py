@@ -744,7 +744,8 @@ def _resolve(account: Account, conversation: Conversation, message: Message, ev:
         return _record(conversation, message, ev, "skipped", "post_link",
                        "The customer shared a post, but Instagram did not send its id: nothing to match.")
     seen_via = "ad" if ev.kind == "ad" else ("ig_reel" if ev.kind in ("ig_reel", "reel") else "share")
-    post = ensure_post(account.id, ev.media_id, caption=None if ev.kind == "ad" else ev.title, seen_via=seen_via,
+    # An ad's title stands in for a caption until the Graph API gives the post's own.
+    post = ensure_post(account.id, ev.media_id, caption=ev.title, seen_via=seen_via,
                        media_product_type="AD" if ev.kind == "ad" and ev.media_id == ev.ad_id else None)
     source = "ad" if ev.kind == "ad" else "post_link"
     link = db.session.scalars(select(PostProduct).where(PostProduct.post_id == post.id)
@@ -817,9 +818,10 @@ def _decide(conversation: Conversation, message: Message | None, ev: Evidence, p
         current = db.session.get(Product, conversation.product_id) if conversation.product_id else None
         who = _staff_name(conversation.assigned_by_user_id)
         kept = f"Kept {current.label}" if current else "Kept no product"
+        said = _with_product(phrase, product)
         return _record(conversation, message, ev, "kept", source,
-                       f"{kept}: chosen by hand by {who}. {phrase[0].upper()}{phrase[1:]} "
-                       f"→ {product.label} (recorded, not applied).", product=product, candidates=candidates)
+                       f"{kept}: chosen by hand by {who}. {said[0].upper()}{said[1:]}: recorded, not applied.",
+                       product=product, candidates=candidates)
     if conversation.product_id == product.id:
         return _record(conversation, message, ev, "kept", source,
                        f"Still {product.label}: {phrase}.", product=product, candidates=candidates)
@@ -828,7 +830,7 @@ def _decide(conversation: Conversation, message: Message | None, ev: Evidence, p
         if newest is not None and newest > message.meta_timestamp:
             current = db.session.get(Product, conversation.product_id)
             return _record(conversation, message, ev, "skipped", source,
-                           f"Not applied: {phrase} → {product.label}, but newer evidence already assigned "
+                           f"Not applied: {_with_product(phrase, product)}; newer evidence already assigned "
                            f"{current.label if current else 'another product'}.", product=product,
                            candidates=candidates)
     previous = conversation.product_id
@@ -839,6 +841,15 @@ def _decide(conversation: Conversation, message: Message | None, ev: Evidence, p
     conversation.assigned_at = now
     return _record(conversation, message, ev, "assigned", source, f"Assigned to {product.label}: {phrase}.",
                    product=product, previous=previous, candidates=candidates)
+
+
+def _with_product(phrase: str, product: Product) -> str:
+    """The phrase naming the product it points at ("linked to it" -> "linked to Red Dress (RD-1)")."""
+    if "linked to it" in phrase:
+        return phrase.replace("linked to it", f"linked to {product.label}", 1)
+    if "linked it automatically" in phrase:
+        return phrase.replace("linked it automatically", f"linked it to {product.label} automatically", 1)
+    return f"{phrase} ({product.label})"
 
 
 def _record(conversation: Conversation, message: Message | None, ev: Evidence | None, outcome: str, source: str,
