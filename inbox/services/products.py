@@ -31,6 +31,7 @@ import io
 import logging
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -99,6 +100,7 @@ def split_keywords(value: str | list[str] | None) -> list[str]:
     return out[:MAX_KEYWORDS]
 
 
+@lru_cache(maxsize=8192)
 def _pattern(term: str) -> re.Pattern:
     # Word boundaries that also hold for SKUs starting or ending with "-" or digits.
     return re.compile(rf"(?<!\w){re.escape(term)}(?!\w)", re.IGNORECASE)
@@ -338,11 +340,13 @@ def ensure_post(account_id: int, media_id: str, *, caption: str | None = None, s
                 media_product_type: str | None = None) -> Post:
     """The account's Post row for a media id, created when first seen (safe under concurrency)."""
     now = utcnow()
-    _insert_ignore(Post, {"account_id": account_id, "media_id": media_id, "caption": caption or None,
-                          "seen_via": seen_via, "media_product_type": media_product_type, "is_own": False,
-                          "first_seen_at": now, "last_seen_at": now}, ["account_id", "media_id"])
-    post = db.session.scalars(select(Post).where(Post.account_id == account_id, Post.media_id == media_id)
-                              .execution_options(populate_existing=True)).one()
+    query = select(Post).where(Post.account_id == account_id, Post.media_id == media_id)
+    post = db.session.scalars(query).first()
+    if post is None:  # first seen: insert, unless another transaction just did
+        _insert_ignore(Post, {"account_id": account_id, "media_id": media_id, "caption": caption or None,
+                              "seen_via": seen_via, "media_product_type": media_product_type, "is_own": False,
+                              "first_seen_at": now, "last_seen_at": now}, ["account_id", "media_id"])
+        post = db.session.scalars(query.execution_options(populate_existing=True)).one()
     post.last_seen_at = now
     if caption and not post.caption:
         post.caption = caption
@@ -748,10 +752,11 @@ def _resolve(account: Account, conversation: Conversation, message: Message, ev:
     post = ensure_post(account.id, ev.media_id, caption=ev.title, seen_via=seen_via,
                        media_product_type="AD" if ev.kind == "ad" and ev.media_id == ev.ad_id else None)
     source = "ad" if ev.kind == "ad" else "post_link"
-    link = db.session.scalars(select(PostProduct).where(PostProduct.post_id == post.id)
-                              .execution_options(populate_existing=True)).first()
-    if link is not None:
-        product = db.session.get(Product, link.product_id)
+    found = db.session.execute(select(PostProduct, Product).join(Product, Product.id == PostProduct.product_id)
+                               .where(PostProduct.post_id == post.id)
+                               .execution_options(populate_existing=True)).first()
+    if found is not None:
+        link, product = found
         how = (f"linked to it automatically on {_day(link.created_at)}" if link.auto_linked
                else f"linked to it by hand{' by ' + _staff_name(link.linked_by_user_id) if link.linked_by_user_id else ''}"
                     f" on {_day(link.created_at)}")
