@@ -258,3 +258,21 @@ def test_the_assignment_job_is_one_per_message_and_idempotent(app, sim_webhooks,
         assert products.assign_from_message(message_id) == []  # a repeat decides nothing again
     conv = _conversation(app, account.id, alice.igsid)
     assert len(_events(app, conv.id)) == 1
+
+
+def test_a_legacy_share_without_an_id_and_an_ad_without_a_post_are_recorded_plainly(
+        app, sim_webhooks, connected_account, run_jobs):
+    account, shop = connected_account.account, connected_account.ig
+    _product(app, account.id, "RD-1", "Red Dress", keywords="summer sale")
+    alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
+    alice.sends_share()
+    bob.clicks_ad(title="Our summer sale", post=sim_webhooks.add_foreign_post(caption=None))
+    run_jobs()
+    a = _conversation(app, account.id, alice.igsid)
+    assert a.product_id is None
+    assert _events(app, a.id)[-1][1:] == (
+        "skipped", "The customer shared a post, but Instagram did not send its id: nothing to match.")
+    b = _conversation(app, account.id, bob.igsid)  # the ad's post is not ours: its title is matched
+    assert _sku_of(app, b) == "RD-1"
+    assert "ad title matched keyword “summer sale”" in _events(app, b.id)[-1][2]
+    assert failed_jobs(app) == []

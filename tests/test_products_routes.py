@@ -281,3 +281,14 @@ def test_cli_adds_lists_links_and_explains(app, runner, sim_webhooks, connected_
     assert "No conversation 999999" in runner.invoke(args=["conversations", "explain", "999999"]).output
     r = runner.invoke(args=["posts", "unlink", post.id, "--account", ig])
     assert r.exit_code == 0 and r.output == f"Unlinked post {post.id} from Red Dress (RD-1).\n"
+
+
+def test_cli_imports_a_csv_and_lists_rejected_rows(app, runner, factory, tmp_path):
+    account = factory.account()
+    path = tmp_path / "catalogue.csv"
+    path.write_text("sku,name,keywords\nRD-1,Red Dress,dress\nRD-1,Twice,\nGL-3,,\n")
+    r = runner.invoke(args=["products", "import", "--account", account.ig_user_id, str(path)])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines() == ["Added 1 products, rejected 2 rows.",
+                                     "  line 3: SKU RD-1 already appears on line 2 of this file.",
+                                     "  line 4: A product needs a name."]

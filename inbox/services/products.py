@@ -134,6 +134,41 @@ def match_products(products: list[Product], caption: str | None) -> list[Match]:
     return out
 
 
+# Compiled catalogues per account, reused while the active products are unchanged.
+_CATALOGUES: dict[int, tuple[tuple, list]] = {}
+
+
+def _catalogue(account_id: int) -> list[tuple[int, str, str, list[tuple[str, re.Pattern]]]]:
+    """(id, sku, name, [(what, pattern)]) of the active products, compiled once per change."""
+    active = (Product.account_id == account_id, Product.active.is_(True))
+    key = tuple(db.session.execute(select(func.count(), func.max(Product.updated_at), func.sum(Product.id))
+                                   .where(*active)).one())
+    cached = _CATALOGUES.get(account_id)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    entries = []
+    for pid, sku, name, keywords in db.session.execute(
+            select(Product.id, Product.sku, Product.name, Product.keywords).where(*active)
+            .order_by(func.lower(Product.name), Product.id)):
+        terms = [(f"SKU {sku}", _pattern(sku))] if sku else []
+        terms += [(f"keyword “{word}”", _pattern(word)) for word in split_keywords(keywords)]
+        entries.append((pid, sku, name, terms))
+    _CATALOGUES[account_id] = (key, entries)
+    return entries
+
+
+def match_catalogue(account_id: int, caption: str | None) -> list[Match]:
+    """match_products over the account's active catalogue (compiled patterns cached)."""
+    if not caption:
+        return []
+    out = []
+    for pid, sku, name, terms in _catalogue(account_id):
+        hits = tuple(what for what, pattern in terms if pattern.search(caption))
+        if hits:
+            out.append(Match(pid, sku, name, hits))
+    return out
+
+
 def _staff_name(user_id: int | None) -> str:
     if user_id is None:
         return "someone"
@@ -772,7 +807,7 @@ def _resolve(account: Account, conversation: Conversation, message: Message, ev:
                else "it has no caption")
         return _record(conversation, message, ev, "no_match", "auto_link",
                        f"{_what(ev)} matched no product: {why}.")
-    matches = match_products(list_products(account.id), caption)
+    matches = match_catalogue(account.id, caption)
     if not matches:
         return _record(conversation, message, ev, "no_match", "auto_link",
                        f"{_what(ev)} matched no product ({whence}: {_quote(caption)}).", candidates=[])
