@@ -113,6 +113,14 @@ def test_demo_prints_working_credentials_and_customers_keep_writing(running_demo
     assert "@maya.styles" in inbox.text and "@jonas_k" in inbox.text
     assert "user_" not in inbox.text
 
+    # Shared posts assign products: one linked by hand, one auto-linked from its caption.
+    def row_html(name: str) -> str:
+        page = admin.get(inbox.url).text
+        return next(m.group(0) for m in re.finditer(r'<li[^>]*id="conversation-\d+".*?</li>', page, re.S)
+                    if name in m.group(0))
+    assert wait_for(lambda: "Red Linen Dress" in row_html("@maya.styles"))
+    assert wait_for(lambda: "Canvas Tote" in row_html("@lea_v"))
+
     # A reply typed in the inbox reaches the simulated customer, who answers.
     maya = next(c for c in state["customers"] if c["username"] == "maya.styles")
     conversation_id = row_id(inbox.text, "@maya.styles")
