@@ -48,6 +48,7 @@ class Defaults:
     MEDIA_MAX_REDIRECTS = 3
     MEDIA_STORAGE = "local"  # files under MEDIA_ROOT (the storage interface allows others)
     MEDIA_PUBLIC_URL_SECONDS = 3600  # how long a signed link to a staff upload works (Instagram fetches it)
+    MEDIA_STORY_SECONDS = 24 * 3600  # a story (and its link) lives this long; shown until then, never kept
     MEDIA_CACHE_SECONDS = 365 * 24 * 3600  # browsers keep stored media (URLs change with the file)
     # Public base URL of this inbox, used for links Meta must fetch (outgoing media).
     PUBLIC_BASE_URL: str | None = None

@@ -167,6 +167,8 @@ def attachment_src(attachment: Any) -> str | None:
     url = getattr(attachment, "source_url", None)
     if not url or getattr(attachment, "media_state", None) in ("expired", "refused"):
         return None
+    if getattr(attachment, "type", None) in STORY_TYPES and _story_gone(attachment):
+        return None
     from .identities import allowed_media_host, profile_pic_expires_at
 
     if not allowed_media_host(url):
@@ -175,6 +177,16 @@ def attachment_src(attachment: Any) -> str | None:
     if expires is not None and expires <= utcnow():
         return None
     return url
+
+
+def _story_gone(attachment: Any) -> bool:
+    """Stories vanish a day after they were posted (reference 8); the mention came at most then."""
+    message = getattr(attachment, "message", None)
+    ms = getattr(message, "meta_timestamp", None)
+    if not ms:
+        return False
+    age = utcnow().timestamp() - ms / 1000
+    return age > float(current_app.config.get("MEDIA_STORY_SECONDS", 24 * 3600))
 
 
 def picture_src(identity: Any) -> str | None:

@@ -247,11 +247,11 @@ def _fetch(url, kind, accepted, area, store, policy: Policy, deadline: float) ->
     for hop in range(policy.max_redirects + 1):
         try:
             scheme, host, port = check_url(current, policy)
+            address = resolve(host, port, policy)
         except _Refused as exc:
             if hop:
                 raise _Refused(f"redirected to a link that is not fetched: {exc}") from None
             raise
-        address = resolve(host, port, policy)
         response, pool = _request(current, scheme, host, port, address, policy)
         try:
             status = response.status
@@ -352,4 +352,6 @@ def _chunks(response, policy: Policy, deadline: float) -> Iterator[bytes]:
 
 
 def _mb(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB" if size >= 1024 * 1024 else f"{size} bytes"
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f} MB"
+    return f"{size / 1024:.0f} KB" if size >= 1024 else f"{size} bytes"
