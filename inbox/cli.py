@@ -50,6 +50,25 @@ def run_command(host: str, port: int, threads: int) -> None:
     raise SystemExit(run(host=host, port=port, threads=threads))
 
 
+@main.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--sim-port", default=8765, show_default=True, type=int, help="the Meta simulator's port (0: any)")
+@click.option("--pace", default=8.0, show_default=True, type=float, help="seconds between customer actions")
+@click.option("--web-processes", default=2, show_default=True, type=int)
+@click.option("--keep/--reset", default=False, show_default=True,
+              help="keep the demo database of the last run instead of starting fresh")
+@click.option("--instance", type=click.Path(file_okay=False), default=None,
+              help="instance directory of the demo (default: instance/demo)")
+def demo_command(host: str, port: int, sim_port: int, pace: float, web_processes: int, keep: bool,
+                 instance: str | None) -> None:
+    """Run the inbox against the Meta simulator with seeded data and customers who keep writing."""
+    from .demo import run_demo
+
+    raise SystemExit(run_demo(host=host, port=port, sim_port=sim_port, pace=pace,
+                              web_processes=web_processes, reset=not keep, instance=instance))
+
+
 # --- users -------------------------------------------------------------------------
 
 @click.group(help="Staff users.")
@@ -218,3 +237,7 @@ def accounts_refresh_tokens(ig_user_id: str | None) -> None:
         click.echo("No active accounts.")
     for check in checks:
         click.echo(check.describe())
+
+
+if __name__ == "__main__":
+    main()

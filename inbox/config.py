@@ -63,6 +63,10 @@ class Defaults:
     WEBHOOK_ASYNC_COMMIT = True
     # Apply a run of plain customer messages of one delivery in one set-based transaction.
     WEBHOOK_BULK = True
+    # The worker replays interrupted deliveries (still "received" after 5 minutes) and
+    # failed ones this often, each failed one up to WEBHOOK_AUTO_REPLAY_ATTEMPTS tries in all.
+    WEBHOOK_RECOVER_INTERVAL_SECONDS = 300
+    WEBHOOK_AUTO_REPLAY_ATTEMPTS = 3
     GRAPH_TIMEOUT_SECONDS = 10.0
     GRAPH_CONVERSATIONS_RATE = 2.0  # calls per second per account (Meta's limit)
     GRAPH_SEND_RATE = 100.0

@@ -140,6 +140,35 @@ def connect_account(job_run_id: int) -> None:
     run(job_run_id)
 
 
+def recover_deliveries() -> None:
+    """Every few minutes: replay webhook deliveries an outage or a crash interrupted."""
+    from .services.deliveries import recover_deliveries as run
+
+    schedule_delivery_recovery()  # the next run first: a failure now must not end the chain
+    run()
+
+
+def schedule_delivery_recovery(app=None, *, now: datetime | None = None) -> Job:
+    """Make sure the next delivery recovery is scheduled; idempotent, like the daily check.
+
+    The job id names the time slot, so every worker start and every run name the same
+    next run: one recovery per interval however many workers there are.
+    """
+    app = app or current_app
+    now = now or datetime.now(timezone.utc)
+    interval = max(1, int(app.config["WEBHOOK_RECOVER_INTERVAL_SECONDS"]))
+    slot = int(now.timestamp()) // interval + 1
+    at = datetime.fromtimestamp(slot * interval, timezone.utc)
+    queue = get_queue("default", app)
+    job_id = re.sub(r"[^A-Za-z0-9_-]", "_", f"{app.config['REDIS_NAMESPACE']}_recover-deliveries_{slot}")
+    try:
+        return Job.fetch(job_id, connection=queue.connection)
+    except NoSuchJobError:
+        pass
+    return queue.enqueue_at(at, "inbox.jobs.recover_deliveries", job_id=job_id, job_timeout=1800,
+                            result_ttl=3600, failure_ttl=7 * 24 * 3600)
+
+
 # --- The daily schedule ----------------------------------------------------------------
 
 def schedule_account_checks(app=None, *, now: datetime | None = None) -> Job:

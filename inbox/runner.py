@@ -64,8 +64,12 @@ def stop_processes(procs: list[subprocess.Popen], timeout: float = 15) -> None:
 
 
 def run(*, host: str = "127.0.0.1", port: int = 5000, threads: int = 64, app=None,
-        before_serving=None, banner_extra: str = "") -> int:
-    """Run until Ctrl-C or SIGTERM; returns the exit status."""
+        before_serving=None, after_start=None, banner_extra: str = "", web_processes: int = 1) -> int:
+    """Run until Ctrl-C or SIGTERM; returns the exit status.
+
+    `before_serving(app, env)` runs after the migrations and before the processes start;
+    `after_start(base_url)` once the web server answers (the demo wires its simulator there).
+    """
     app = app or create_app()
     env = dict(os.environ)
     started_redis = None
@@ -92,12 +96,14 @@ def run(*, host: str = "127.0.0.1", port: int = 5000, threads: int = 64, app=Non
         apply_migrations(app)
         if before_serving:
             before_serving(app, env)
-        procs = start_processes(host=host, port=port, threads=threads, env=env)
+        procs = start_processes(host=host, port=port, threads=threads, env=env, web_processes=web_processes)
         base_url = f"http://{host}:{port}"
         if not wait_healthy(base_url, procs):
             print("The inbox did not become healthy; see the log above.", file=sys.stderr)
             status = 1
         else:
+            if after_start:
+                after_start(base_url)
             print(f"\n  Inbox running at {base_url}/  (Ctrl-C to stop)\n{banner_extra}", flush=True)
             while not stopping:
                 if any(p.poll() is not None for p in procs):

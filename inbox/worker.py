@@ -63,9 +63,10 @@ def run_worker(*, burst: bool = False, name: str | None = None, app=None) -> int
         beat.start()
         try:
             if not burst:
-                from .jobs import schedule_account_checks
+                from .jobs import schedule_account_checks, schedule_delivery_recovery
 
                 schedule_account_checks(app)  # the daily token and webhook check, without cron
+                schedule_delivery_recovery(app)  # interrupted webhook deliveries, every few minutes
             worker = Worker(all_queues(app), connection=get_redis(app), name=f"{app.config['REDIS_NAMESPACE']}.{name}")
             worker.work(burst=burst, with_scheduler=not burst, logging_level="INFO")
         finally:

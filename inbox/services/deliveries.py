@@ -97,6 +97,54 @@ def replayable_ids() -> list[int]:
     ))
 
 
+@dataclass
+class RecoveryReport:
+    replayed: int = 0
+    processed: int = 0
+    still_failed: int = 0
+    stopped_by_outage: bool = False
+
+
+def recoverable_ids(*, max_attempts: int, limit: int = 500) -> list[int]:
+    """What the worker replays on its own: interrupted deliveries, and failed ones with tries left.
+
+    A delivery fails when one of its events raised (a deadlock, a bug, a row another
+    process held); applying is idempotent, so trying again a few times is safe. One that
+    keeps failing stays on the deliveries page for a person.
+    """
+    cutoff = utcnow() - INTERRUPTED_AFTER
+    return list(db.session.scalars(
+        select(WebhookDelivery.id)
+        .where(or_((WebhookDelivery.status == "received") & (WebhookDelivery.received_at < cutoff),
+                   (WebhookDelivery.status == "failed") & (WebhookDelivery.attempts < max_attempts)))
+        .order_by(WebhookDelivery.id).limit(limit)
+    ))
+
+
+def recover_deliveries() -> RecoveryReport:
+    """Replay interrupted and retryable failed deliveries, oldest first; stop at an outage."""
+    max_attempts = int(current_app.config.get("WEBHOOK_AUTO_REPLAY_ATTEMPTS", 3))
+    ids = recoverable_ids(max_attempts=max_attempts)
+    db.session.rollback()
+    report = RecoveryReport()
+    for delivery_id in ids:
+        try:
+            result = replay_delivery(delivery_id)
+        except StorageUnavailable:
+            report.stopped_by_outage = True
+            break
+        if result is None:
+            continue
+        report.replayed += 1
+        if result.status == "failed":
+            report.still_failed += 1
+        else:
+            report.processed += 1
+    if report.replayed:
+        log.info("recovered webhook deliveries: %s", report)
+    return report
+
+
 def list_deliveries(*, failed_only: bool = True, limit: int = 100) -> list[WebhookDelivery]:
     """For the deliveries page: failed (and interrupted) ones, or the most recent of all."""
     query = (select(WebhookDelivery).options(defer(WebhookDelivery.body))

@@ -1,0 +1,294 @@
+"""`inbox demo`: the whole inbox against the Meta simulator, seeded and kept alive.
+
+One command, no Meta app: the simulator (inbox/sim) plays Instagram on a local port, the
+inbox runs as `inbox run` does (migrations, two web processes, one worker) in its own
+instance directory (`instance/demo/`), and a script plays customers who keep writing at
+a gentle pace. Replies typed in the inbox go through the real Send API client to the
+simulator, whose echoes come back as webhooks, exactly as with Meta.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+ADMIN_EMAIL = "admin@demo.local"
+AGENT_EMAIL = "agent@demo.local"
+ADMIN_PASSWORD = "demo-admin-password"
+AGENT_PASSWORD = "demo-agent-password"
+
+# The catalogue: (sku, name, price, keywords).
+PRODUCTS = [
+    ("RD-1", "Red Linen Dress", "89.00", "red dress, linen dress"),
+    ("BS-2", "Blue Silk Scarf", "35.00", "silk scarf, blue scarf"),
+    ("CT-3", "Canvas Tote", "29.00", "tote, canvas bag"),
+    ("GH-4", "Gold Hoops", "45.00", "hoops, gold earrings"),
+]
+# The shop's own posts: (caption, sku linked by hand or None).
+POSTS = [
+    ("Our new red linen dress is here. Breezy, easy, made for summer evenings.", "RD-1"),
+    ("Silk scarf in ocean blue: wear it three ways.", "BS-2"),
+    ("The everyday canvas tote, now in sand and olive.", None),  # auto-linked by its caption
+    ("Weekend look: canvas tote and gold hoops.", None),  # matches two products: staff decide
+]
+CUSTOMERS = [
+    ("maya.styles", "Maya Lindqvist"),
+    ("jonas_k", "Jonas Keller"),
+    ("priya.makes", "Priya Raman"),
+    ("tom.b", None),
+    ("lea_v", "Léa Vidal"),
+]
+NEW_CUSTOMERS = [
+    ("sofia.rn", "Sofia Rinaldi"), ("kenji.t", "Kenji Tanaka"), ("amara.o", "Amara Okafor"),
+    ("lukas_m", "Lukas Meyer"), ("nina.p", "Nina Petrova"), ("omar.h", None),
+]
+QUESTIONS = [
+    "Hi! Do you ship to Germany?", "Is this still available in medium?", "How long does delivery take?",
+    "Can I pay on delivery?", "Do you have it in black too?", "What are the measurements of size S?",
+    "Is the fabric machine washable?", "Can I return it if it doesn't fit?", "Any discount for two? 😊",
+    "Hello, I ordered last week and haven't received a tracking number.",
+]
+THANKS = ["Thank you!", "Perfect, thanks 🙏", "Great, I'll order now.", "Ok! 👍", "Super, merci !"]
+OWNER_LINES = ["Hi! Yes, we ship everywhere in the EU.", "It is, in every size 🙂", "Sending you the link now!"]
+
+
+def default_instance() -> Path:
+    from flask import Flask
+
+    return Path(Flask("inbox").instance_path) / "demo"
+
+
+@dataclass
+class DemoWorld:
+    """What the demo seeded, for the script and the banner."""
+
+    sim: object
+    shop: object
+    posts: list = field(default_factory=list)  # (Media, sku or None)
+    customers: list = field(default_factory=list)  # CustomerHandle
+    replied: dict = field(default_factory=dict)  # igsid -> number of replies seen
+
+
+def prepare_instance(instance: Path, *, reset: bool) -> None:
+    """A fresh SQLite database and media folder on each start (secrets are kept)."""
+    instance.mkdir(parents=True, exist_ok=True)
+    if reset and not os.environ.get("DATABASE_URL"):
+        for name in ("inbox.sqlite3", "inbox.sqlite3-wal", "inbox.sqlite3-shm"):
+            (instance / name).unlink(missing_ok=True)
+        shutil.rmtree(instance / "media", ignore_errors=True)
+
+
+def write_config(instance: Path, sim_url: str, public_url: str) -> None:
+    """Point this instance at the simulator (the web processes and the worker read it)."""
+    (instance / "config.py").write_text(
+        "# Written by `inbox demo` on each start: this instance talks to the Meta simulator.\n"
+        f"GRAPH_API_BASE = {sim_url!r}\n"
+        f"GRAPH_FACEBOOK_API_BASE = {sim_url!r}\n"
+        f"OAUTH_AUTHORIZE_URL = {sim_url + '/oauth/authorize'!r}\n"
+        f"OAUTH_TOKEN_URL = {sim_url + '/oauth/access_token'!r}\n"
+        "MEDIA_ALLOWED_HOSTS = ['lookaside.fbsbx.com', '*.fbcdn.net', '*.cdninstagram.com', '127.0.0.1']\n"
+        "MEDIA_REQUIRE_HTTPS = False\n"
+        f"PUBLIC_BASE_URL = {public_url!r}\n"
+    )
+
+
+def seed_database(app, world: DemoWorld) -> None:
+    """Staff, the account (with the simulator's token) and the catalogue with its posts."""
+    from sqlalchemy import select
+
+    from .extensions import db
+    from .models import Account, Post, PostProduct, Product
+    from .services import accounts as account_service
+    from .services import staff
+
+    with app.app_context():
+        admin = staff.find_user(ADMIN_EMAIL) or staff.create_user(
+            ADMIN_EMAIL, ADMIN_PASSWORD, name="Ana (admin)", superadmin=True)
+        agent = staff.find_user(AGENT_EMAIL) or staff.create_user(AGENT_EMAIL, AGENT_PASSWORD, name="Ben (agent)")
+        shop = world.shop
+        account = account_service.find_account(shop.ig_user_id)
+        if account is None:
+            account = account_service.add_account(shop.ig_user_id, shop.username, token=shop.token,
+                                                  name="Demo Shop")
+        else:
+            account_service.set_token(account.id, shop.token)
+        staff.grant_role(admin.id, account.id, "admin")
+        staff.grant_role(agent.id, account.id, "agent")
+
+        products = {}
+        for sku, name, price, keywords in PRODUCTS:
+            product = db.session.scalar(select(Product).where(Product.account_id == account.id,
+                                                               Product.sku == sku))
+            if product is None:
+                product = Product(account_id=account.id, sku=sku, name=name, price=price, currency="EUR",
+                                  keywords=keywords)
+                db.session.add(product)
+            products[sku] = product
+        db.session.flush()
+        for media, sku in world.posts:
+            post = db.session.scalar(select(Post).where(Post.account_id == account.id,
+                                                        Post.media_id == media.id))
+            if post is None:
+                post = Post(account_id=account.id, media_id=media.id, caption=media.caption, is_own=True,
+                            owner_username=shop.username, media_type="IMAGE", seen_via="own_media")
+                db.session.add(post)
+                db.session.flush()
+            if sku and post.link is None:
+                db.session.add(PostProduct(account_id=account.id, post_id=post.id, product_id=products[sku].id,
+                                           linked_by_user_id=admin.id, linked_reason="linked by hand"))
+        db.session.commit()
+        assert db.session.get(Account, account.id) is not None
+
+
+def build_world(sim) -> DemoWorld:
+    shop = sim.add_account("demo.shop", name="Demo Shop")
+    world = DemoWorld(sim=sim, shop=shop)
+    for caption, sku in POSTS:
+        world.posts.append((shop.add_post(caption), sku))
+    return world
+
+
+def play_history(world: DemoWorld, rng: random.Random) -> None:
+    """A handful of customers with a few hours of history, through real webhooks."""
+    now = datetime.now(timezone.utc)
+    shop = world.shop
+    scripts = [
+        lambda c, at: [c.sends_text("Hi! I love the red dress in your last post 😍", at=at(180)),
+                       c.shares_post(world.posts[0][0], at=at(179)),
+                       c.sends_text("Is it true to size?", at=at(178))],
+        lambda c, at: [c.clicks_ad("Hi! I saw your ad, is the scarf still available?", post=world.posts[1][0],
+                                   at=at(120)),
+                       shop.types_in_app(c, "Hi Jonas! Yes it is, which colour would you like?", at=at(110)),
+                       c.sends_text("The blue one please", at=at(100))],
+        lambda c, at: [c.mentions_in_story(at=at(90)),
+                       c.sends_text("Wore my new hoops today ✨", at=at(89))],
+        lambda c, at: [c.sends_text("hello", at=at(60)),
+                       c.sends_attachment("image", text="Do you have this one?", at=at(59))],
+        lambda c, at: [c.shares_post(world.posts[2][0], at=at(30)),
+                       c.sends_text("How much is this tote?", at=at(29))],
+    ]
+    for (username, name), script in zip(CUSTOMERS, scripts):
+        customer = shop.add_customer(username, name=name)
+        world.customers.append(customer)
+        script(customer, lambda minutes: now - timedelta(minutes=minutes))
+    world.sim.settle(30)
+
+
+class CustomerScript(threading.Thread):
+    """Customers who keep writing, one small action every `pace` seconds (give or take)."""
+
+    def __init__(self, world: DemoWorld, pace: float, seed: int | None = None) -> None:
+        super().__init__(name="demo-customers", daemon=True)
+        self.world = world
+        self.pace = pace
+        self.rng = random.Random(seed)
+        self.stopping = threading.Event()
+        self._new = list(NEW_CUSTOMERS)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.pace * self.rng.uniform(0.6, 1.4)):
+            try:
+                self.step()
+            except Exception:  # the demo keeps going whatever one action did
+                log.warning("demo action failed", exc_info=True)
+
+    def step(self) -> None:
+        if self.answer_replies():
+            return
+        w, rng = self.world, self.rng
+        action = rng.choices(
+            ["question", "new", "share", "ad", "story", "owner", "react", "photo"],
+            weights=[5, 2, 2, 1, 1, 1, 1, 1])[0]
+        if action == "new" and self._new:
+            username, name = self._new.pop(0)
+            customer = w.shop.add_customer(username, name=name)
+            w.customers.append(customer)
+            customer.sends_text(rng.choice(QUESTIONS))
+            return
+        customer = rng.choice(w.customers)
+        if action == "share":
+            media, _ = rng.choice(w.posts)
+            customer.shares_post(media)
+            customer.sends_text(rng.choice(["Is this available?", "How much?", "Do you have it in stock?"]))
+        elif action == "ad":
+            media, _ = rng.choice(w.posts)
+            customer.clicks_ad(post=media)
+        elif action == "story":
+            customer.mentions_in_story()
+        elif action == "owner":
+            w.shop.types_in_app(customer, rng.choice(OWNER_LINES))
+        elif action == "react":
+            received = customer.received
+            if received:
+                customer.reacts(received[-1].mid)
+            else:
+                customer.sends_text(rng.choice(QUESTIONS))
+        elif action == "photo":
+            customer.sends_attachment("image", text="Like this one")
+        else:
+            customer.sends_text(rng.choice(QUESTIONS))
+
+    def answer_replies(self) -> bool:
+        """A customer who got a reply from the inbox answers it (once per reply)."""
+        for customer in list(self.world.customers):
+            replies = [r for r in customer.received if r.origin == "api"]
+            seen = self.world.replied.get(customer.igsid, 0)
+            if len(replies) > seen:
+                self.world.replied[customer.igsid] = len(replies)
+                customer.sees(replies[-1].mid)
+                customer.sends_text(self.rng.choice(THANKS))
+                return True
+        return False
+
+
+def run_demo(*, host: str = "127.0.0.1", port: int = 5000, sim_port: int = 0, pace: float = 8.0,
+             web_processes: int = 2, instance: str | os.PathLike | None = None, reset: bool = True,
+             seed: int | None = None) -> int:
+    """Start the simulator and the inbox, seed them, keep customers writing; until Ctrl-C."""
+    from . import create_app, runner
+    from .sim import Simulator
+
+    instance_path = Path(instance) if instance else default_instance()
+    prepare_instance(instance_path, reset=reset)
+    os.environ["INBOX_INSTANCE_PATH"] = str(instance_path)
+    base = create_app()  # generates this instance's development secrets
+    sim = Simulator(app_secret=base.config["META_APP_SECRET"], verify_token=base.config["META_VERIFY_TOKEN"],
+                    sync=False, seed=seed).serve("127.0.0.1", sim_port)
+    public_url = f"http://{host}:{port}"
+    write_config(instance_path, sim.url, public_url)
+    app = create_app()
+    world = build_world(sim)
+    script = CustomerScript(world, pace, seed)
+
+    def after_start(base_url: str) -> None:
+        handshake = sim.connect_webhooks(base_url + "/webhooks/instagram")
+        if not handshake.ok:
+            raise RuntimeError(f"The inbox refused the simulator's webhook handshake: {handshake.status}")
+        play_history(world, random.Random(seed))
+        script.start()
+
+    banner = (
+        f"  Meta simulator at {sim.url}  (account @{world.shop.username}, id {world.shop.ig_user_id})\n"
+        f"  Log in as   {ADMIN_EMAIL} / {ADMIN_PASSWORD}   (admin)\n"
+        f"         or   {AGENT_EMAIL} / {AGENT_PASSWORD}   (agent)\n"
+        f"  Customers write every ~{pace:g} s; replies you send reach them through the simulator.\n"
+    )
+    try:
+        return runner.run(host=host, port=port, app=app, web_processes=web_processes,
+                          before_serving=lambda app, env: seed_database(app, world),
+                          after_start=after_start, banner_extra=banner)
+    finally:
+        script.stop()
+        sim.close()

@@ -1,0 +1,105 @@
+"""`inbox demo` as a person starts it: a process, the printed credentials, a live inbox."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from inbox import demo
+from tests.support.servers import free_port
+
+
+
+class DemoProcess:
+    def __init__(self, tmp_path: Path) -> None:
+        self.port, self.sim_port = free_port(), free_port()
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "INBOX_INSTANCE_PATH")}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "inbox.cli", "demo", "--port", str(self.port), "--sim-port", str(self.sim_port),
+             "--pace", "0.5", "--web-processes", "2", "--instance", str(tmp_path / "demo")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if "Customers write every" in line:
+                self.ready.set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def sim_url(self) -> str:
+        return f"http://127.0.0.1:{self.sim_port}"
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+        finally:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def running_demo(tmp_path):
+    process = DemoProcess(tmp_path)
+    try:
+        assert process.ready.wait(90), "the demo did not start:\n" + "".join(process.lines[-40:])
+        yield process
+    finally:
+        assert process.stop() == 0, "".join(process.lines[-40:])
+
+
+def login(base_url: str, email: str, password: str) -> requests.Session:
+    session = requests.Session()
+    page = session.get(base_url + "/login")
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
+    answer = session.post(base_url + "/login", data={"email": email, "password": password, "csrf_token": token})
+    assert answer.status_code == 200 and "/login" not in answer.url, answer.text[:500]
+    return session
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def test_demo_prints_working_credentials_and_customers_keep_writing(running_demo):
+    banner = "".join(running_demo.lines)
+    assert f"{demo.ADMIN_EMAIL} / {demo.ADMIN_PASSWORD}" in banner
+    assert f"{demo.AGENT_EMAIL} / {demo.AGENT_PASSWORD}" in banner
+
+    admin = login(running_demo.url, demo.ADMIN_EMAIL, demo.ADMIN_PASSWORD)
+    inbox = admin.get(running_demo.url + "/")
+    assert inbox.status_code == 200 and "demo.shop" in inbox.text
+    agent = login(running_demo.url, demo.AGENT_EMAIL, demo.AGENT_PASSWORD)
+    assert "demo.shop" in agent.get(running_demo.url + "/").text
+
+    # The history arrived through signed webhooks, and scripted customers keep writing.
+    state = requests.get(running_demo.sim_url + "/_sim/state").json()
+    assert state["webhooks"]["verified"] is True
+    first = state["messages"]
+    assert first >= 12
+    assert wait_for(lambda: requests.get(running_demo.sim_url + "/_sim/state").json()["messages"] > first + 2)
+    deliveries = admin.get(running_demo.url + "/admin/deliveries")
+    assert deliveries.status_code == 200
+    assert "Every delivery Meta sent has been applied." in deliveries.text
