@@ -14,6 +14,20 @@ errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
+def post_worker_init(worker):
+    """SIGTERM: close the app's websockets (1012) first, or gunicorn waits for them to end."""
+    import signal
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handle_term(signum, frame):
+        _shutdown_app(worker)
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, handle_term)
+
+
 def worker_int(worker):
     """Ctrl-C in the foreground: let the app close its websockets first."""
     _shutdown_app(worker)

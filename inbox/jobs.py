@@ -69,6 +69,13 @@ def send_message(message_id: int) -> None:
     run(message_id)
 
 
+def expire_unconfirmed_send(message_id: int) -> None:
+    """Fail a send whose echo never came (it may not have reached the customer)."""
+    from .services.sending import expire_unconfirmed as run
+
+    run(message_id)
+
+
 def fetch_profile(account_id: int, igsid: str) -> None:
     """Fetch (or refresh) one participant's profile."""
     from .services.identities import fetch_profile as run

@@ -14,7 +14,9 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["reltime"] = reltime
     app.jinja_env.filters["datetime"] = format_datetime
     app.jinja_env.globals.update(dom_id=dom_id, display_name=display_name, is_fallback_name=is_fallback_name,
-                                 has_endpoint=lambda name: name in app.view_functions)
+                                 has_endpoint=lambda name: name in app.view_functions,
+                                 attachment_src=attachment_src)
+    app.jinja_env.filters["ms_datetime"] = ms_datetime
     app.context_processor(_staff_context)
 
 
@@ -58,6 +60,25 @@ def reltime(value: datetime | None, now: datetime | None = None) -> str:
     if value.year == now.year:
         return value.strftime("%-d %b")
     return value.strftime("%-d %b %Y")
+
+
+def attachment_src(attachment) -> str | None:
+    """The URL the browser loads for an attachment's media, or None (the template says it is gone).
+
+    Placeholder until the media pipeline keeps copies: Instagram's link while it points at
+    an allowed media host. The media area replaces this body (stored copy first).
+    """
+    from .services.identities import allowed_media_host
+
+    url = getattr(attachment, "source_url", None)
+    return url if url and allowed_media_host(url) else None
+
+
+def ms_datetime(ms: int | None) -> datetime | None:
+    """Meta's millisecond timestamp as an aware UTC datetime."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
 def format_datetime(value: datetime | None) -> str:

@@ -6,9 +6,9 @@ from flask import Flask, render_template, request
 
 
 def init_app(app: Flask) -> None:
-    from . import admin, auth, conversations, deliveries, health, home, jobs, media, people, webhooks
+    from . import admin, auth, conversations, deliveries, health, home, jobs, live, media, people, webhooks
 
-    for module in (auth, health, home, conversations, admin, webhooks, deliveries, jobs, people, media):
+    for module in (auth, health, home, conversations, admin, webhooks, deliveries, jobs, people, live, media):
         app.register_blueprint(module.bp)
     app.register_blueprint(media.public_bp)
 

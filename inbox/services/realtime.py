@@ -16,6 +16,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
 
 from ..extensions import get_redis, on_commit, rkey
 
@@ -44,3 +49,206 @@ def publish_after_commit(account_id: int, event_type: str, **ids: int | str) -> 
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown live event {event_type!r}")
     on_commit(lambda: publish(account_id, event_type, **ids))
+
+
+# --- Fan-out in a web process -------------------------------------------------------------
+#
+# One Hub per app and process: ONE Redis pub/sub listener thread (pattern subscription on
+# every account's channel), the open sockets grouped by account, and a `render` callable
+# (routes/live.py) that turns an event into the HTML frame of out-of-band swaps, once per
+# event, only when a socket of that account is open here. Each socket gets the frame on its
+# own queue and its own thread writes it (simple-websocket's send is not thread-safe
+# against its ping thread's compression state, and a slow client must not hold up others).
+
+CLOSE = object()  # put on a connection's queue: close the socket (1012, "service restart")
+MAX_BACKLOG = 500  # frames a slow socket may owe before it is closed (it refetches on reconnect)
+
+
+class Connection:
+    """One open /live socket: who it is, which accounts it listens to, what it still has to send."""
+
+    def __init__(self, user_id: int, account_ids: Iterable[int]):
+        self.user_id = user_id
+        self.account_ids = frozenset(account_ids)
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.closed = False
+        self.close_code = 1000
+        self.close_reason = ""
+
+    def push(self, frame: str) -> None:
+        if self.closed:
+            return
+        if self.queue.qsize() >= MAX_BACKLOG:
+            self.close(1013, "Too far behind; reconnect")
+            return
+        self.queue.put(frame)
+
+    def close(self, code: int = 1012, reason: str = "Server restarting") -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_code, self.close_reason = code, reason
+            self.queue.put(CLOSE)
+
+
+class Hub:
+    """The per-process listener and the sockets it feeds."""
+
+    def __init__(self, app, render: Callable[[dict], str | None]):
+        self.app = app
+        self.render = render
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._by_account: dict[int, set[Connection]] = {}
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stopping = threading.Event()
+        self.events_seen = 0
+        self.frames_rendered = 0
+
+    # Sockets --------------------------------------------------------------------------------
+
+    def add(self, connection: Connection) -> None:
+        with self._lock:
+            for account_id in connection.account_ids:
+                self._by_account.setdefault(account_id, set()).add(connection)
+        self.start()
+
+    def remove(self, connection: Connection) -> None:
+        with self._lock:
+            for account_id in connection.account_ids:
+                group = self._by_account.get(account_id)
+                if group is not None:
+                    group.discard(connection)
+                    if not group:
+                        del self._by_account[account_id]
+
+    def resubscribe(self, connection: Connection, account_ids: Iterable[int]) -> None:
+        """Membership changed while the socket was open."""
+        self.remove(connection)
+        connection.account_ids = frozenset(account_ids)
+        if connection.account_ids:
+            self.add(connection)
+
+    def connections(self, account_id: int | None = None) -> list[Connection]:
+        with self._lock:
+            if account_id is not None:
+                return list(self._by_account.get(account_id, ()))
+            return list({c for group in self._by_account.values() for c in group})
+
+    # The listener ---------------------------------------------------------------------------
+
+    def start(self, wait: float = 5.0) -> None:
+        """Start the listener thread once (lazily: a process without sockets needs none)."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive() and self._stopping.is_set():
+                self._thread.join(2.0)  # a stop just happened; the server serves again
+            if self._thread is None or not self._thread.is_alive():
+                self._stopping.clear()
+                self._ready.clear()
+                self._thread = threading.Thread(target=self._run, name="inbox-live-listener", daemon=True)
+                self._thread.start()
+        self._ready.wait(wait)  # subscribed before the first socket says it is live
+
+    def _run(self) -> None:
+        pattern = channel_pattern(self.app)
+        failures = 0
+        while not self._stopping.is_set():
+            pubsub = None
+            try:
+                with self.app.app_context():
+                    client = get_redis(self.app)
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.psubscribe(pattern)
+                if failures:
+                    # Events were lost while Redis was away: every socket reconnects and refetches.
+                    for connection in self.connections():
+                        connection.close(1012, "Live updates restarted")
+                failures = 0
+                self._ready.set()
+                while not self._stopping.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "pmessage":
+                        self._dispatch(message["data"])
+            except Exception:
+                failures += 1
+                log.warning("live listener lost Redis (attempt %d); reconnecting", failures, exc_info=True)
+                self._ready.set()
+                self._stopping.wait(min(5.0, 0.2 * 2 ** min(failures, 5)))
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except Exception:
+                        pass
+
+    def _dispatch(self, data: bytes | str) -> None:
+        try:
+            event = json.loads(data)
+            account_id = int(event["account_id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("live listener ignored a malformed event %r", data[:200])
+            return
+        self.events_seen += 1
+        targets = self.connections(account_id)
+        if not targets:
+            return
+        try:
+            frame = self.render(event)
+        except Exception:
+            log.exception("rendering live event %s failed", event)
+            return
+        if not frame:
+            return
+        self.frames_rendered += 1
+        for connection in targets:
+            connection.push(frame)
+
+    def stop(self, code: int = 1012, reason: str = "Server restarting") -> None:
+        """Shutdown: every socket closes with 1012 (clients reconnect), the listener ends."""
+        self._stopping.set()
+        for connection in self.connections():
+            connection.close(code, reason)
+
+
+def channel_pattern(app=None) -> str:
+    return rkey("live", "*", app=app)
+
+
+_hub_lock = threading.Lock()
+
+
+def hub(app, render: Callable[[dict], str | None]) -> Hub:
+    """This process's Hub for app (a forked child gets its own)."""
+    current = app.extensions.get("inbox_live_hub")
+    if current is not None and current.pid == os.getpid():
+        return current
+    with _hub_lock:
+        current = app.extensions.get("inbox_live_hub")
+        if current is None or current.pid != os.getpid():
+            current = Hub(app, render)
+            app.extensions["inbox_live_hub"] = current
+    return current
+
+
+def install_shutdown(app) -> None:
+    """app.extensions["inbox_shutdown"] (gunicorn_conf calls it) also closes this process's sockets."""
+    previous = app.extensions.get("inbox_shutdown")
+
+    def shutdown() -> None:
+        current = app.extensions.get("inbox_live_hub")
+        if current is not None and current.pid == os.getpid():
+            current.stop()
+        if previous is not None:
+            previous()
+
+    app.extensions["inbox_shutdown"] = shutdown
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll predicate until true or timeout (tests and benchmarks)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()

@@ -36,3 +36,75 @@ class ThreadedServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+
+
+class GunicornServer:
+    """The inbox in its own gunicorn process (gthread, one worker), as production runs it.
+
+    `config` is the test app's mapping; the strings the environment can carry go to the
+    child, so it shares the test's database, Redis namespace and secrets (a session cookie
+    from the test client is valid there). stop() sends SIGTERM, as a deploy does.
+    """
+
+    ENV_KEYS = ("INBOX_ENV", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "REDIS_NAMESPACE", "META_APP_SECRET",
+                "META_VERIFY_TOKEN", "META_APP_ID", "META_INSTAGRAM_APP_ID", "GRAPH_API_BASE",
+                "GRAPH_FACEBOOK_API_BASE", "OAUTH_AUTHORIZE_URL", "OAUTH_TOKEN_URL", "TOKEN_ENCRYPTION_KEY",
+                "MEDIA_ROOT")
+
+    def __init__(self, config: dict, instance_path, *, threads: int = 32, port: int | None = None,
+                 extra_env: dict | None = None):
+        import os
+        import sys
+        from pathlib import Path
+
+        self.port = port or free_port()
+        root = Path(__file__).resolve().parents[2]
+        env = dict(os.environ)
+        for key in self.ENV_KEYS:
+            if config.get(key):
+                env[key] = str(config[key])
+        env["INBOX_INSTANCE_PATH"] = str(instance_path)
+        env["WEB_GRACEFUL_TIMEOUT"] = "5"
+        env.update(extra_env or {})
+        self.command = [sys.executable, "-m", "gunicorn", "-c", str(root / "inbox" / "gunicorn_conf.py"),
+                        "-b", f"127.0.0.1:{self.port}", "--workers", "1", "--threads", str(threads),
+                        "inbox:create_app()"]
+        self.env, self.cwd, self.proc = env, root, None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> GunicornServer:
+        import subprocess
+        import time
+
+        import requests
+
+        self.proc = subprocess.Popen(self.command, env=self.env, cwd=self.cwd, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.proc.stderr.read()[-3000:]}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code in (200, 503):
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("gunicorn did not start in time")
+
+    def stop(self, timeout: float = 15) -> int | None:
+        import signal
+        import subprocess
+
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()

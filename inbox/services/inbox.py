@@ -1,0 +1,405 @@
+"""What staff read in the inbox: the conversation list, one thread, read state and done/open.
+
+The list is keyset-paginated on (last_message_at, id), newest first; conversations that
+have no message time yet come last, by id. Search matches the customer's @username and
+name, and the text of the conversation's messages (pg_trgm on PostgreSQL, an FTS5
+trigram table on SQLite; migration 0002_search).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import g, has_app_context
+from sqlalchemy import and_, func, or_, select, text, tuple_, update
+from sqlalchemy.orm import selectinload
+
+from ..extensions import db
+from ..models import Attachment, Conversation, Identity, Message, Post, PostProduct, Product, utcnow
+from . import realtime
+
+PAGE_SIZE = 50
+THREAD_PAGE_SIZE = 100
+VIEWS = ("all", "unread", "no_product")
+STATUSES = ("", "open", "done")
+# Message text needs three characters to match (trigram indexes); names match from one.
+MIN_TEXT_SEARCH = 3
+POST_TYPES = ("ig_post", "share", "ig_reel", "reel")
+
+
+class NotFound(LookupError):
+    """No such conversation in this account (the route answers 404)."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the list shows: a view, a product, a status and a search text."""
+
+    view: str = "all"
+    product_id: int | None = None
+    status: str = ""
+    q: str = ""
+
+    @classmethod
+    def from_args(cls, args: Any) -> Filters:
+        """Read the list's query string; anything odd falls back to the default."""
+        view = args.get("view", "all")
+        status = args.get("status", "")
+        try:
+            product_id = int(args.get("product") or 0) or None
+        except (TypeError, ValueError):
+            product_id = None
+        q = " ".join(str(args.get("q", "")).split())[:100]
+        return cls(view=view if view in VIEWS else "all", product_id=product_id,
+                   status=status if status in STATUSES else "", q=q)
+
+    def args(self) -> dict[str, Any]:
+        """The query string that gives these filters back (defaults left out)."""
+        out: dict[str, Any] = {}
+        if self.view != "all":
+            out["view"] = self.view
+        if self.product_id:
+            out["product"] = self.product_id
+        if self.status:
+            out["status"] = self.status
+        if self.q:
+            out["q"] = self.q
+        return out
+
+    @property
+    def is_default(self) -> bool:
+        return not self.args()
+
+
+@dataclass
+class ConversationRow:
+    """One list row: the conversation with the customer's identity and the product."""
+
+    conversation: Conversation
+    identity: Identity | None
+    product: Product | None
+
+
+@dataclass
+class ConversationPage:
+    rows: list[ConversationRow]
+    next_cursor: str | None
+    filters: Filters = field(default_factory=Filters)
+
+
+@dataclass
+class Thread:
+    conversation: Conversation
+    identity: Identity | None
+    product: Product | None
+    messages: list[Message]
+    # The cursor of the oldest message shown when there are earlier ones.
+    earlier_cursor: str | None
+
+
+# --- Cursors --------------------------------------------------------------------------
+
+_CURSOR = re.compile(r"^(-|\d{1,20})\.(\d{1,20})$")
+
+
+def encode_cursor(at: datetime | None, ident: int) -> str:
+    """A list position: microseconds since the epoch (or "-" for no time) and the id."""
+    if at is None:
+        return f"-.{ident}"
+    micros = int(at.timestamp()) * 1_000_000 + at.microsecond
+    return f"{micros}.{ident}"
+
+
+def decode_cursor(cursor: str | None) -> tuple[datetime | None, int] | None:
+    """The position a cursor names, or None for a missing or malformed one (the first page)."""
+    match = _CURSOR.match(cursor or "")
+    if not match:
+        return None
+    stamp, ident = match.groups()
+    if stamp == "-":
+        return None, int(ident)
+    micros = int(stamp)
+    at = datetime.fromtimestamp(micros // 1_000_000, tz=timezone.utc).replace(microsecond=micros % 1_000_000)
+    return at, int(ident)
+
+
+# --- The list -------------------------------------------------------------------------
+
+def list_conversations(account_id: int, filters: Filters | None = None, cursor: str | None = None,
+                       limit: int = PAGE_SIZE) -> ConversationPage:
+    """One page of the account's conversations, newest activity first, after `cursor`."""
+    filters = filters or Filters()
+    position = decode_cursor(cursor)
+    C = Conversation
+    conditions = [C.account_id == account_id, *_filter_conditions(account_id, filters)]
+    rows: list[ConversationRow] = []
+    # Conversations with a time, by (time, id) descending; then those without one, by id.
+    if position is None or position[0] is not None:
+        timed = [C.last_message_at.is_not(None)]
+        if position is not None:
+            timed.append(tuple_(C.last_message_at, C.id) < tuple_(position[0], position[1]))
+        rows = _rows(and_(*conditions, *timed), (C.last_message_at.desc(), C.id.desc()), limit + 1)
+    if len(rows) <= limit:
+        untimed = [C.last_message_at.is_(None)]
+        if position is not None and position[0] is None:
+            untimed.append(C.id < position[1])
+        rows += _rows(and_(*conditions, *untimed), (C.id.desc(),), limit + 1 - len(rows))
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1].conversation
+        next_cursor = encode_cursor(last.last_message_at, last.id)
+    _remember_rows(rows)
+    return ConversationPage(rows=rows, next_cursor=next_cursor, filters=filters)
+
+
+def _rows(where, order, limit: int) -> list[ConversationRow]:
+    if limit <= 0:
+        return []
+    C = Conversation
+    query = (select(C, Identity, Product)
+             .outerjoin(Identity, and_(Identity.account_id == C.account_id, Identity.igsid == C.customer_igsid))
+             .outerjoin(Product, Product.id == C.product_id)
+             .where(where).order_by(*order).limit(limit))
+    return [ConversationRow(c, i, p) for c, i, p in db.session.execute(query).all()]
+
+
+def _filter_conditions(account_id: int, filters: Filters) -> list:
+    C = Conversation
+    out = []
+    if filters.view == "unread":
+        out.append(C.unread_count > 0)
+    elif filters.view == "no_product":
+        out.append(C.product_id.is_(None))
+    if filters.product_id:
+        out.append(C.product_id == filters.product_id)
+    if filters.status:
+        out.append(C.status == filters.status)
+    if filters.q:
+        out.append(_search_condition(account_id, filters.q))
+    return out
+
+
+def _like_pattern(q: str) -> str:
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _search_condition(account_id: int, q: str):
+    """Conversations whose customer's @username or name, or any message text, contains q."""
+    C = Conversation
+    name_q = q.lstrip("@") or q
+    pattern = _like_pattern(name_q)
+    by_name = select(Identity.igsid).where(
+        Identity.account_id == account_id,
+        or_(Identity.username.ilike(pattern, escape="\\"), Identity.name.ilike(pattern, escape="\\")))
+    condition = C.customer_igsid.in_(by_name)
+    if len(q) >= MIN_TEXT_SEARCH:
+        condition = or_(condition, C.id.in_(_text_matches(account_id, q)))
+    return condition
+
+
+def _text_matches(account_id: int, q: str):
+    """Ids of the account's conversations with a message whose text contains q."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        # FTS5 trigram: a quoted string matches as a substring, case-insensitively.
+        phrase = '"' + q.replace('"', '""') + '"'
+        fts = text("SELECT rowid FROM messages_fts WHERE messages_fts MATCH :fts_q").bindparams(fts_q=phrase)
+        return select(Message.conversation_id).where(
+            Message.account_id == account_id, Message.id.in_(fts.columns()))
+    return select(Message.conversation_id).where(
+        Message.account_id == account_id, Message.text.ilike(_like_pattern(q), escape="\\"))
+
+
+def conversation_row(account_id: int, conversation_id: int) -> ConversationRow:
+    """One list row by id (for live updates and responses); NotFound outside the account."""
+    rows = _rows(and_(Conversation.account_id == account_id, Conversation.id == conversation_id),
+                 (Conversation.id,), 1)
+    if not rows:
+        raise NotFound(conversation_id)
+    _remember_rows(rows)
+    return rows[0]
+
+
+def account_products(account_id: int) -> list[Product]:
+    """The products the list can filter by (active ones, and any a conversation still has)."""
+    used = select(Conversation.product_id).where(Conversation.account_id == account_id,
+                                                 Conversation.product_id.is_not(None)).distinct()
+    return list(db.session.scalars(
+        select(Product).where(Product.account_id == account_id, or_(Product.active.is_(True), Product.id.in_(used)))
+        .order_by(Product.name, Product.id)))
+
+
+def unread_total(account_id: int) -> int:
+    """Conversations with unread messages (the page title shows it)."""
+    return db.session.scalar(select(func.count()).select_from(Conversation).where(
+        Conversation.account_id == account_id, Conversation.unread_count > 0)) or 0
+
+
+# --- The thread -----------------------------------------------------------------------
+
+def get_conversation(account_id: int, conversation_id: int) -> Conversation:
+    conversation = db.session.scalar(select(Conversation).where(
+        Conversation.account_id == account_id, Conversation.id == conversation_id))
+    if conversation is None:
+        raise NotFound(conversation_id)
+    return conversation
+
+
+def thread(account_id: int, conversation_id: int, before: str | None = None,
+           limit: int = THREAD_PAGE_SIZE) -> Thread:
+    """The newest messages of a conversation (or those before `before`), oldest first."""
+    row = conversation_row(account_id, conversation_id)
+    position = _decode_message_cursor(before)
+    query = (select(Message)
+             .where(Message.conversation_id == conversation_id, Message.account_id == account_id)
+             .options(selectinload(Message.attachments), selectinload(Message.reactions))
+             .order_by(Message.meta_timestamp.desc(), Message.id.desc())
+             .limit(limit + 1))
+    if position is not None:
+        query = query.where(tuple_(Message.meta_timestamp, Message.id) < tuple_(*position))
+    newest_first = list(db.session.scalars(query))
+    earlier = None
+    if len(newest_first) > limit:
+        newest_first = newest_first[:limit]
+        oldest = newest_first[-1]
+        earlier = f"{oldest.meta_timestamp}.{oldest.id}"
+    messages = list(reversed(newest_first))
+    prepare_messages(account_id, messages)
+    return Thread(conversation=row.conversation, identity=row.identity, product=row.product,
+                  messages=messages, earlier_cursor=earlier)
+
+
+def _decode_message_cursor(cursor: str | None) -> tuple[int, int] | None:
+    match = re.match(r"^(\d{1,20})\.(\d{1,20})$", cursor or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def get_message(account_id: int, message_id: int) -> Message:
+    """One message with what its bubble shows (for live updates); NotFound outside the account."""
+    message = db.session.scalar(
+        select(Message).where(Message.account_id == account_id, Message.id == message_id)
+        .options(selectinload(Message.attachments), selectinload(Message.reactions)))
+    if message is None:
+        raise NotFound(message_id)
+    prepare_messages(account_id, [message])
+    return message
+
+
+def prepare_messages(account_id: int, messages: list[Message]) -> None:
+    """Load, in two queries, what the bubbles refer to: quoted messages and shared posts' products."""
+    cache = _cache()
+    mids = {m.reply_to_mid for m in messages if m.reply_to_mid} - set(cache["quoted"])
+    if mids:
+        found = {m.mid: m for m in db.session.scalars(
+            select(Message).where(Message.account_id == account_id, Message.mid.in_(mids))
+            .options(selectinload(Message.attachments)))}
+        for mid in mids:
+            cache["quoted"][mid] = found.get(mid)
+    media_ids = {a.media_id for m in messages for a in m.attachments
+                 if a.media_id and a.type in POST_TYPES} - set(cache["posts"])
+    if media_ids:
+        _load_posts(account_id, media_ids, cache)
+
+
+def _load_posts(account_id: int, media_ids: set[str], cache: dict) -> None:
+    rows = db.session.execute(
+        select(Post, Product).outerjoin(PostProduct, PostProduct.post_id == Post.id)
+        .outerjoin(Product, Product.id == PostProduct.product_id)
+        .where(Post.account_id == account_id, Post.media_id.in_(media_ids))).all()
+    found = {post.media_id: (post, product) for post, product in rows}
+    for media_id in media_ids:
+        cache["posts"][media_id] = found.get(media_id, (None, None))
+
+
+def quoted_message(message: Message) -> Message | None:
+    """The message a reply quotes, when we hold it."""
+    if not message.reply_to_mid:
+        return None
+    cache = _cache()
+    if message.reply_to_mid not in cache["quoted"]:
+        prepare_messages(message.account_id, [message])
+    return cache["quoted"].get(message.reply_to_mid)
+
+
+def attachment_post(attachment: Attachment) -> tuple[Post | None, Product | None]:
+    """The Post a shared post/reel refers to and the product it is linked to (either may be None)."""
+    if not attachment.media_id or attachment.type not in POST_TYPES:
+        return None, None
+    cache = _cache()
+    if attachment.media_id not in cache["posts"]:
+        _load_posts(attachment.account_id, {attachment.media_id}, cache)
+    return cache["posts"].get(attachment.media_id, (None, None))
+
+
+def conversation_identity(conversation: Conversation) -> Identity | None:
+    """The customer's identity for a row or thread rendered without one."""
+    cache = _cache()["identities"]
+    key = (conversation.account_id, conversation.customer_igsid)
+    if key not in cache:
+        cache[key] = db.session.scalar(select(Identity).where(
+            Identity.account_id == conversation.account_id, Identity.igsid == conversation.customer_igsid))
+    return cache[key]
+
+
+def conversation_product(conversation: Conversation) -> Product | None:
+    if not conversation.product_id:
+        return None
+    cache = _cache()["products"]
+    if conversation.product_id not in cache:
+        cache[conversation.product_id] = db.session.get(Product, conversation.product_id)
+    return cache[conversation.product_id]
+
+
+def _remember_rows(rows: list[ConversationRow]) -> None:
+    cache = _cache()
+    for row in rows:
+        c = row.conversation
+        cache["identities"][(c.account_id, c.customer_igsid)] = row.identity
+        if row.product is not None:
+            cache["products"][row.product.id] = row.product
+
+
+def _cache() -> dict:
+    """Lookups made while rendering one request (templates ask; queries run once)."""
+    if not has_app_context():
+        return {"quoted": {}, "posts": {}, "identities": {}, "products": {}}
+    if "inbox_cache" not in g:
+        g.inbox_cache = {"quoted": {}, "posts": {}, "identities": {}, "products": {}}
+    return g.inbox_cache
+
+
+# --- Read state and status ------------------------------------------------------------
+
+def mark_read(account_id: int, conversation_id: int) -> bool:
+    """Clear the unread count (opening a thread); True if it changed. Other tabs hear of it."""
+    changed = db.session.execute(
+        update(Conversation)
+        .where(Conversation.account_id == account_id, Conversation.id == conversation_id,
+               Conversation.unread_count > 0)
+        .values(unread_count=0, updated_at=utcnow())
+        .execution_options(synchronize_session="fetch")).rowcount
+    if changed:
+        realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id)
+    db.session.commit()
+    return bool(changed)
+
+
+def set_status(account_id: int, conversation_id: int, status: str) -> Conversation:
+    """Mark a conversation done or open again; a new customer message reopens it (ingestion)."""
+    if status not in ("open", "done"):
+        raise ValueError(f"unknown status {status!r}")
+    conversation = get_conversation(account_id, conversation_id)
+    if conversation.status != status:
+        conversation.status = status
+        realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id)
+    db.session.commit()
+    return conversation
+
+
+def with_filters(filters: Filters, **changes) -> Filters:
+    return replace(filters, **changes)
+

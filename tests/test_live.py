@@ -1,0 +1,265 @@
+"""Replies over HTTP and the /live websocket: login, account isolation, one render per process,
+fan-out across processes through Redis, 1012 on shutdown."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import timedelta
+
+import pytest
+import websocket
+from sqlalchemy import select, update
+
+from inbox.extensions import db
+from inbox.models import Account, Conversation, Message, utcnow
+from inbox.services import realtime
+from tests.support.live import LiveSocket, session_cookie
+from tests.support.servers import GunicornServer
+
+
+@pytest.fixture
+def shop(sim_webhooks, connected_account, factory):
+    """alice wrote to the shop; an agent of the shop."""
+    alice = connected_account.ig.add_customer("alice", name="Alice")
+    assert alice.sends_text("Hello there").delivery.status == 200
+    agent = factory.staff_on(connected_account.account, "agent")
+    return connected_account, alice, agent
+
+
+def the_conversation(app) -> int:
+    with app.app_context():
+        return db.session.scalar(select(Conversation.id))
+
+
+def hx(**headers):
+    return {"HX-Request": "true", **headers}
+
+
+# --- The reply route ---------------------------------------------------------------------------
+
+def test_reply_answers_the_pending_bubble_and_a_fresh_composer(app, client, auth, shop, run_jobs):
+    connected, alice, agent = shop
+    auth.login(agent)
+    conversation_id = the_conversation(app)
+    url = f"/accounts/{connected.account.id}/conversations/{conversation_id}/reply"
+    token = uuid.uuid4().hex
+    response = client.post(url, data={"text": "We have it <b>in blue</b>", "client_token": token}, headers=hx())
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    with app.app_context():
+        message = db.session.scalar(select(Message).where(Message.direction == "out"))
+        assert message.status == "pending" and message.sent_by_user_id == agent.id
+    assert f'hx-swap-oob="beforeend:#thread-messages-{conversation_id}"' in html
+    assert f'id="message-{message.id}"' in html
+    assert "We have it &lt;b&gt;in blue&lt;/b&gt;" in html  # escaped
+    assert 'id="composer"' in html and token not in html  # the new composer has a new token
+
+    again = client.post(url, data={"text": "We have it <b>in blue</b>", "client_token": token}, headers=hx())
+    assert again.status_code == 200 and f'id="message-{message.id}"' in again.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(db.func.count()).select_from(Message).where(Message.direction == "out")) == 1
+    run_jobs()
+    assert alice.received_texts == ["We have it <b>in blue</b>"]
+
+
+def test_a_refused_reply_keeps_the_draft_and_says_why(app, client, auth, shop):
+    connected, _, agent = shop
+    auth.login(agent)
+    with app.app_context():
+        db.session.execute(update(Conversation).values(last_customer_message_at=utcnow() - timedelta(hours=25)))
+        db.session.commit()
+    url = f"/accounts/{connected.account.id}/conversations/{the_conversation(app)}/reply"
+    response = client.post(url, data={"text": "Still there?", "client_token": uuid.uuid4().hex}, headers=hx())
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and 'id="composer"' in html and 'hx-swap-oob="true"' in html
+    assert "within 24 hours" in html and "disabled" in html
+    with app.app_context():
+        assert db.session.scalar(select(Message).where(Message.direction == "out")) is None
+
+
+def test_reply_without_csrf_is_refused(app, auth, shop, client):
+    connected, _, agent = shop
+    auth.login(agent)
+    url = f"/accounts/{connected.account.id}/conversations/{the_conversation(app)}/reply"
+    response = client.post(url, data={"text": "hi", "client_token": uuid.uuid4().hex}, headers=hx(), csrf=False)
+    assert response.status_code == 400
+    with app.app_context():
+        assert db.session.scalar(select(Message).where(Message.direction == "out")) is None
+
+
+def test_retry_requeues_a_failed_reply(app, client, auth, shop, run_jobs, sim):
+    connected, alice, agent = shop
+    auth.login(agent)
+    sim.fail_next("send", 551)
+    url = f"/accounts/{connected.account.id}/conversations/{the_conversation(app)}/reply"
+    client.post(url, data={"text": "Try this", "client_token": uuid.uuid4().hex}, headers=hx())
+    run_jobs()
+    with app.app_context():
+        message = db.session.scalar(select(Message).where(Message.direction == "out"))
+        assert message.status == "failed"
+    response = client.post(f"/accounts/{connected.account.id}/messages/{message.id}/retry", headers=hx())
+    assert response.status_code == 200 and f'id="message-{message.id}"' in response.get_data(as_text=True)
+    run_jobs()
+    assert alice.received_texts == ["Try this"]
+
+
+# --- The websocket in one process -----------------------------------------------------------
+
+def test_a_socket_without_a_login_is_refused(live_server, factory):
+    factory.user()
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        LiveSocket(live_server.url, None)
+    assert refused.value.status_code == 401
+
+
+def test_a_socket_from_another_site_is_refused(live_server, client, auth, factory):
+    auth.login()
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        LiveSocket(live_server.url, session_cookie(client), origin="https://evil.example")
+    assert refused.value.status_code == 403
+
+
+def test_a_socket_for_an_account_one_does_not_belong_to_is_refused(live_server, client, auth, factory):
+    theirs = factory.account()
+    auth.login()
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        LiveSocket(live_server.url, session_cookie(client), account=theirs.id)
+    assert refused.value.status_code == 404
+
+
+def login_client(app, user):
+    from tests.support.clients import InboxClient
+
+    app.test_client_class = InboxClient
+    c = app.test_client()
+    response = c.post("/login", data={"email": user.email, "password": "correct horse battery"})
+    assert response.status_code == 302
+    return c
+
+
+def test_events_reach_members_only_and_render_once_per_process(app, live_server, shop, factory, sim):
+    connected, alice, agent = shop
+    other_account = factory.account(username="elsewhere")
+    outsider = factory.staff_on(other_account, "admin")
+    member_sockets = [LiveSocket(live_server.url, session_cookie(login_client(app, agent)),
+                                 account=connected.account.id) for _ in range(3)]
+    outsider_socket = LiveSocket(live_server.url, session_cookie(login_client(app, outsider)))
+    try:
+        for s in [*member_sockets, outsider_socket]:
+            s.wait_for('id="live-state"')  # subscribed
+        hub = app.extensions["inbox_live_hub"]
+        rendered = hub.frames_rendered
+        sent = alice.sends_text("Is it <script>alert(1)</script> waterproof?")
+        assert sent.delivery.status == 200
+        for s in member_sockets:
+            frame = s.wait_for("waterproof")
+            assert "&lt;script&gt;" in frame and "<script>" not in frame
+            assert re.search(r'hx-swap-oob="beforeend:#thread-messages-\d+"', frame)
+        # One render per event for the three sockets: message.created and conversation.updated.
+        assert realtime.wait_until(lambda: hub.frames_rendered - rendered == 2)
+        # The outsider's next frame is its own account's event: nothing of the shop came before it.
+        with app.app_context():
+            realtime.publish(other_account.id, "account.updated")
+        frame = outsider_socket.wait_for("account-banners")
+        assert "waterproof" not in frame
+    finally:
+        for s in [*member_sockets, outsider_socket]:
+            s.close()
+
+
+def test_message_updated_and_removed_bubbles_are_swapped_by_id(app, live_server, shop):
+    connected, alice, agent = shop
+    s = LiveSocket(live_server.url, session_cookie(login_client(app, agent)), account=connected.account.id)
+    try:
+        s.wait_for('id="live-state"')
+        with app.app_context():
+            message = db.session.scalar(select(Message))
+            realtime.publish(connected.account.id, "message.updated", conversation_id=message.conversation_id,
+                             message_id=message.id)
+            realtime.publish(connected.account.id, "conversation.updated", conversation_id=message.conversation_id,
+                             removed_message_id=999)
+        frame = s.wait_for(f'id="message-{message.id}"')
+        assert 'hx-swap-oob="true"' in frame
+        frame = s.wait_for('id="message-999"')
+        assert 'hx-swap-oob="delete"' in frame and 'data-unread="1"' in frame
+    finally:
+        s.close()
+
+
+def test_account_updated_pushes_the_reconnect_banner(app, live_server, shop):
+    connected, _, agent = shop
+    s = LiveSocket(live_server.url, session_cookie(login_client(app, agent)), account=connected.account.id)
+    try:
+        s.wait_for('id="live-state"')
+        with app.app_context():
+            from inbox.services.accounts import mark_reconnect_needed
+
+            mark_reconnect_needed(connected.account.id, "token revoked")
+        frame = s.wait_for("account-banners")
+        assert "Reconnect needed" in frame and "token revoked" in frame
+    finally:
+        s.close()
+
+
+def test_shutdown_closes_sockets_with_1012(app, live_server, shop):
+    connected, _, agent = shop
+    s = LiveSocket(live_server.url, session_cookie(login_client(app, agent)), account=connected.account.id)
+    s.wait_for('id="live-state"')
+    app.extensions["inbox_shutdown"]()
+    assert s.wait_closed() == 1012
+    # The same server serves again: a new socket is live.
+    again = LiveSocket(live_server.url, session_cookie(login_client(app, agent)), account=connected.account.id)
+    try:
+        again.wait_for('id="live-state"')
+    finally:
+        again.close()
+
+
+def test_a_revoked_membership_ends_the_socket(app, live_server, shop, monkeypatch):
+    from inbox.routes import live
+    from inbox.services import staff
+
+    monkeypatch.setattr(live, "MEMBERSHIP_CHECK_SECONDS", 0.2)
+    connected, _, agent = shop
+    s = LiveSocket(live_server.url, session_cookie(login_client(app, agent)), account=connected.account.id)
+    s.wait_for('id="live-state"')
+    with app.app_context():
+        staff.revoke(agent.id, connected.account.id)
+    assert s.wait_closed() == 1008
+
+
+# --- Two web processes on one Redis -------------------------------------------------------------
+
+def test_a_webhook_received_by_one_process_reaches_a_socket_on_the_other(app, app_config, sim, connected_account,
+                                                                          factory, tmp_path):
+    alice = connected_account.ig.add_customer("alice", name="Alice")
+    agent = factory.staff_on(connected_account.account, "agent")
+    other_account = factory.account(username="elsewhere")
+    outsider = factory.staff_on(other_account, "admin")
+    first = GunicornServer(app_config, tmp_path / "one").start()
+    second = GunicornServer(app_config, tmp_path / "two").start()
+    try:
+        from tests.support.sim import wire_webhooks
+
+        wire_webhooks(sim, first.url)  # Meta posts to the first process
+        member = LiveSocket(second.url, session_cookie(login_client(app, agent)), account=connected_account.account.id)
+        outsider_socket = LiveSocket(second.url, session_cookie(login_client(app, outsider)))
+        member.wait_for('id="live-state"')
+        outsider_socket.wait_for('id="live-state"')
+
+        assert alice.sends_text("Do you ship to Lyon?").delivery.status == 200
+        frame = member.wait_for("Do you ship to Lyon?")
+        assert "thread-messages-" in frame
+        member.wait_for('id="live-state"')  # the conversation.updated frame follows
+
+        with app.app_context():
+            realtime.publish(other_account.id, "account.updated")
+        assert "Lyon" not in outsider_socket.wait_for("account-banners")
+
+        # A deploy stops the second process: its sockets are told to reconnect (1012).
+        second.stop()
+        assert member.wait_closed() == 1012
+    finally:
+        first.stop()
+        second.stop()
