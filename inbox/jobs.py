@@ -97,13 +97,6 @@ def keep_profile_picture(account_id: int, igsid: str) -> None:
     run(account_id, igsid)
 
 
-def send_attachment(message_id: int) -> None:
-    """Send one pending outgoing attachment message (a staff upload) through the Send API."""
-    from .services.media import send_attachment_message as run
-
-    run(message_id)
-
-
 def assign_from_message(message_id: int) -> None:
     """Apply the product evidence one message carries (links, auto-link, assignment)."""
     from .services.products import assign_from_message as run

@@ -29,12 +29,6 @@ bp = account_scoped(Blueprint("media", __name__, url_prefix="/accounts/<int:acco
 public_bp = Blueprint("public_media", __name__, url_prefix="/m")
 
 
-@bp.app_template_global("attachment_src")
-def attachment_src(attachment) -> str | None:
-    """The URL the browser loads for an attachment (stored copy, live link, or None)."""
-    return media.attachment_src(attachment)
-
-
 @bp.app_template_global("media_state_label")
 def media_state_label(attachment) -> str:
     return media.STATE_LABELS.get(getattr(attachment, "media_state", None) or "", "")
@@ -81,36 +75,54 @@ def retry(attachment_id: int):
 @bp.post("/conversations/<int:conversation_id>/attachments")
 def upload(conversation_id: int):
     """Send the attached files as replies, one message each (Instagram's types and sizes only)."""
+    from ..services.sending import SendRefused
+
     conversation = db.session.scalars(select(Conversation).where(
         Conversation.id == conversation_id, Conversation.account_id == g.account.id)).first()
     if conversation is None:
         abort(404)
     files = [f for f in request.files.getlist("files") if f and f.filename]
     if not files:
-        return _upload_error("Choose a file to send.")
+        return _upload_refused(conversation, "Choose a file to send.")
     if len(files) > media.MAX_FILES:
-        return _upload_error(f"Send at most {media.MAX_FILES} files at once.")
+        return _upload_refused(conversation, f"Send at most {media.MAX_FILES} files at once.")
     uploads: list[media.Upload] = []
     try:
         for file in files:
             uploads.append(media.store_upload(file.stream, file.filename, file.mimetype))
     except media.UploadError as exc:
         media.discard_uploads(uploads)
-        return _upload_error(str(exc))
+        return _upload_refused(conversation, str(exc))
     token = request.form.get("client_token") or secrets.token_hex(12)
-    messages = media.queue_attachment_replies(g.account.id, conversation.id, current_user.id, uploads, token)
-    if is_htmx_fragment_request():
-        if "partials/_message.html" in current_app.jinja_env.list_templates():
-            return "".join(render_template("partials/_message.html", message=m, conversation=conversation)
-                           for m in messages), 201
-        return "", 201
-    return redirect(request.referrer or url_for("conversations.index"))
+    try:
+        messages = media.queue_attachment_replies(g.account.id, conversation.id, current_user.id, uploads, token)
+    except SendRefused as refused:
+        return _upload_refused(conversation, refused.reason)
+    if not is_htmx_fragment_request():
+        return redirect(request.referrer or url_for("conversations.index"))
+    from .live import _message_html, live_thread_messages_id, with_attributes
+
+    bubbles = "".join(str(_message_html(m, conversation)) for m in messages)
+    html = (f'<div hx-swap-oob="beforeend:#{live_thread_messages_id(conversation)}">{bubbles}</div>'
+            + with_attributes(render_template("partials/_attach.html", conversation=conversation),
+                              hx_swap_oob="true"))
+    return _html(html, 201)
 
 
-def _upload_error(text: str):
-    if is_htmx_fragment_request():
-        return render_template("partials/_upload_error.html", error=text), 422
-    abort(400, description=text)
+def _upload_refused(conversation: Conversation, reason: str):
+    if not is_htmx_fragment_request():
+        abort(422, description=reason)
+    from .live import with_attributes
+
+    html = with_attributes(render_template("partials/_attach.html", conversation=conversation, error=reason),
+                           hx_swap_oob="true")
+    return _html(html, 200)  # htmx swaps 2xx only: the form shows why
+
+
+def _html(html: str, status: int):
+    response = current_app.response_class(html, status=status, mimetype="text/html")
+    response.vary.add("HX-Request")
+    return response
 
 
 @public_bp.get("/<token>.<ext>")

@@ -435,6 +435,13 @@ def queue_attachment_replies(account_id: int, conversation_id: int, user_id: int
         discard_uploads(uploads)
         raise LookupError("no such conversation")
     account = db.session.get(Account, account_id)
+    from .sending import SendRefused, _enqueue_send, refusal_reason
+
+    reason = refusal_reason(conversation, account)
+    if reason:
+        db.session.rollback()
+        discard_uploads(uploads)
+        raise SendRefused(reason)
     now = utcnow()
     base_ms = int(now.timestamp() * 1000)
     messages = []
@@ -451,12 +458,11 @@ def queue_attachment_replies(account_id: int, conversation_id: int, user_id: int
         db.session.flush()
         _touch_conversation(conversation, message, new=True, preview=preview_text(None, [upload.kind]))
         messages.append(message)
-    ids = [m.id for m in messages]
-    for message_id in ids:
+    for message in messages:
+        _enqueue_send(message.id)  # sending.send_message sends it (outgoing_attachment)
         realtime.publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
-                                      message_id=message_id)
+                                      message_id=message.id)
     realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
-    on_commit(lambda: _enqueue_sends(ids))
     try:
         db.session.commit()
     except BaseException:
@@ -466,18 +472,6 @@ def queue_attachment_replies(account_id: int, conversation_id: int, user_id: int
     return messages
 
 
-def send_job_id(message_id: int) -> str:
-    return f"send_attachment-{message_id}"
-
-
-def _enqueue_sends(ids: list[int]) -> None:
-    from ..jobs import enqueue
-
-    for message_id in ids:
-        enqueue("inbox.jobs.send_attachment", message_id, job_id=send_job_id(message_id), queue="high",
-                timeout=120, retries=3, retry_intervals=[5, 30, 120])
-
-
 def public_url(attachment: Attachment) -> str:
     """A short-lived signed link Instagram fetches the file from (MEDIA_PUBLIC_URL_SECONDS)."""
     base = current_app.config.get("PUBLIC_BASE_URL")
@@ -485,7 +479,9 @@ def public_url(attachment: Attachment) -> str:
         raise UploadError("PUBLIC_BASE_URL is not set, so Instagram cannot fetch the file.")
     token = _serializer().dumps({"a": attachment.id, "v": _version(attachment.storage_key or "")})
     ext = (attachment.storage_key or "").rsplit(".", 1)[-1]
-    return base.rstrip("/") + url_for("public_media.file", token=token, ext=ext)
+    root = (current_app.config.get("APPLICATION_ROOT") or "/").rstrip("/")
+    path = current_app.url_map.bind("localhost").build("public_media.file", {"token": token, "ext": ext})
+    return base.rstrip("/") + root + path
 
 
 def _serializer() -> URLSafeTimedSerializer:
@@ -508,70 +504,12 @@ def attachment_for_token(token: str) -> Attachment | None:
     return attachment
 
 
-def send_attachment_message(message_id: int) -> str:
-    """Send one pending outgoing attachment message through the Send API; returns what happened."""
-    from . import ingest
-    from .accounts import mark_reconnect_needed
-    from .graph import (
-        AmbiguousSendFailure, GraphClient, GraphError, RateLimited, TokenInvalid, Transient,
-    )
-
-    message = db.session.get(Message, message_id)
-    if message is None or message.direction != "out":
-        return "gone"
-    if message.mid or message.status != "pending":
-        return "already sent"  # an echo claimed it, or it failed for good
-    attachment = message.attachments[0] if message.attachments else None
-    if attachment is None or attachment.type not in SEND_LIMITS or not attachment.storage_key:
-        return _fail(message, "no_media", "There is no stored file to send.")
-    account = db.session.get(Account, message.account_id)
-    conversation = db.session.get(Conversation, message.conversation_id)
-    try:
-        url = public_url(attachment)
-    except UploadError as exc:
-        return _fail(message, "config", str(exc))
-    message.send_attempts = (message.send_attempts or 0) + 1
-    kind, recipient = attachment.type, conversation.customer_igsid
-    db.session.commit()
-    try:
-        client = GraphClient.for_account(account)
-        result = client.send_attachment(recipient, kind, url)
-    except AmbiguousSendFailure:
-        return "maybe sent"  # never resend: the echo with this content decides
-    except TokenInvalid as exc:
-        db.session.rollback()
-        mark_reconnect_needed(account.id, f"Instagram refused the access token: {exc}"[:500])
-        return _fail(db.session.get(Message, message_id), "token", "The Instagram connection needs to be renewed.")
-    except (RateLimited, Transient):
-        raise  # RQ tries again later
-    except GraphError as exc:
-        code = f"{exc.code}/{exc.subcode}" if exc.subcode else str(exc.code or type(exc).__name__)
-        return _fail(db.session.get(Message, message_id), code[:32], _send_reason(exc))
-    ingest.reconcile_sent(message_id, result.message_id)
-    return "sent"
-
-
-def _send_reason(exc) -> str:
-    from .graph import InvalidRequest, OutsideWindow, UserUnavailable
-
-    if isinstance(exc, OutsideWindow):
-        return "More than 24 hours since the customer last wrote: Instagram no longer accepts replies."
-    if isinstance(exc, UserUnavailable):
-        return "This person isn't available on Instagram right now."
-    if isinstance(exc, InvalidRequest):
-        return f"Instagram refused the file: {exc}"[:500]
-    return str(exc)[:500] or type(exc).__name__
-
-
-def _fail(message: Message | None, code: str, reason: str) -> str:
-    if message is None:
-        return "gone"
-    if message.status == "pending" and not message.mid:
-        message.status, message.error_code, message.error_message = "failed", code, reason
-        realtime.publish_after_commit(message.account_id, "message.updated", conversation_id=message.conversation_id,
-                                      message_id=message.id)
-    db.session.commit()
-    return f"failed: {reason}"
+def outgoing_attachment(message: Message) -> tuple[str, str] | None:
+    """What sending.send_message sends for a staff file: (kind, signed public URL); None for text."""
+    attachment = message.attachments[0] if message.attachments and message.direction == "out" else None
+    if attachment is None or not attachment.storage_key or attachment.type not in SEND_LIMITS:
+        return None
+    return attachment.type, public_url(attachment)
 
 
 def media_summary(account_id: int) -> dict[str, int]:
