@@ -96,7 +96,7 @@ def test_an_expired_link_gives_the_expired_state_not_an_error(
     assert failed_jobs(app) == []
     with app.test_request_context():
         assert media.attachment_src(db.session.get(Attachment, row.id)) is None
-    assert "No longer available on Instagram" in _state_html(app, row.id)
+    assert "Expired on Instagram" in _state_html(app, row.id)
     _login_staff(auth, factory, connected_account.account)
     assert client.get(f"/accounts/{connected_account.account.id}/media/attachments/{row.id}").status_code == 404
 

@@ -45,7 +45,7 @@ KEEP_KINDS = {"image": "image", "video": "video", "audio": "audio", "file": "fil
               "share": "preview", "ig_post": "preview", "ig_reel": "preview", "reel": "preview"}
 STORY_TYPES = ("story_mention", "ig_story")
 STATE_LABELS = {
-    "pending": "Saving a copy…", "stored": "Saved", "expired": "No longer available on Instagram",
+    "pending": "Saving a copy…", "stored": "Saved", "expired": "Expired on Instagram before a copy was kept",
     "too_large": "Too large to keep", "refused": "Not downloaded", "failed": "Download failed",
     "not_kept": "Story (not kept)",
 }
