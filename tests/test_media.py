@@ -19,7 +19,10 @@ from inbox.models import Attachment, Conversation, Message
 from inbox.services import media
 from inbox.services.storage import get_storage
 from inbox.sim.cdn import png
+from inbox.extensions import get_redis
+from inbox.services.realtime import channel
 from tests.support.jobs import failed_jobs
+from tests.test_jobruns import drain
 
 
 def _attachments(app, mid: str) -> list[Attachment]:
@@ -63,7 +66,14 @@ def test_an_image_is_kept_before_its_link_expires_and_still_shows_after(
         assert media.download_job_id(row.id) in "".join(get_queue("low").job_ids)
     assert "Saving a copy" in _state_html(app, row.id)
 
+    with app.app_context():
+        pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(channel(connected_account.account.id))
     run_jobs()
+    with app.app_context():
+        message_id = db.session.scalar(select(Message.id).where(Message.mid == sent.mid))
+    assert {"type": "message.updated", "message_id": message_id} in [
+        {"type": e["type"], "message_id": e.get("message_id")} for e in drain(pubsub)]  # the thread updates live
     [row] = _attachments(app, sent.mid)
     original = _asset_bytes(sim, row.source_url)
     assert (row.media_state, row.content_type, row.size_bytes) == ("stored", "image/png", len(original))
@@ -89,16 +99,33 @@ def test_an_expired_link_gives_the_expired_state_not_an_error(
     sim = sim_webhooks
     alice = connected_account.ig.add_customer("alice")
     sent = alice.sends_attachment("video")
+    for i in range(20):  # the thread moved on: Instagram details only its 20 newest messages
+        alice.sends_text(f"and another thing {i}", deliver=False)
     sim.advance(days=4)  # the worker was down for days
     run_jobs()
     [row] = _attachments(app, sent.mid)
-    assert row.media_state == "expired" and "expired" in row.media_error and row.storage_key is None
+    assert row.media_state == "expired" and row.storage_key is None
+    assert "URL signature expired" in row.media_error and "20 newest messages" in row.media_error
     assert failed_jobs(app) == []
     with app.test_request_context():
         assert media.attachment_src(db.session.get(Attachment, row.id)) is None
     assert "Expired on Instagram" in _state_html(app, row.id)
     _login_staff(auth, factory, connected_account.account)
     assert client.get(f"/accounts/{connected_account.account.id}/media/attachments/{row.id}").status_code == 404
+
+
+def test_an_expired_link_of_a_recent_message_is_renewed_through_the_conversations_api(
+        sim_webhooks, connected_account, app, run_jobs):
+    sim = sim_webhooks
+    alice = connected_account.ig.add_customer("alice")
+    sent = alice.sends_attachment("image")
+    old_url = _attachments(app, sent.mid)[0].source_url
+    sim.advance(days=4)
+    run_jobs()
+    [row] = _attachments(app, sent.mid)
+    assert row.media_state == "stored" and row.source_url != old_url
+    assert _file(app, row.storage_key).read_bytes() == _asset_bytes(sim, old_url)
+    assert len(sim.calls_to("message")) == 1
 
 
 def test_every_kept_kind_is_stored_and_stories_never_are(sim_webhooks, connected_account, app, run_jobs):

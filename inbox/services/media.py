@@ -91,7 +91,8 @@ def download_attachment(attachment_id: int, *, force: bool = False) -> str:
     """Keep a copy of one attachment's media; returns its state ("gone" when the row is)."""
     row = db.session.execute(
         select(Attachment.id, Attachment.type, Attachment.source_url, Attachment.media_state,
-               Attachment.storage_key, Attachment.account_id, Attachment.message_id, Message.conversation_id)
+               Attachment.storage_key, Attachment.account_id, Attachment.message_id, Message.conversation_id,
+               Message.mid)
         .join(Message, Message.id == Attachment.message_id).where(Attachment.id == attachment_id)).first()
     db.session.rollback()  # no transaction stays open while bytes travel
     if row is None:
@@ -101,12 +102,22 @@ def download_attachment(attachment_id: int, *, force: bool = False) -> str:
     kind = KEEP_KINDS.get(row.type)
     if kind is None:
         return row.media_state or "not_kept"
+    fresh_url = None
     if not row.source_url:
         fetched = safe_fetch.Fetched("refused", "Instagram gave no link for this media")
     else:
         fetched = safe_fetch.fetch(row.source_url, kind, area="att")
+    if fetched.outcome == "expired" and row.mid:
+        # The Conversations API hands out a fresh link for a thread's 20 newest messages (reference 8).
+        fresh_url, why = fresh_link(row.account_id, row.message_id, row.mid, attachment_id)
+        if fresh_url and fresh_url != row.source_url:
+            fetched = safe_fetch.fetch(fresh_url, kind, area="att")
+        elif why:
+            fetched = safe_fetch.Fetched("expired", f"{fetched.reason}; {why}", status=fetched.status)
     values: dict[str, Any] = {"media_state": fetched.outcome, "media_error": fetched.reason,
                               "fetched_at": utcnow()}
+    if fresh_url:
+        values["source_url"] = fresh_url
     if fetched.outcome == "stored":
         values.update(storage_key=fetched.key, content_type=fetched.content_type, size_bytes=fetched.size,
                       media_error=None)
@@ -128,6 +139,42 @@ def download_attachment(attachment_id: int, *, force: bool = False) -> str:
     if fetched.outcome == "failed" and fetched.transient:
         raise MediaUnavailable(f"attachment {attachment_id}: {fetched.reason}")
     return values.get("media_state", "stored")
+
+
+def fresh_link(account_id: int, message_id: int, mid: str, attachment_id: int) -> tuple[str | None, str | None]:
+    """A new link for one attachment from the Conversations API, or (None, why not)."""
+    from .graph import GraphClient, GraphError, NotFound
+
+    account = db.session.get(Account, account_id)
+    siblings = list(db.session.execute(
+        select(Attachment.id, Attachment.type).where(Attachment.message_id == message_id)
+        .order_by(Attachment.position, Attachment.id)))
+    db.session.rollback()
+    if account is None or account.status != "active":
+        return None, "the account is not connected, so no new link could be asked for"
+    try:
+        body = GraphClient.for_account(account).message(mid, fields="id,attachments,shares")
+    except NotFound:
+        return None, "Instagram re-serves links only for a thread's 20 newest messages"
+    except GraphError as exc:
+        return None, f"asking Instagram for a new link failed ({type(exc).__name__})"
+    files = [a.id for a in siblings if a.type in ("image", "video", "audio", "file")]
+    shares = [a.id for a in siblings if a.type in ("share", "ig_post", "ig_reel", "reel")]
+    if attachment_id in files:
+        items = ((body.get("attachments") or {}).get("data") or []) if isinstance(body, dict) else []
+        index = files.index(attachment_id)
+        item = items[index] if index < len(items) and isinstance(items[index], dict) else {}
+        url = ((item.get("image_data") or {}).get("url") or (item.get("video_data") or {}).get("url")
+               or item.get("file_url"))
+    elif attachment_id in shares:
+        items = ((body.get("shares") or {}).get("data") or []) if isinstance(body, dict) else []
+        index = shares.index(attachment_id)
+        url = items[index].get("link") if index < len(items) and isinstance(items[index], dict) else None
+    else:
+        url = None
+    if not isinstance(url, str) or not url:
+        return None, "Instagram gave no new link (it re-serves them only for a thread's 20 newest messages)"
+    return url, None
 
 
 def retry_attachments(account_id: int, *, states: tuple[str, ...] = ("failed",),
