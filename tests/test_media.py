@@ -357,6 +357,8 @@ def test_a_sent_image_reaches_the_customer_as_its_own_message(
     ("notes.txt", b"hello", "text/plain", "Instagram cannot send notes.txt"),
     ("fake.png", b"<html>not an image</html>", "image/png", "fake.png is not a PNG or JPEG image."),
     ("drawing.svg", b"<svg/>", "image/svg+xml", "Instagram cannot send drawing.svg"),
+    ("clip.mp4", b"<html>a web page named like a video</html>", "video/mp4", "clip.mp4 is not a MP4 file."),
+    ("report.pdf", b"MZ\x90\x00 a program", "application/pdf", "report.pdf is not a PDF."),
     ("huge.png", png(4, 4, (1, 2, 3)) + b"\0" * (8 * 1024 * 1024), "image/png",
      "huge.png is larger than Instagram&#39;s 8 MB limit"),
 ])
@@ -375,6 +377,47 @@ def test_files_instagram_would_refuse_are_refused_before_sending(
         assert db.session.scalar(select(Message).where(Message.direction == "out")) is None
     root = Path(app.config["MEDIA_ROOT"])
     assert not root.exists() or not [p for p in root.rglob("*") if p.is_file()]  # nothing kept
+    assert alice.received == []
+
+
+def test_a_video_and_a_pdf_go_out_with_their_own_send_shape(
+        sim_webhooks, connected_account, app, client, auth, factory, run_jobs, public_base):
+    sim = sim_webhooks
+    account = connected_account.account
+    alice = connected_account.ig.add_customer("alice")
+    alice.sends_text("The invoice and the video, please")
+    conversation_id = _conversation_id(app, alice.igsid)
+    _login_staff(auth, factory, account)
+    video = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00" * 500
+    pdf = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+    response = client.post(f"/accounts/{account.id}/conversations/{conversation_id}/attachments",
+                           data={"files": [(io.BytesIO(video), "try-on.mp4", "video/mp4"),
+                                           (io.BytesIO(pdf), "invoice.pdf", "application/pdf")]},
+                           content_type="multipart/form-data", headers={"HX-Request": "true"})
+    assert response.status_code == 201
+    run_jobs()
+    sim.settle()
+    got = [r for r in alice.received if r.attachments]
+    assert sorted(r.attachments[0]["type"] for r in got) == ["file", "video"]
+    bodies = {r.attachments[0]["type"]: requests.get(r.attachments[0]["url"], timeout=5) for r in got}
+    assert bodies["video"].content == video and bodies["video"].headers["Content-Type"] == "video/mp4"
+    assert bodies["file"].content == pdf and bodies["file"].headers["Content-Type"] == "application/pdf"
+
+
+def test_no_upload_once_the_reply_window_closed(sim_webhooks, connected_account, app, client, auth, factory,
+                                                public_base):
+    sim = sim_webhooks
+    account = connected_account.account
+    alice = connected_account.ig.add_customer("alice")
+    alice.sends_text("hi", at=time.time() - 30 * 3600)
+    conversation_id = _conversation_id(app, alice.igsid)
+    _login_staff(auth, factory, account)
+    response = client.post(f"/accounts/{account.id}/conversations/{conversation_id}/attachments",
+                           data={"files": [(io.BytesIO(png(4, 4, (1, 2, 3))), "a.png", "image/png")]},
+                           content_type="multipart/form-data", headers={"HX-Request": "true"})
+    assert response.status_code == 200 and "24 hours" in response.get_data(as_text=True)
+    root = Path(app.config["MEDIA_ROOT"])
+    assert not root.exists() or not [p for p in root.rglob("*") if p.is_file()]
     assert alice.received == []
 
 

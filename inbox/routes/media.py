@@ -75,12 +75,15 @@ def retry(attachment_id: int):
 @bp.post("/conversations/<int:conversation_id>/attachments")
 def upload(conversation_id: int):
     """Send the attached files as replies, one message each (Instagram's types and sizes only)."""
-    from ..services.sending import SendRefused
+    from ..services.sending import SendRefused, refusal_reason
 
     conversation = db.session.scalars(select(Conversation).where(
         Conversation.id == conversation_id, Conversation.account_id == g.account.id)).first()
     if conversation is None:
         abort(404)
+    refusal = refusal_reason(conversation, g.account)
+    if refusal:  # before storing anything
+        return _upload_refused(conversation, refusal)
     files = [f for f in request.files.getlist("files") if f and f.filename]
     if not files:
         return _upload_refused(conversation, "Choose a file to send.")

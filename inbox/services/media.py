@@ -423,10 +423,12 @@ def store_upload(stream: BinaryIO, filename: str | None, declared_type: str | No
             content_type = sniffed
         else:
             raise UploadError(f"{name} is not a PNG or JPEG image.")
-    if kind == "file" and sniffed != "application/pdf":
-        raise UploadError(f"{name} is not a PDF.")
     if not head:
         raise UploadError(f"{name} is empty.")
+    if kind == "file" and sniffed != "application/pdf":
+        raise UploadError(f"{name} is not a PDF.")
+    if kind in ("audio", "video") and not _signature_fits(content_type, head):
+        raise UploadError(f"{name} is not a {content_type.split('/')[1].upper()} file.")
 
     def chunks():
         total = len(head)
@@ -443,6 +445,26 @@ def store_upload(stream: BinaryIO, filename: str | None, declared_type: str | No
     key = new_key("out", content_type)
     size = get_storage().put(key, chunks())
     return Upload(kind, content_type, size, key, name)
+
+
+def _signature_fits(content_type: str, head: bytes) -> bool:
+    """Whether the first bytes look like the audio or video container the type names."""
+    box = head[4:8]
+    if content_type in ("video/mp4", "audio/mp4", "audio/x-m4a"):
+        return box == b"ftyp"
+    if content_type == "video/quicktime":
+        return box in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")
+    if content_type == "video/webm":
+        return head.startswith(b"\x1a\x45\xdf\xa3")
+    if content_type == "video/ogg":
+        return head.startswith(b"OggS")
+    if content_type in ("audio/wav", "audio/x-wav"):
+        return head[:4] == b"RIFF" and head[8:12] == b"WAVE"
+    if content_type == "video/x-msvideo":
+        return head[:4] == b"RIFF" and head[8:12] == b"AVI "
+    if content_type == "audio/aac":
+        return head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0)
+    return False
 
 
 def _upload_kind(name: str, declared: str) -> tuple[str, str]:
