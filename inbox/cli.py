@@ -25,6 +25,9 @@ def init_app(app: Flask) -> None:
     from . import cli_products
 
     cli_products.init_app(app)
+    from . import cli_media
+
+    cli_media.init_app(app)
 
 
 def _create_app():

@@ -99,6 +99,7 @@ def write_config(instance: Path, sim_url: str, public_url: str) -> None:
         f"OAUTH_TOKEN_URL = {sim_url + '/oauth/access_token'!r}\n"
         "MEDIA_ALLOWED_HOSTS = ['lookaside.fbsbx.com', '*.fbcdn.net', '*.cdninstagram.com', '127.0.0.1']\n"
         "MEDIA_REQUIRE_HTTPS = False\n"
+        "MEDIA_PRIVATE_HOSTS = ['127.0.0.1']  # the simulator's CDN: the fetcher may reach it on loopback\n"
         f"PUBLIC_BASE_URL = {public_url!r}\n"
     )
 

@@ -90,6 +90,13 @@ def download_media(attachment_id: int) -> None:
     run(attachment_id)
 
 
+def keep_profile_picture(account_id: int, igsid: str) -> None:
+    """Keep a copy of a participant's profile picture before its link expires."""
+    from .services.media import keep_profile_picture as run
+
+    run(account_id, igsid)
+
+
 def assign_from_message(message_id: int) -> None:
     """Apply the product evidence one message carries (links, auto-link, assignment)."""
     from .services.products import assign_from_message as run
