@@ -39,6 +39,17 @@ class Defaults:
     MEDIA_ALLOWED_HOSTS = ["lookaside.fbsbx.com", "*.fbcdn.net", "*.cdninstagram.com"]
     MEDIA_MAX_BYTES = 25 * 1024 * 1024
     MEDIA_REQUIRE_HTTPS = True
+    # Hosts (exact names) the fetcher may reach on private addresses and any port: the
+    # simulator's CDN in tests and the demo. Never a real deployment's.
+    MEDIA_PRIVATE_HOSTS: list[str] = []
+    MEDIA_CONNECT_TIMEOUT_SECONDS = 5.0
+    MEDIA_READ_TIMEOUT_SECONDS = 15.0
+    MEDIA_FETCH_DEADLINE_SECONDS = 120.0  # a whole download, however slowly the bytes come
+    MEDIA_MAX_REDIRECTS = 3
+    MEDIA_STORAGE = "local"  # files under MEDIA_ROOT (the storage interface allows others)
+    MEDIA_PUBLIC_URL_SECONDS = 3600  # how long a signed link to a staff upload works (Instagram fetches it)
+    MEDIA_STORY_SECONDS = 24 * 3600  # a story (and its link) lives this long; shown until then, never kept
+    MEDIA_CACHE_SECONDS = 365 * 24 * 3600  # browsers keep stored media (URLs change with the file)
     # Public base URL of this inbox, used for links Meta must fetch (outgoing media).
     PUBLIC_BASE_URL: str | None = None
     MAX_CONTENT_LENGTH = 30 * 1024 * 1024

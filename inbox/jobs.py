@@ -90,11 +90,25 @@ def download_media(attachment_id: int) -> None:
     run(attachment_id)
 
 
+def keep_profile_picture(account_id: int, igsid: str) -> None:
+    """Keep a copy of a participant's profile picture before its link expires."""
+    from .services.media import keep_profile_picture as run
+
+    run(account_id, igsid)
+
+
 def assign_from_message(message_id: int) -> None:
     """Apply the product evidence one message carries (links, auto-link, assignment)."""
     from .services.products import assign_from_message as run
 
     run(message_id)
+
+
+def load_own_media(job_run_id: int) -> None:
+    """Load the account's own posts through the Graph API for the posts page (a JobRun)."""
+    from .services.products import load_own_media as run
+
+    run(job_run_id)
 
 
 def refresh_identities(job_run_id: int) -> None:

@@ -65,13 +65,12 @@ def reltime(value: datetime | None, now: datetime | None = None) -> str:
 def attachment_src(attachment) -> str | None:
     """The URL the browser loads for an attachment's media, or None (the template says it is gone).
 
-    Placeholder until the media pipeline keeps copies: Instagram's link while it points at
-    an allowed media host. The media area replaces this body (stored copy first).
+    The stored copy when the media pipeline kept one; else Instagram's link while it points
+    at an allowed media host and has not expired (stories: a day); see services/media.py.
     """
-    from .services.identities import allowed_media_host
+    from .services.media import attachment_src as src
 
-    url = getattr(attachment, "source_url", None)
-    return url if url and allowed_media_host(url) else None
+    return src(attachment)
 
 
 def ms_datetime(ms: int | None) -> datetime | None:

@@ -47,13 +47,14 @@ def test_a_burst_of_messages_from_a_new_customer_fetches_the_profile_once(app, s
     _note_in_transactions(app, account.id, [alice.igsid] * 12)
 
     assert len(_queued(app)) == 1
-    assert run_jobs() == 1
+    assert run_jobs() == 1  # the profile (its picture's copy is kept by a job the same burst runs)
     row = identity_rows(app, account.id)[alice.igsid]
     assert (row.username, row.name, row.follower_count, row.is_user_follow_business) == (
         "alice", "Alice Liddell", 120, True)
     assert row.source == "profile" and row.last_fetched_at is not None and row.last_error is None
     with app.app_context():
-        assert row.profile_pic_url and picture_url(row) == row.profile_pic_url
+        assert row.profile_pic_url and row.profile_pic_state == "stored"
+        assert picture_url(row) == f"/accounts/{account.id}/media/pictures/{row.id}?v={row.profile_pic_key.rsplit('/', 1)[1][:8]}"
     assert len(sim.calls_to("profile")) == 1
 
     # Fresh now: the next messages enqueue nothing.
@@ -222,6 +223,7 @@ def test_a_picture_about_to_expire_is_fetched_again_at_the_next_message(app, sim
     sim.settings.profile_pic_ttl = 3600  # Instagram's link dies within the hour
     _note_in_transactions(app, account.id, [gus.igsid])
     run_jobs()
+    _raw_identity_update(app, account.id, gus.igsid, profile_pic_key=None, profile_pic_state="failed")  # no copy
     first = identity_rows(app, account.id)[gus.igsid].profile_pic_url
     sim.settings.profile_pic_ttl = 3 * 24 * 3600
     _note_in_transactions(app, account.id, [gus.igsid])
@@ -230,6 +232,32 @@ def test_a_picture_about_to_expire_is_fetched_again_at_the_next_message(app, sim
     with app.app_context():
         assert second != first and picture_url(SimpleNamespace(profile_pic_url=second)) == second
     assert len(sim.calls_to("profile")) == 2
+
+
+def test_a_kept_picture_outlives_its_link_and_is_not_fetched_again(app, sim, connected_account, run_jobs):
+    account, shop = connected_account.account, connected_account.ig
+    gus = shop.add_customer("gus")
+    gus.sends_text("hi", deliver=False)
+    sim.settings.profile_pic_ttl = 3600
+    _note_in_transactions(app, account.id, [gus.igsid])
+    run_jobs()
+    row = identity_rows(app, account.id)[gus.igsid]
+    assert row.profile_pic_state == "stored"  # the media pipeline kept a copy
+    sim.advance(hours=2)  # Instagram's link is dead now
+    _note_in_transactions(app, account.id, [gus.igsid])
+    run_jobs()
+    assert len(sim.calls_to("profile")) == 1
+    with app.app_context():
+        assert picture_url(identity_rows(app, account.id)[gus.igsid]).startswith(f"/accounts/{account.id}/media/")
+
+
+def _raw_identity_update(app, account_id: int, igsid: str, **values) -> None:
+    from sqlalchemy import update
+
+    with app.app_context():
+        db.session.execute(update(Identity).where(Identity.account_id == account_id, Identity.igsid == igsid)
+                           .values(**values))
+        db.session.commit()
 
 
 # --- The doctor -------------------------------------------------------------------------------

@@ -6,10 +6,13 @@ from flask import Flask, render_template, request
 
 
 def init_app(app: Flask) -> None:
-    from . import admin, auth, conversations, deliveries, health, home, jobs, live, people, webhooks
+    from . import (admin, auth, conversations, deliveries, health, home, jobs, live, media, people, products,
+                   webhooks)
 
-    for module in (auth, health, home, conversations, admin, webhooks, deliveries, jobs, people, live):
+    for module in (auth, health, home, conversations, admin, webhooks, deliveries, jobs, people, live, products,
+                   media):
         app.register_blueprint(module.bp)
+    app.register_blueprint(media.public_bp)
 
     for code in (400, 403, 404, 405, 413, 429, 500):
         app.register_error_handler(code, _error_page)

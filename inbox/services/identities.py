@@ -148,7 +148,11 @@ def picture_url(identity: Any | None, now: datetime | None = None) -> str | None
     """
     if identity is None:
         return None
-    # The media issue serves stored copies; until then only Instagram's link exists.
+    from .media import picture_src
+
+    stored = picture_src(identity)
+    if stored:
+        return stored
     url = getattr(identity, "profile_pic_url", None)
     if not url or not allowed_media_host(url):
         return None
@@ -204,6 +208,10 @@ def save_profile(account: Account, igsid: str, profile: Profile, *, now: datetim
         "last_error_at": None, "updated_at": now,
     }
     _upsert({"account_id": account.id, "igsid": igsid, "created_at": now, **fields}, fields)
+    if profile.profile_pic_url:
+        from .media import note_profile_picture
+
+        note_profile_picture(account.id, igsid)  # a copy that outlives the link, after the commit
 
 
 def save_participant(account: Account, igsid: str, username: str | None, *, now: datetime | None = None) -> bool:

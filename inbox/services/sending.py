@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db, on_commit
 from ..models import Account, Conversation, Message, utcnow
-from . import graph, ingest, realtime
+from . import graph, ingest, media, realtime
 from .accounts import mark_reconnect_needed
 
 log = logging.getLogger(__name__)
@@ -210,6 +210,12 @@ def send_message(message_id: int) -> str:
         _fail(message, "account", "Replies are paused until an admin reconnects this Instagram account.")
         db.session.commit()
         return "failed"
+    try:
+        outgoing = media.outgoing_attachment(message)  # a staff file: (kind, signed public URL)
+    except media.UploadError as exc:
+        _fail(message, "media", f"Not sent: {exc}")
+        db.session.commit()
+        return "failed"
     attempts_allowed = len(current_app.config.get("SEND_RETRY_INTERVALS", DEFAULT_RETRY_INTERVALS)) + 1
     message.send_attempts = (message.send_attempts or 0) + 1
     message.error_code, message.error_message = SENDING, None
@@ -219,7 +225,7 @@ def send_message(message_id: int) -> str:
 
     try:
         client = graph.GraphClient.for_account(account)
-        result = client.send_text(recipient, text)
+        result = client.send_attachment(recipient, *outgoing) if outgoing else client.send_text(recipient, text)
     except graph.AmbiguousSendFailure:
         message = _reload(message_id)
         if message is not None and message.mid is None and message.status == "pending":

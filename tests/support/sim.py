@@ -66,6 +66,8 @@ def point_app_at(app_config: dict, sim: Simulator) -> None:
 
     hosts = list(app_config.get("MEDIA_ALLOWED_HOSTS", Defaults.MEDIA_ALLOWED_HOSTS))
     app_config["MEDIA_ALLOWED_HOSTS"] = hosts + ["127.0.0.1"]
+    # …and that this one host may be fetched on a private address and its own port.
+    app_config["MEDIA_PRIVATE_HOSTS"] = [*app_config.get("MEDIA_PRIVATE_HOSTS", ()), "127.0.0.1"]
 
 
 def wire_webhooks(sim: Simulator, base_url: str, path: str = WEBHOOK_PATH, *, verify_token: str | None = None,
