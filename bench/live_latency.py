@@ -271,6 +271,7 @@ def send_paced(ports, secret: str, rate: float, seconds: float, customers: int, 
     total = int(rate * seconds)
     sent_at: dict[int, float] = {}
     post_ms: list[float] = []
+    failed: list[int] = []
     lock = threading.Lock()
     next_n = [start_n]
     t0 = time.perf_counter() + 0.2
@@ -291,14 +292,19 @@ def send_paced(ports, secret: str, rate: float, seconds: float, customers: int, 
             digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
             port = ports[n % len(ports)]
             began = time.perf_counter()
-            sent_at[n] = began
             try:
                 conns[port].request("POST", "/webhooks/instagram", body=body, headers={
                     "Content-Type": "application/json", "X-Hub-Signature-256": f"sha256={digest}"})
-                conns[port].getresponse().read()
+                response = conns[port].getresponse()
+                response.read()
             except OSError:
                 conns[port] = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                failed.append(n)
                 continue
+            if response.status != 200:
+                failed.append(n)
+                continue
+            sent_at[n] = began
             post_ms.append((time.perf_counter() - began) * 1000)
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(16)]
@@ -306,6 +312,8 @@ def send_paced(ports, secret: str, rate: float, seconds: float, customers: int, 
         t.start()
     for t in threads:
         t.join()
+    if failed:
+        print(f"  ({len(failed)} webhook POSTs failed and are not counted)")
     return sent_at, post_ms
 
 
