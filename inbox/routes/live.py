@@ -341,8 +341,8 @@ def _preload(account_id: int, events: list[dict]) -> None:
     message_ids = {int(e["message_id"]) for e in events
                    if e.get("type") in ("message.created", "message.updated") and e.get("message_id")}
     conversation_ids = {int(e["conversation_id"]) for e in events if e.get("conversation_id")}
-    if len(message_ids) + len(conversation_ids) <= 2:
-        return  # a lone event: the per-event lookups are as cheap
+    if not message_ids and not conversation_ids:
+        return
     from sqlalchemy import and_
     from sqlalchemy.orm import selectinload
 
