@@ -46,6 +46,8 @@ def test_kept_media_shows_after_expiry_and_staff_send_an_image(page, sim_webhook
     alice.mentions_in_story(at=time.time() - 26 * 3600)
     run_jobs()  # image and audio kept
     late = alice.sends_attachment("video", at=time.time() - 3600)
+    for i in range(20):  # older than the thread's 20 newest: Instagram will not renew its link
+        alice.sends_text(f"(in the app) message {i}", at=time.time() - 3000 + i, deliver=False)
     sim.advance(days=4)  # every Instagram link is dead
     run_jobs()  # the video's download comes too late: expired
     alice.sends_attachment("image")  # a fresh one, its download still queued: pending
