@@ -22,6 +22,9 @@ def init_app(app: Flask) -> None:
     from . import cli_identities
 
     cli_identities.init_app(app)
+    from . import cli_products
+
+    cli_products.init_app(app)
     from . import cli_media
 
     cli_media.init_app(app)

@@ -57,7 +57,7 @@ QUESTIONS = [
     "Is the fabric machine washable?", "Can I return it if it doesn't fit?", "Any discount for two? 😊",
     "Hello, I ordered last week and haven't received a tracking number.",
 ]
-THANKS = ["Thank you!", "Perfect, thanks 🙏", "Great, I'll order now.", "Ok! 👍", "Super, merci !"]
+THANKS = ["Thank you!", "Perfect, thanks 🙏", "Great, I will order now.", "Ok! 👍", "Super, merci !"]
 OWNER_LINES = ["Hi! Yes, we ship everywhere in the EU.", "It is, in every size 🙂", "Sending you the link now!"]
 
 
@@ -76,6 +76,8 @@ class DemoWorld:
     posts: list = field(default_factory=list)  # (Media, sku or None)
     customers: list = field(default_factory=list)  # CustomerHandle
     replied: dict = field(default_factory=dict)  # igsid -> number of replies seen
+    account_id: int | None = None
+    admin_id: int | None = None
 
 
 def prepare_instance(instance: Path, *, reset: bool) -> None:
@@ -104,12 +106,9 @@ def write_config(instance: Path, sim_url: str, public_url: str) -> None:
 
 def seed_database(app, world: DemoWorld) -> None:
     """Staff, the account (with the simulator's token) and the catalogue with its posts."""
-    from sqlalchemy import select
-
     from .extensions import db
-    from .models import Account, Post, PostProduct, Product
     from .services import accounts as account_service
-    from .services import staff
+    from .services import products, staff
 
     with app.app_context():
         admin = staff.find_user(ADMIN_EMAIL) or staff.create_user(
@@ -125,29 +124,27 @@ def seed_database(app, world: DemoWorld) -> None:
         staff.grant_role(admin.id, account.id, "admin")
         staff.grant_role(agent.id, account.id, "agent")
 
-        products = {}
         for sku, name, price, keywords in PRODUCTS:
-            product = db.session.scalar(select(Product).where(Product.account_id == account.id,
-                                                               Product.sku == sku))
-            if product is None:
-                product = Product(account_id=account.id, sku=sku, name=name, price=price, currency="EUR",
-                                  keywords=keywords)
-                db.session.add(product)
-            products[sku] = product
-        db.session.flush()
+            if products.find_by_sku(account.id, sku) is None:
+                products.create_product(account.id, name=name, sku=sku, price=price, keywords=keywords,
+                                        currency="EUR")
         for media, sku in world.posts:
-            post = db.session.scalar(select(Post).where(Post.account_id == account.id,
-                                                        Post.media_id == media.id))
-            if post is None:
-                post = Post(account_id=account.id, media_id=media.id, caption=media.caption, is_own=True,
-                            owner_username=shop.username, media_type="IMAGE", seen_via="own_media")
-                db.session.add(post)
-                db.session.flush()
+            post = products.ensure_post(account.id, media.id, caption=media.caption, seen_via="own_media")
+            post.is_own = True
+            post.owner_username = shop.username
+            db.session.commit()
             if sku and post.link is None:
-                db.session.add(PostProduct(account_id=account.id, post_id=post.id, product_id=products[sku].id,
-                                           linked_by_user_id=admin.id, linked_reason="linked by hand"))
-        db.session.commit()
-        assert db.session.get(Account, account.id) is not None
+                products.link_post(account.id, post.id, products.find_by_sku(account.id, sku).id, admin.id)
+        account_id, admin_id = account.id, admin.id
+    world.account_id, world.admin_id = account_id, admin_id
+
+
+def load_own_media(app, world: DemoWorld) -> None:
+    """Fill in the posts' details from the (simulated) Graph API, as the Posts page's button does."""
+    from .services import products
+
+    with app.app_context():
+        products.start_load_own_media(world.account_id, world.admin_id)
 
 
 def build_world(sim) -> DemoWorld:
@@ -277,6 +274,7 @@ def run_demo(*, host: str = "127.0.0.1", port: int = 5000, sim_port: int = 0, pa
         handshake = sim.connect_webhooks(base_url + "/webhooks/instagram")
         if not handshake.ok:
             raise RuntimeError(f"The inbox refused the simulator's webhook handshake: {handshake.status}")
+        load_own_media(app, world)
         play_history(world, random.Random(seed))
         script.start()
 

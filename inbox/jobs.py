@@ -104,6 +104,13 @@ def assign_from_message(message_id: int) -> None:
     run(message_id)
 
 
+def load_own_media(job_run_id: int) -> None:
+    """Load the account's own posts through the Graph API for the posts page (a JobRun)."""
+    from .services.products import load_own_media as run
+
+    run(job_run_id)
+
+
 def refresh_identities(job_run_id: int) -> None:
     """Refetch every participant of an account (a JobRun with progress)."""
     from .services.identities import refresh_identities as run

@@ -83,6 +83,9 @@ def app(app_config, request):
     with app.app_context():
         empty_all_tables(db)
     yield app
+    shutdown = app.extensions.get("inbox_shutdown")
+    if shutdown is not None:  # the live listener thread ends with its app
+        shutdown()
     with app.app_context():
         db.session.remove()
         db.engine.dispose()

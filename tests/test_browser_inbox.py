@@ -74,3 +74,68 @@ def test_open_a_thread_and_read_it_as_text(page, live_server, app, client, facto
     expect(page.locator("#thread video.att-video-el")).to_have_count(1)
     page.set_viewport_size({"width": 1280, "height": 3000})
     _shot(page, "thread-every-kind")
+
+
+def test_every_attachment_kind_from_the_simulator(page, live_server, app, factory, sim_webhooks, connected_account):
+    """A realistic thread through real webhooks and the simulator's CDN; a screenshot to look at."""
+    from datetime import datetime, timedelta, timezone
+
+    from inbox.extensions import db
+    from inbox.models import Post, PostProduct, Product
+
+    account, shop = connected_account.account, connected_account.ig
+    user = factory.staff_on(account, "agent")
+    alice = shop.add_customer("amara.k", name="Amara Kone")
+    day1 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=1, hours=2)
+    day2 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=30)
+    bag = shop.add_post("Woven bag, back in stock #bag")
+    first = alice.sends_text("Hi! Is the woven bag still available?", at=day1)
+    alice.shares_post(bag, at=day1 + timedelta(seconds=5))
+    alice.shares_reel(caption="How we dye the linen", at=day1 + timedelta(seconds=10))
+    shop.types_in_app(alice, "Yes! We have two left in natural.", at=day1 + timedelta(minutes=3))
+    alice.reacts(first.mid, at=day1 + timedelta(minutes=4))
+    alice.sends_attachment("image", at=day2)
+    alice.sends_attachment("video", at=day2 + timedelta(seconds=1))
+    alice.sends_attachment("audio", at=day2 + timedelta(seconds=2))
+    alice.sends_attachment("file", at=day2 + timedelta(seconds=3))
+    alice.sends_sticker(at=day2 + timedelta(seconds=4))
+    alice.mentions_in_story(at=day2 + timedelta(seconds=5))
+    alice.replies_to_story("Love this colour!", at=day2 + timedelta(seconds=6))
+    alice.sends_ig_story(at=day2 + timedelta(seconds=7))
+    alice.sends_ephemeral(at=day2 + timedelta(seconds=8))
+    alice.sends_fallback("https://example.com/red-dress", "Red dress | Example", at=day2 + timedelta(seconds=9))
+    alice.sends_product_template(at=day2 + timedelta(seconds=10))
+    alice.sends_unsupported(at=day2 + timedelta(seconds=11))
+    alice.sends_unknown(at=day2 + timedelta(seconds=12))
+    typo = alice.sends_text("Do you ship to Lisbn?", at=day2 + timedelta(seconds=13))
+    alice.edits(typo.mid, "Do you ship to Lisbon?", at=day2 + timedelta(seconds=14))
+    oops = alice.sends_text("wrong chat, sorry", at=day2 + timedelta(seconds=15))
+    alice.unsends(oops.mid, at=day2 + timedelta(seconds=16))
+    alice.replies_to(first.mid, "(about the bag, I mean)", at=day2 + timedelta(seconds=17))
+    with app.app_context():
+        product = Product(account_id=account.id, name="Woven bag", sku="BAG-1")
+        post_row = Post(account_id=account.id, media_id=bag.id, caption=bag.caption, is_own=True,
+                        owner_username=shop.username, permalink=bag.permalink or None)
+        db.session.add_all([product, post_row])
+        db.session.flush()
+        db.session.add(PostProduct(account_id=account.id, post_id=post_row.id, product_id=product.id))
+        db.session.commit()
+
+    _login(page, live_server.url, user)
+    page.goto(f"{live_server.url}/accounts/{account.id}/")
+    page.locator("#conversation-list .conv-link").first.click()
+    thread = page.locator("#thread")
+    expect(thread.locator(".msg").first).to_be_visible()
+    for kind in ("image", "video", "audio", "file", "ig_post", "story_mention", "ig_story", "ephemeral",
+                 "fallback", "template", "sticker", "unknown"):
+        expect(thread.locator(f".att-{kind}").first).to_be_visible()
+    expect(thread.locator(".att-ig_post .chip-product")).to_have_text("Woven bag")
+    expect(thread.locator(".msg-badge-app")).to_have_count(1)
+    expect(thread.locator(".day-sep")).to_have_count(2)
+    expect(thread.locator(".msg-quote")).to_contain_text("Is the woven bag still available?")
+    # The simulator's CDN serves real pictures: they load (naturalWidth > 0).
+    page.wait_for_function("() => { const i = document.querySelector('#thread img.att-img'); return i && i.complete && i.naturalWidth > 0; }")
+    page.set_viewport_size({"width": 1280, "height": 2600})
+    _shot(page, "thread-sim")
+    page.set_viewport_size({"width": 390, "height": 844})
+    _shot(page, "thread-mobile")

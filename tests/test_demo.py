@@ -74,6 +74,14 @@ def login(base_url: str, email: str, password: str) -> requests.Session:
     return session
 
 
+def row_id(page: str, name: str) -> str:
+    """The id of the conversation row that shows this name."""
+    for match in re.finditer(r'<li[^>]*id="conversation-(\d+)"(.*?)</li>', page, re.S):
+        if name in match.group(2):
+            return match.group(1)
+    raise AssertionError(f"no row shows {name}")
+
+
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.3):
     deadline = time.monotonic() + timeout
     while True:
@@ -100,6 +108,33 @@ def test_demo_prints_working_credentials_and_customers_keep_writing(running_demo
     first = state["messages"]
     assert first >= 12
     assert wait_for(lambda: requests.get(running_demo.sim_url + "/_sim/state").json()["messages"] > first + 2)
+    # The inbox lists the seeded customers by name, never as user_******.
+    inbox = admin.get(running_demo.url + "/")
+    assert "@maya.styles" in inbox.text and "@jonas_k" in inbox.text
+    assert "user_" not in inbox.text
+
+    # Shared posts assign products: one linked by hand, one auto-linked from its caption.
+    def row_html(name: str) -> str:
+        page = admin.get(inbox.url).text
+        return next(m.group(0) for m in re.finditer(r'<li[^>]*id="conversation-\d+".*?</li>', page, re.S)
+                    if name in m.group(0))
+    assert wait_for(lambda: "Red Linen Dress" in row_html("@maya.styles"))
+    assert wait_for(lambda: "Canvas Tote" in row_html("@lea_v"))
+
+    # A reply typed in the inbox reaches the simulated customer, who answers.
+    maya = next(c for c in state["customers"] if c["username"] == "maya.styles")
+    conversation_id = row_id(inbox.text, "@maya.styles")
+    account_path = re.search(r'/accounts/\d+', inbox.url).group(0)
+    csrf = re.search(r'<meta name="csrf-token" content="([^"]+)"', inbox.text).group(1)
+    sent = admin.post(f"{running_demo.url}{account_path}/conversations/{conversation_id}/reply",
+                      data={"text": "Yes, it runs true to size!", "client_token": "demo-test-1"},
+                      headers={"X-CSRFToken": csrf})
+    assert sent.status_code == 200, sent.text[:300]
+    received = lambda: requests.get(f"{running_demo.sim_url}/_sim/customers/{maya['igsid']}/received").json()
+    assert wait_for(lambda: any(r["text"] == "Yes, it runs true to size!" for r in received()))
+    thread = lambda: admin.get(f"{running_demo.url}{account_path}/c/{conversation_id}").text
+    assert wait_for(lambda: any(t in thread() for t in demo.THANKS))
+
     deliveries = admin.get(running_demo.url + "/admin/deliveries")
     assert deliveries.status_code == 200
     assert "Every delivery Meta sent has been applied." in deliveries.text

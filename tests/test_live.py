@@ -50,7 +50,7 @@ def test_reply_answers_the_pending_bubble_and_a_fresh_composer(app, client, auth
     with app.app_context():
         message = db.session.scalar(select(Message).where(Message.direction == "out"))
         assert message.status == "pending" and message.sent_by_user_id == agent.id
-    assert f'hx-swap-oob="beforeend:#thread-messages-{conversation_id}"' in html
+    assert f"""hx-swap-oob='beforeend:#thread[data-conversation-id="{conversation_id}"] #messages'""" in html
     assert f'id="message-{message.id}"' in html
     assert "We have it &lt;b&gt;in blue&lt;/b&gt;" in html  # escaped
     assert 'id="composer"' in html and token not in html  # the new composer has a new token
@@ -155,7 +155,7 @@ def test_events_reach_members_only_and_render_once_per_process(app, live_server,
         for s in member_sockets:
             frame = s.wait_for("waterproof")
             assert "&lt;script&gt;" in frame and "<script>" not in frame
-            assert re.search(r'hx-swap-oob="beforeend:#thread-messages-\d+"', frame)
+            assert re.search(r"""hx-swap-oob='beforeend:#thread\[data-conversation-id="\d+"\] #messages'""", frame)
         # One render per event for the three sockets: message.created and conversation.updated.
         assert realtime.wait_until(lambda: hub.frames_rendered - rendered == 2)
         # The outsider's next frame is its own account's event: nothing of the shop came before it.
@@ -250,7 +250,7 @@ def test_a_webhook_received_by_one_process_reaches_a_socket_on_the_other(app, ap
 
         assert alice.sends_text("Do you ship to Lyon?").delivery.status == 200
         frame = member.wait_for("Do you ship to Lyon?")
-        assert "thread-messages-" in frame
+        assert "#messages" in frame
         member.wait_for('id="live-state"')  # the conversation.updated frame follows
 
         with app.app_context():

@@ -6,9 +6,11 @@ from flask import Flask, render_template, request
 
 
 def init_app(app: Flask) -> None:
-    from . import admin, auth, conversations, deliveries, health, home, jobs, live, media, people, webhooks
+    from . import (admin, auth, conversations, deliveries, health, home, jobs, live, media, people, products,
+                   webhooks)
 
-    for module in (auth, health, home, conversations, admin, webhooks, deliveries, jobs, people, live, media):
+    for module in (auth, health, home, conversations, admin, webhooks, deliveries, jobs, people, live, products,
+                   media):
         app.register_blueprint(module.bp)
     app.register_blueprint(media.public_bp)
 

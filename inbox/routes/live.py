@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 bp = account_scoped(Blueprint("live", __name__), unscoped=("socket",))
 
 MEMBERSHIP_CHECK_SECONDS = 60  # an open socket re-reads its user's accounts this often
-# Where a new message goes: the message list of the thread that is open (only it has this id).
-THREAD_MESSAGES_ID = "thread-messages-{conversation_id}"
+# Where a new message goes: the message list of that conversation's thread, only when it is open
+# (live-ui's partials/_thread.html: <section id="thread" data-conversation-id=…> … <div id="messages">).
+THREAD_MESSAGES_SELECTOR = '#thread[data-conversation-id="{conversation_id}"] #messages'
 
 # --- The frame renderer registry --------------------------------------------------------
 
@@ -134,10 +135,10 @@ def send_status_label(message) -> str:
     return sending.status_label(message)
 
 
-@bp.app_template_global()
-def live_thread_messages_id(conversation) -> str:
-    """The id the open thread's message list carries, so live appends find only the open thread."""
-    return THREAD_MESSAGES_ID.format(conversation_id=conversation.id)
+def append_to_thread(conversation, bubble: str) -> str:
+    """An out-of-band wrapper that appends bubble to the conversation's thread if it is open."""
+    selector = THREAD_MESSAGES_SELECTOR.format(conversation_id=int(conversation.id))
+    return f"<div hx-swap-oob='beforeend:{selector}'>{bubble}</div>"
 
 
 # --- Reply and retry -------------------------------------------------------------------------
@@ -166,8 +167,7 @@ def reply(conversation_id: int):
     if not is_htmx_fragment_request():
         return redirect(_thread_url(conversation))
     bubble = _message_html(message, conversation)
-    html = (f'<div hx-swap-oob="beforeend:#{live_thread_messages_id(conversation)}">{bubble}</div>'
-            + with_attributes(_composer_html(conversation), hx_swap_oob="true"))
+    html = append_to_thread(conversation, bubble) + with_attributes(_composer_html(conversation), hx_swap_oob="true")
     return _fragment(html)
 
 
@@ -326,7 +326,7 @@ def message_created_frame(event: dict, account_id: int) -> str | None:
         return None
     message, conversation = found
     bubble = _message_html(message, conversation, push=True)
-    frame = f'<div hx-swap-oob="beforeend:#{live_thread_messages_id(conversation)}">{bubble}</div>'
+    frame = append_to_thread(conversation, bubble)
     if message.direction == "in" and message.sender_kind == "customer":
         frame += _notify_html(message, conversation)
     return frame
@@ -356,12 +356,15 @@ def conversation_updated_frame(event: dict, account_id: int) -> str | None:
         identity = db.session.scalar(select(Identity).where(Identity.account_id == account_id,
                                                             Identity.igsid == conversation.customer_igsid))
         try:
-            row = _render("partials/_conversation_row.html", conversation=conversation, identity=identity)
+            row = _render("partials/_conversation_row.html", conversation=conversation, identity=identity, oob=True)
         except TemplateNotFound:
             row = ""
         if row.strip():
-            at = conversation.last_message_at.timestamp() * 1000 if conversation.last_message_at else 0
-            parts.append(with_attributes(row, hx_swap_oob="true", data_live_at=f"{at:.0f}"))
+            parts.append(with_attributes(row, hx_swap_oob="true"))
+    try:
+        parts.append(_render("partials/_unread_total.html", unread_total=unread_conversations(account_id), oob=True))
+    except TemplateNotFound:
+        pass
     parts.append(_state_html(account_id))
     return "".join(parts)
 
@@ -377,8 +380,13 @@ def account_updated_frame(event: dict, account_id: int) -> str | None:
 
 
 def unread_conversations(account_id: int) -> int:
-    return db.session.scalar(select(func.count()).select_from(Conversation).where(
-        Conversation.account_id == account_id, Conversation.unread_count > 0)) or 0
+    """Conversations with unread messages (live-ui's services.inbox.unread_total when present)."""
+    try:
+        from ..services.inbox import unread_total
+    except ImportError:
+        return db.session.scalar(select(func.count()).select_from(Conversation).where(
+            Conversation.account_id == account_id, Conversation.unread_count > 0)) or 0
+    return unread_total(account_id)
 
 
 def _state_html(account_id: int) -> str:

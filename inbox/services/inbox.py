@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flask import g, has_app_context
-from sqlalchemy import and_, func, or_, select, text, tuple_, update
+from sqlalchemy import BigInteger, and_, column, func, or_, select, text, tuple_, update
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
@@ -209,7 +209,7 @@ def _text_matches(account_id: int, q: str):
         phrase = '"' + q.replace('"', '""') + '"'
         fts = text("SELECT rowid FROM messages_fts WHERE messages_fts MATCH :fts_q").bindparams(fts_q=phrase)
         return select(Message.conversation_id).where(
-            Message.account_id == account_id, Message.id.in_(fts.columns()))
+            Message.account_id == account_id, Message.id.in_(fts.columns(column("rowid", BigInteger))))
     return select(Message.conversation_id).where(
         Message.account_id == account_id, Message.text.ilike(_like_pattern(q), escape="\\"))
 

@@ -79,10 +79,9 @@
   function refreshTargets() {
     var marked = Array.prototype.slice.call(document.querySelectorAll("[data-live-refresh][id]"));
     if (marked.length) return marked;
-    // Without markers: the list, and the open thread's message list.
-    return ["conversation-list"].map(function (id) { return document.getElementById(id); })
-      .concat(Array.prototype.slice.call(document.querySelectorAll("[id^='thread-messages-']")))
-      .filter(Boolean);
+    // Without markers: the list, the open thread's messages and the unread total.
+    return ["conversation-list", "messages", "unread-total"]
+      .map(function (id) { return document.getElementById(id); }).filter(Boolean);
   }
 
   // --- Out-of-band swaps ------------------------------------------------------------------
@@ -94,6 +93,10 @@
     if (!fragment || !fragment.children) return;
     var target = event.detail.target;
     if (target && target.id === "live-state") return;
+    if (target && target.id === "messages") {
+      var none = target.querySelector(".thread-none");
+      if (none) none.remove();
+    }
     Array.prototype.slice.call(fragment.children).forEach(function (child) {
       if (!child.id || child === target) return;
       var existing = document.getElementById(child.id);
@@ -113,11 +116,20 @@
       if (awaitingHello) { awaitingHello = false; setState("live", "Live"); }
       return;
     }
+    if (target.id === "unread-total") {
+      var total = document.getElementById("unread-total");
+      if (total) updateUnread(total.dataset.unread);
+      return;
+    }
     if (target.id === "live-notify") { maybeNotify(document.getElementById("live-notify")); return; }
     var row = target.id && /^conversation-\d+$/.test(target.id) ? document.getElementById(target.id) : null;
-    if (row) placeRow(row);
-    if (target.id && /^thread-messages-/.test(target.id)) stickToBottom(target);
+    if (row) { placeRow(row); markActive(row); }
   });
+
+  function markActive(row) {
+    var open = openConversationId();
+    row.classList.toggle("is-active", open !== null && row.dataset.conversationId === open);
+  }
 
   // A row for a conversation the list does not show yet: insert it where its time says,
   // unless the list is filtered (data-live-insert="off") or it would land past the loaded page.
@@ -136,36 +148,35 @@
     row.removeAttribute("hx-swap-oob");
     var empty = list.querySelector(".conv-empty");
     if (empty) empty.remove();
-    var at = Number(row.dataset.liveAt || 0);
-    var rows = list.querySelectorAll("[id^='conversation-'][data-live-at]");
+    var at = rowTime(row);
+    var rows = list.querySelectorAll(".conv-row[id^='conversation-']");
     var last = rows.length ? rows[rows.length - 1] : null;
-    if (last && at < Number(last.dataset.liveAt || 0) && list.dataset.liveComplete !== "true") return;
+    // Older than everything loaded while more pages exist: the next page will bring it.
+    if (last && at < rowTime(last) && list.querySelector(".conv-more")) return;
     list.insertBefore(row, list.firstChild);
     if (window.htmx) htmx.process(row);
     placeRow(row);
+    markActive(row);
+  }
+
+  function rowTime(row) {
+    return Number(row.dataset.liveAt || 0) || Date.parse(row.dataset.last || "") || 0;
   }
 
   // Keep the list newest first: move the row before the first row older than it.
   function placeRow(row) {
     var list = row.parentElement;
     if (!list) return;
-    var at = Number(row.dataset.liveAt || 0);
+    var at = rowTime(row);
     if (!at) return;
     var sibling = list.firstElementChild;
     while (sibling) {
-      if (sibling !== row && sibling.dataset && sibling.dataset.liveAt !== undefined
-          && Number(sibling.dataset.liveAt) <= at) break;
+      if (sibling !== row && sibling.classList.contains("conv-row") && rowTime(sibling) <= at) break;
+      if (sibling.classList.contains("conv-more")) break;  // rows stay above the "load more" sentinel
       sibling = sibling.nextElementSibling;
     }
     if (sibling === row.nextElementSibling || sibling === row) return;
     if (sibling) list.insertBefore(row, sibling); else if (row !== list.lastElementChild) list.appendChild(row);
-  }
-
-  function stickToBottom(container) {
-    var scroller = container.closest("[data-scroll]") || container;
-    if (scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 200) {
-      scroller.scrollTop = scroller.scrollHeight;
-    }
   }
 
   // --- Unread count in the title -----------------------------------------------------------
@@ -173,10 +184,12 @@
   function updateUnread(value) {
     var count = parseInt(value, 10);
     if (isNaN(count)) return;
-    if (baseTitle === null) baseTitle = document.title.replace(/^\(\d+\)\s+/, "");
+    var inbox = document.getElementById("inbox");
+    if (baseTitle === null) {
+      baseTitle = (inbox && inbox.dataset.title) || document.title.replace(/^\(\d+\)\s+/, "");
+    }
     document.title = count > 0 ? "(" + count + ") " + baseTitle : baseTitle;
-    var badge = document.getElementById("unread-total");
-    if (badge) { badge.textContent = count > 0 ? String(count) : ""; badge.hidden = count === 0; }
+    if (inbox) inbox.dataset.unread = String(count);
   }
 
   // --- Desktop notifications (opt in) ------------------------------------------------------
@@ -217,10 +230,8 @@
   }
 
   function openConversationId() {
-    var composer = document.getElementById("composer");
-    if (composer && composer.dataset.conversationId) return composer.dataset.conversationId;
-    var messages = document.querySelector("[id^='thread-messages-']");
-    return messages ? messages.id.replace("thread-messages-", "") : null;
+    var thread = document.getElementById("thread");
+    return thread && thread.dataset.conversationId ? thread.dataset.conversationId : null;
   }
 
   var notified = {};

@@ -1,0 +1,278 @@
+"""Product assignment through real webhooks from the simulator (ARCHITECTURE.md section 4)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from inbox.extensions import db
+from inbox.models import AssignmentEvent, Attachment, Conversation, Message, Post, PostProduct
+from inbox.services import products
+from tests.support.jobs import failed_jobs
+
+
+def _conversation(app, account_id, igsid):
+    with app.app_context():
+        conv = db.session.scalars(select(Conversation).where(Conversation.account_id == account_id,
+                                                             Conversation.customer_igsid == igsid)).one()
+        db.session.expunge(conv)
+        return conv
+
+
+def _events(app, conversation_id):
+    with app.app_context():
+        return [(e.source, e.outcome, e.reason) for e in db.session.scalars(
+            select(AssignmentEvent).where(AssignmentEvent.conversation_id == conversation_id)
+            .order_by(AssignmentEvent.id))]
+
+
+def _product(app, account_id, sku, name, keywords=""):
+    with app.app_context():
+        p = products.create_product(account_id, name=name, sku=sku, keywords=keywords)
+        return p.id
+
+
+def _sku_of(app, conv):
+    with app.app_context():
+        if conv.product_id is None:
+            return None
+        return products.get_product(conv.account_id, conv.product_id).sku
+
+
+def _attachment_of(app, account_id, mid):
+    with app.app_context():
+        return db.session.scalar(select(Attachment.id).join(Message).where(Message.account_id == account_id,
+                                                                          Message.mid == mid))
+
+
+def test_a_post_linked_by_hand_from_one_conversation_assigns_the_next_one_that_shares_it(
+        app, sim_webhooks, connected_account, run_jobs, factory):
+    """The seed case: an existing link is a reason to assign, never a reason to skip."""
+    account, shop = connected_account.account, connected_account.ig
+    ana = factory.staff_on(account, "agent", name="Ana")
+    dress = _product(app, account.id, "RD-1", "Red Dress")
+    post = sim_webhooks.add_foreign_post(caption="Our new summer look")  # matches no product on its own
+    alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
+
+    sent = alice.shares_post(post)
+    run_jobs()
+    a = _conversation(app, account.id, alice.igsid)
+    assert a.product_id is None
+    assert _events(app, a.id)[-1][1] == "no_match"
+
+    with app.app_context():  # Ana links it from the card in Alice's thread
+        products.link_attachment(account.id, _attachment_of(app, account.id, sent.mid), dress, ana.id)
+    a = _conversation(app, account.id, alice.igsid)
+    assert _sku_of(app, a) == "RD-1" and a.assignment_source == "post_link"
+
+    bob.shares_post(post)  # no text: only the shared post
+    run_jobs()
+    b = _conversation(app, account.id, bob.igsid)
+    assert _sku_of(app, b) == "RD-1"
+    assert b.assignment_source == "post_link"
+    source, outcome, reason = _events(app, b.id)[-1]
+    assert (source, outcome) == ("post_link", "assigned")
+    assert reason.startswith("Assigned to Red Dress (RD-1): the customer shared post ")
+    assert "linked to it by hand by Ana on " in reason
+    assert failed_jobs(app) == []
+
+
+def test_auto_link_with_one_match_links_the_post_and_assigns(app, sim_webhooks, connected_account, run_jobs):
+    account, shop = connected_account.account, connected_account.ig
+    _product(app, account.id, "RD-1", "Red Dress", keywords="red dress, crimson")
+    _product(app, account.id, "BS-2", "Blue Scarf", keywords="scarf")
+    alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
+    post = sim_webhooks.add_foreign_post(caption="The RED DRESS is back! #summer")
+    alice.shares_post(post)
+    run_jobs()
+    a = _conversation(app, account.id, alice.igsid)
+    assert _sku_of(app, a) == "RD-1" and a.assignment_source == "auto_link"
+    reason = _events(app, a.id)[-1][2]
+    assert "keyword “red dress”" in reason and "linked it automatically" in reason
+    with app.app_context():
+        link = db.session.scalars(select(PostProduct)).one()
+        assert link.auto_linked and link.source_message_id is not None
+
+    bob.shares_post(post)  # the link now exists: assigned through it
+    run_jobs()
+    b = _conversation(app, account.id, bob.igsid)
+    assert _sku_of(app, b) == "RD-1"
+    assert "linked to it automatically on" in _events(app, b.id)[-1][2]
+
+
+def test_auto_link_with_no_match_and_with_two_matches_records_the_outcome(
+        app, sim_webhooks, connected_account, run_jobs):
+    account, shop = connected_account.account, connected_account.ig
+    _product(app, account.id, "RD-1", "Red Dress", keywords="dress")
+    _product(app, account.id, "BS-2", "Blue Scarf", keywords="scarf")
+    alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
+    alice.shares_post(caption="Look at this sunset")
+    bob.shares_reel(caption="Dress and scarf combo, both on sale")
+    run_jobs()
+    a = _conversation(app, account.id, alice.igsid)
+    b = _conversation(app, account.id, bob.igsid)
+    assert a.product_id is None and b.product_id is None
+    source, outcome, reason = _events(app, a.id)[-1]
+    assert (source, outcome) == ("auto_link", "no_match")
+    assert reason.startswith("Shared post ") and "matched no product (caption: “Look at this sunset”)" in reason
+    source, outcome, reason = _events(app, b.id)[-1]
+    assert outcome == "ambiguous"
+    assert reason.startswith("Shared reel ") and "Blue Scarf (BS-2), Red Dress (RD-1)" in reason
+    with app.app_context():
+        event = db.session.scalars(select(AssignmentEvent).where(AssignmentEvent.conversation_id == b.id)).one()
+        assert sorted(c["sku"] for c in event.candidates) == ["BS-2", "RD-1"]
+        assert db.session.scalar(select(PostProduct.id)) is None  # nothing linked
+
+
+def test_keywords_match_whole_words_only_and_blank_keywords_are_ignored(app):
+    with app.app_context():
+        account_id = _account_id(app)
+        ring = products.create_product(account_id, name="Ring", sku="R-1", keywords=" , ring, ,")
+        assert ring.keywords == "ring"
+        catalogue = products.list_products(account_id)
+        assert [m.sku for m in products.match_products(catalogue, "Earrings and a bracelet")] == []
+        assert [m.sku for m in products.match_products(catalogue, "Gold RING!")] == ["R-1"]
+        assert [m.sku for m in products.match_products(catalogue, "SKU r-1 in stock")] == ["R-1"]
+        assert [m.sku for m in products.match_products(catalogue, "SKU R-10 in stock")] == []
+
+
+def _account_id(app):
+    from inbox.services.accounts import add_account
+
+    return add_account("17840000000999999", "kw_shop", token="T").id
+
+
+def test_a_choice_by_hand_survives_later_automatic_evidence(
+        app, sim_webhooks, connected_account, run_jobs, factory):
+    account, shop = connected_account.account, connected_account.ig
+    ana = factory.staff_on(account, "agent", name="Ana")
+    _product(app, account.id, "RD-1", "Red Dress", keywords="dress")
+    scarf = _product(app, account.id, "BS-2", "Blue Scarf", keywords="scarf")
+    alice = shop.add_customer("alice")
+    alice.shares_post(caption="A red dress")
+    run_jobs()
+    conv = _conversation(app, account.id, alice.igsid)
+    assert _sku_of(app, conv) == "RD-1"
+    with app.app_context():
+        products.set_conversation_product(account.id, conv.id, scarf, ana.id)
+    alice.shares_post(caption="This dress in blue?")  # automatic evidence for the dress again
+    alice.clicks_ad(post=sim_webhooks.add_foreign_post(caption="dress sale"))
+    run_jobs()
+    conv = _conversation(app, account.id, alice.igsid)
+    assert _sku_of(app, conv) == "BS-2" and conv.assignment_source == "manual"
+    events = _events(app, conv.id)
+    assert events[1] == ("manual", "assigned", "Set to Blue Scarf (BS-2) by hand by Ana (was Red Dress (RD-1)).")
+    kept = [e for e in events[2:] if e[1] == "kept"]
+    assert len(kept) >= 1 and all(r.startswith("Kept Blue Scarf (BS-2): chosen by hand by Ana.") for _, _, r in kept)
+    assert kept[0][2].endswith(": recorded, not applied.") and "Red Dress (RD-1)" in kept[0][2]
+
+
+def test_newer_automatic_evidence_replaces_older_and_a_late_job_does_not_undo_it(
+        app, sim_webhooks, connected_account, run_jobs):
+    account, shop = connected_account.account, connected_account.ig
+    _product(app, account.id, "RD-1", "Red Dress", keywords="dress")
+    _product(app, account.id, "BS-2", "Blue Scarf", keywords="scarf")
+    alice = shop.add_customer("alice")
+    alice.shares_post(caption="dress")
+    run_jobs()
+    alice.shares_post(caption="scarf")
+    run_jobs()
+    conv = _conversation(app, account.id, alice.igsid)
+    assert _sku_of(app, conv) == "BS-2"
+
+    # An older message whose job runs last (delivered late, back-dated) is recorded, not applied.
+    import datetime as dt
+
+    bob = shop.add_customer("bob")
+    bob.shares_post(caption="scarf")
+    run_jobs()
+    bob.shares_post(caption="dress", at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1))
+    run_jobs()
+    conv = _conversation(app, account.id, bob.igsid)
+    assert _sku_of(app, conv) == "BS-2"
+    assert _events(app, conv.id)[-1][1] == "skipped"
+    assert "newer evidence already assigned Blue Scarf (BS-2)" in _events(app, conv.id)[-1][2]
+
+
+def test_an_ad_referral_with_post_id_assigns_through_the_link_and_reads_own_captions_from_graph(
+        app, sim_webhooks, connected_account, run_jobs):
+    account, shop = connected_account.account, connected_account.ig
+    _product(app, account.id, "RD-1", "Red Dress", keywords="red dress")
+    own = shop.add_post("New in: the red dress, all sizes")  # the account's own post: Graph has its caption
+    alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
+    alice.clicks_ad(post=own, title="Summer sale")  # the ad title matches nothing: the caption does
+    run_jobs()
+    a = _conversation(app, account.id, alice.igsid)
+    assert _sku_of(app, a) == "RD-1" and a.assignment_source == "auto_link"
+    assert len(sim_webhooks.calls_to("media")) == 1
+    with app.app_context():
+        post = db.session.scalars(select(Post)).one()
+        assert post.is_own and post.caption == "New in: the red dress, all sizes" and post.seen_via == "ad"
+
+    bob.clicks_ad(post=own)
+    run_jobs()
+    b = _conversation(app, account.id, bob.igsid)
+    assert _sku_of(app, b) == "RD-1" and b.assignment_source == "ad"
+    assert "the customer came from ad" in _events(app, b.id)[-1][2]
+    assert len(sim_webhooks.calls_to("media")) == 1  # linked: no Meta call
+
+
+def test_an_own_post_shared_without_a_caption_is_read_from_graph(app, sim_webhooks, connected_account, run_jobs):
+    account, shop = connected_account.account, connected_account.ig
+    _product(app, account.id, "BS-2", "Blue Scarf")
+    own = shop.add_post("Restocked BS-2")
+    alice = shop.add_customer("alice")
+    alice.shares_post(own, caption="")
+    run_jobs()
+    conv = _conversation(app, account.id, alice.igsid)
+    assert _sku_of(app, conv) == "BS-2"
+    assert "SKU BS-2" in _events(app, conv.id)[-1][2]
+
+
+def test_shop_product_referrals_by_sku_and_unknown_ids(app, sim_webhooks, connected_account, run_jobs):
+    account, shop = connected_account.account, connected_account.ig
+    _product(app, account.id, "5551234", "Catalogue Bag")
+    alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
+    alice.asks_about_product("5551234")
+    bob.asks_about_product("999")
+    run_jobs()
+    assert _sku_of(app, _conversation(app, account.id, alice.igsid)) == "5551234"
+    b = _conversation(app, account.id, bob.igsid)
+    assert b.product_id is None
+    assert _events(app, b.id)[-1][1:] == ("no_match", "The customer asked about shop product 999, which is not in "
+                                                      "the catalogue (no product has that SKU).")
+    assert failed_jobs(app) == []
+
+
+def test_the_assignment_job_is_one_per_message_and_idempotent(app, sim_webhooks, connected_account, run_jobs):
+    account, shop = connected_account.account, connected_account.ig
+    _product(app, account.id, "RD-1", "Red Dress", keywords="dress")
+    alice = shop.add_customer("alice")
+    sent = alice.shares_post(caption="dress")
+    from inbox.jobs import get_queue
+
+    with app.app_context():
+        assert [j for j in get_queue("default").job_ids if "assign" in j] != []
+        message_id = db.session.scalar(select(Message.id).where(Message.mid == sent.mid))
+    run_jobs()
+    with app.app_context():
+        assert products.assign_from_message(message_id) == []  # a repeat decides nothing again
+    conv = _conversation(app, account.id, alice.igsid)
+    assert len(_events(app, conv.id)) == 1
+
+
+def test_a_legacy_share_without_an_id_and_an_ad_without_a_post_are_recorded_plainly(
+        app, sim_webhooks, connected_account, run_jobs):
+    account, shop = connected_account.account, connected_account.ig
+    _product(app, account.id, "RD-1", "Red Dress", keywords="summer sale")
+    alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
+    alice.sends_share()
+    bob.clicks_ad(title="Our summer sale", post=sim_webhooks.add_foreign_post(caption=None))
+    run_jobs()
+    a = _conversation(app, account.id, alice.igsid)
+    assert a.product_id is None
+    assert _events(app, a.id)[-1][1:] == (
+        "skipped", "The customer shared a post, but Instagram did not send its id: nothing to match.")
+    b = _conversation(app, account.id, bob.igsid)  # the ad's post is not ours: its title is matched
+    assert _sku_of(app, b) == "RD-1"
+    assert "ad title matched keyword “summer sale”" in _events(app, b.id)[-1][2]
+    assert failed_jobs(app) == []
