@@ -71,6 +71,10 @@ def test_a_customer_message_appears_without_a_reload(page, app, live_server, sho
     expect(page.locator(f"#conversation-{conversation_id} .conv-preview")).to_contain_text("And in size M?")
     assert page.evaluate("window.__sameDocument") is True  # no reload
     assert page.evaluate("window.__pwned") is None
+    # Read as it arrived: the open conversation shows no unread badge and counts as read.
+    expect(page.locator(f"#conversation-{conversation_id} .unread-badge")).to_have_count(0, timeout=LIVE_TIMEOUT)
+    with app.app_context():
+        assert db.session.get(Conversation, conversation_id).unread_count == 0
 
 
 def test_a_new_conversation_row_arrives_at_the_top_and_the_title_counts_it(page, app, live_server, shop):
