@@ -120,11 +120,11 @@ def test_row_marks_who_wrote_last(app, client, shop, agent):
 
 # --- Search -----------------------------------------------------------------------------
 
-@pytest.fixture(params=["indexed", "walk"])
+@pytest.fixture(params=["walk", "index"])
 def search_path(request, app_config):
-    """Both PostgreSQL strategies: the trigram lookup, and the walk used for common texts."""
-    if request.param == "walk":
-        app_config["SEARCH_COMMON_TEXT_MATCHES"] = 1
+    """Both PostgreSQL strategies: the walk in list order (common text) and the trigram index (rare)."""
+    app_config["SEARCH_WALK_WINDOW"] = 1000 if request.param == "walk" else 1
+    app_config["SEARCH_NAME_SET_MAX"] = 0  # names walked too (the direct lookup runs in the other tests)
     return request.param
 
 

@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flask import current_app, g, has_app_context
-from sqlalchemy import BigInteger, and_, column, func, or_, select, text, tuple_, update
+from sqlalchemy import BigInteger, and_, column, func, or_, select, text, tuple_, union, update
 from sqlalchemy import true as sa_true
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
 from ..extensions import db
 from ..models import Attachment, Conversation, Identity, Message, Post, PostProduct, Product, utcnow
@@ -28,10 +28,13 @@ VIEWS = ("all", "unread", "no_product")
 STATUSES = ("", "open", "done")
 # Message text needs three characters to match (trigram indexes); names match from one.
 MIN_TEXT_SEARCH = 3
-# PostgreSQL: a text found in fewer messages than this (setting SEARCH_COMMON_TEXT_MATCHES) is looked
-# up through the trigram index; a more common one is checked conversation by conversation, newest
-# first, until a page is full.
-COMMON_TEXT_MATCHES = 5000
+# PostgreSQL: text search first checks this many conversations in list order, one short probe
+# each (setting SEARCH_WALK_WINDOW); a text too rare to fill a page there goes to the trigram index.
+WALK_WINDOW = 400
+# PostgreSQL: up to this many people matching a name (SEARCH_NAME_SET_MAX) are looked up
+# directly; more are walked like a common text.
+NAME_SET_MAX = 2000
+TEXT_SET_MAX = 5000
 POST_TYPES = ("ig_post", "share", "ig_reel", "reel")
 
 
@@ -140,23 +143,19 @@ def list_conversations(account_id: int, filters: Filters | None = None, cursor: 
     position = decode_cursor(cursor)
     C = Conversation
     conditions = [C.account_id == account_id, *_filter_conditions(account_id, filters)]
-    walk_text = None
-    if filters.q:
-        condition, walk_text = _search_condition(account_id, filters.q)
-        if condition is not None:
-            conditions.append(condition)
+    search = _search(account_id, filters.q) if filters.q else None
     rows: list[ConversationRow] = []
     # Conversations with a time, by (time, id) descending; then those without one, by id.
     if position is None or position[0] is not None:
         timed = [C.last_message_at.is_not(None)]
         if position is not None:
             timed.append(tuple_(C.last_message_at, C.id) < tuple_(position[0], position[1]))
-        rows = _rows(and_(*conditions, *timed), (C.last_message_at.desc(), C.id.desc()), limit + 1, walk_text)
+        rows = _rows(and_(*conditions, *timed), (C.last_message_at.desc(), C.id.desc()), limit + 1, search)
     if len(rows) <= limit:
         untimed = [C.last_message_at.is_(None)]
         if position is not None and position[0] is None:
             untimed.append(C.id < position[1])
-        rows += _rows(and_(*conditions, *untimed), (C.id.desc(),), limit + 1 - len(rows), walk_text)
+        rows += _rows(and_(*conditions, *untimed), (C.id.desc(),), limit + 1 - len(rows), search)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -166,23 +165,70 @@ def list_conversations(account_id: int, filters: Filters | None = None, cursor: 
     return ConversationPage(rows=rows, next_cursor=next_cursor, filters=filters)
 
 
-def _rows(where, order, limit: int, walk_text: tuple | None = None) -> list[ConversationRow]:
+def _rows(where, order, limit: int, search: _Search | None = None) -> list[ConversationRow]:
     if limit <= 0:
         return []
     C = Conversation
+    if search is not None and search.postgres:
+        # PostgreSQL: the best `limit` name matches and the best `limit` text matches, each found
+        # its own fast way, then merged in list order by the query below.
+        ids = set(_top_ids(where, order, limit, search, "names"))
+        if search.text_pattern is not None:
+            ids |= set(_top_ids(where, order, limit, search, "text"))
+        if not ids:
+            return []
+        where = C.id.in_(sorted(ids))
+    elif search is not None:
+        where = and_(where, search.condition)
     query = (select(C, Identity, Product)
              .outerjoin(Identity, and_(Identity.account_id == C.account_id, Identity.igsid == C.customer_igsid))
-             .outerjoin(Product, Product.id == C.product_id))
-    if walk_text is not None:
-        # A common text: each conversation (newest first) is checked for one matching message;
-        # LIMIT 1 keeps the lateral subquery a per-row probe of the thread index.
-        pattern, names = walk_text
-        hit = (select(Message.id.label("hit")).where(Message.conversation_id == C.id,
-                                                     Message.text.ilike(pattern, escape="\\"))
-               .limit(1).lateral("text_hit"))
-        query = query.outerjoin(hit, sa_true()).where(or_(hit.c.hit.is_not(None), C.customer_igsid.in_(names)))
-    query = query.where(where).order_by(*order).limit(limit)
+             .outerjoin(Product, Product.id == C.product_id)
+             .where(where).order_by(*order).limit(limit))
     return [ConversationRow(c, i, p) for c, i, p in db.session.execute(query).all()]
+
+
+def _top_ids(where, order, limit: int, search: _Search, kind: str) -> list[int]:
+    """The first `limit` conversations in list order whose names (or message text) match.
+
+    First a walk: the next conversations in list order are checked one by one (a hashed
+    name set, or a LIMIT 1 probe of the thread index for the text), which is fast for
+    anything common. A window of SEARCH_WALK_WINDOW conversations (ten times that for
+    names, whose check is cheap) bounds it; when the window neither fills the page nor
+    reaches the end of the list, the match is rare and its index finds the few rows.
+    """
+    C = Conversation
+    if kind == "names":
+        igsids = search.name_matches()
+        if len(igsids) <= current_app.config.get("SEARCH_NAME_SET_MAX", NAME_SET_MAX):
+            # Few people match: look them up directly (the (account, customer) index) and sort.
+            if not igsids:
+                return []
+            return list(db.session.scalars(select(C.id).where(where, C.customer_igsid.in_(igsids))
+                                           .order_by(*order).limit(limit)))
+    window_size = current_app.config.get("SEARCH_WALK_WINDOW", WALK_WINDOW) * (10 if kind == "names" else 1)
+    window = select(C.id, C.customer_igsid, C.last_message_at).where(where).order_by(*order).limit(window_size)
+    window = window.subquery("window")
+    query = select(window.c.id).select_from(window)
+    if kind == "names":
+        query = query.where(window.c.customer_igsid.in_(search.names))
+    else:
+        hit = (select(Message.id.label("hit"))
+               .where(Message.conversation_id == window.c.id, Message.text.ilike(search.text_pattern, escape="\\"))
+               .limit(1).lateral("text_hit"))
+        query = query.join(hit, sa_true())
+    w_order = [getattr(window.c, clause.element.key).desc() for clause in order]
+    ids = list(db.session.scalars(query.order_by(*w_order).limit(limit)))
+    if len(ids) >= limit or db.session.scalar(select(func.count()).select_from(window)) < window_size:
+        return ids
+    if kind == "names":
+        rare = C.customer_igsid.in_(search.names)
+    else:
+        # A rare text: its conversations through the trigram index, then those in list order.
+        found = list(db.session.scalars(select(search.text_ids.subquery().c[0]).limit(TEXT_SET_MAX + 1)))
+        if not found:
+            return []
+        rare = C.id.in_(found) if len(found) <= TEXT_SET_MAX else C.id.in_(search.text_ids)
+    return list(db.session.scalars(select(C.id).where(where, rare).order_by(*order).limit(limit)))
 
 
 def _filter_conditions(account_id: int, filters: Filters) -> list:
@@ -204,30 +250,44 @@ def _like_pattern(q: str) -> str:
     return f"%{escaped}%"
 
 
-def _search_condition(account_id: int, q: str):
+@dataclass
+class _Search:
+    condition: Any  # conversations whose name or message text matches (one IN over a set of ids)
+    names: Any  # igsids whose @username or name matches (a subquery)
+    text_ids: Any = None  # ids of conversations with a matching message (a subquery), None: names only
+    text_pattern: str | None = None  # the ILIKE pattern of the text, for the walk in list order
+    postgres: bool = False
+    _names: list[str] | None = None
+
+    def name_matches(self) -> list[str]:
+        """Up to NAME_SET_MAX + 1 matching igsids (more means: a common name)."""
+        if self._names is None:
+            cap = current_app.config.get("SEARCH_NAME_SET_MAX", NAME_SET_MAX)
+            self._names = list(db.session.scalars(self.names.limit(cap + 1)))
+        return self._names
+
+
+def _search(account_id: int, q: str) -> _Search:
     """Conversations whose customer's @username or name, or any message text, contains q.
 
-    Returns (condition, walk): a WHERE condition, or (None, walk) when a common text on
-    PostgreSQL is better checked per conversation in list order (see _rows).
+    The condition is `id IN (one set of ids)`, so the database starts from the (few) matches
+    and sorts them, rather than reading the whole list in order and testing each row.
+    PostgreSQL uses _top_ids instead, which also handles common names and words fast.
     """
     C = Conversation
+    named = aliased(Conversation)
     name_q = q.lstrip("@") or q
     pattern = _like_pattern(name_q)
     by_name = select(Identity.igsid).where(
         Identity.account_id == account_id,
         or_(Identity.username.ilike(pattern, escape="\\"), Identity.name.ilike(pattern, escape="\\")))
+    named_ids = select(named.id).where(named.account_id == account_id, named.customer_igsid.in_(by_name))
+    postgres = db.session.get_bind().dialect.name == "postgresql"
     if len(q) < MIN_TEXT_SEARCH or (q.startswith("@") and " " not in q):
         # "@ama" asks for a username.
-        return C.customer_igsid.in_(by_name), None
-    if db.session.get_bind().dialect.name == "postgresql":
-        text_pattern = _like_pattern(q)
-        common = current_app.config.get("SEARCH_COMMON_TEXT_MATCHES", COMMON_TEXT_MATCHES)
-        probe = select(Message.id).where(Message.account_id == account_id,
-                                         Message.text.ilike(text_pattern, escape="\\")).limit(common)
-        found = db.session.scalar(select(func.count()).select_from(probe.subquery()))
-        if found >= common:
-            return None, (text_pattern, by_name)
-    return or_(C.customer_igsid.in_(by_name), C.id.in_(_text_matches(account_id, q))), None
+        return _Search(C.id.in_(named_ids), by_name, postgres=postgres)
+    text_ids = _text_matches(account_id, q)
+    return _Search(C.id.in_(union(named_ids, text_ids)), by_name, text_ids, _like_pattern(q), postgres)
 
 
 def _text_matches(account_id: int, q: str):
