@@ -46,6 +46,8 @@ def test_kept_media_shows_after_expiry_and_staff_send_an_image(page, sim_webhook
     alice.mentions_in_story(at=time.time() - 26 * 3600)
     run_jobs()  # image and audio kept
     late = alice.sends_attachment("video", at=time.time() - 3600)
+    for i in range(20):  # older than the thread's 20 newest: Instagram will not renew its link
+        alice.sends_text(f"(in the app) message {i}", at=time.time() - 3000 + i, deliver=False)
     sim.advance(days=4)  # every Instagram link is dead
     run_jobs()  # the video's download comes too late: expired
     alice.sends_attachment("image")  # a fresh one, its download still queued: pending
@@ -77,6 +79,9 @@ def test_kept_media_shows_after_expiry_and_staff_send_an_image(page, sim_webhook
     picture.write_bytes(png(40, 40, (220, 30, 90)))
     page.locator("#attach-files").set_input_files(str(picture))
     page.locator("#attach-form button[type=submit]").click()
+    # The pending bubble appears at once, showing our stored copy; the form is fresh again.
+    expect(page.locator("#thread .msg-out .att-image img")).to_have_count(1)
+    assert "/media/attachments/" in page.locator("#thread .msg-out .att-image img").get_attribute("src")
     expect(page.locator("#attach-form")).to_be_visible()
     deadline = time.time() + 10
     while time.time() < deadline:
