@@ -53,6 +53,23 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes and their children (gunicorn workers), from /proc."""
+    total, ticks = 0, os.sysconf("SC_CLK_TCK")
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                children = (task / "children").read_text().split()
+                todo += [int(c) for c in children]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / ticks
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -372,13 +389,18 @@ def main() -> int:
         send_paced(ports, deployment.secret, 20, 1, args.customers, start_n=10_000_000)
         time.sleep(1)
 
+        server_pids = [proc.pid for _, proc in deployment.servers]
+        cpu_before = cpu_seconds(server_pids)
         sent_at, post_ms = send_paced(ports, deployment.secret, args.rate, args.seconds, args.customers)
         time.sleep(2)
+        cpu_webhooks = cpu_seconds(server_pids) - cpu_before
 
         # Fan-out alone: message.updated events published straight to Redis for messages the
         # first phase stored (no ingestion), at the same rate.
+        cpu_before = cpu_seconds(server_pids)
         published = publish_paced(deployment, args.rate, args.seconds, probes)
         time.sleep(2)
+        cpu_fanout = cpu_seconds(server_pids) - cpu_before
         for probe in probes:
             probe.stopping = True
         drain.stopping = True
@@ -400,6 +422,9 @@ def main() -> int:
             lost += sum(1 for m in published if m not in probe.bubbles)
         print(f"  fan-out only (Redis publish -> frame, no ingestion): n={len(fanout)} lost={lost}  "
               f"p50={pct(fanout, 50):.1f} ms  p90={pct(fanout, 90):.1f}  p99={pct(fanout, 99):.1f}")
+        print(f"  web processes' CPU: {cpu_webhooks / max(1, len(sent_at)) * 1000:.1f} ms per webhook (ingest + render "
+              f"+ send to {args.sockets} sockets, both processes), {cpu_fanout / max(1, len(published)) * 1000:.1f} ms "
+              f"per published event (render + send only)")
         print(f"  webhook POST answered: p50={pct(post_ms, 50):.1f} ms  p99={pct(post_ms, 99):.1f} ms; "
               f"passive sockets read {drain.bytes / 1e6:.1f} MB")
     finally:
