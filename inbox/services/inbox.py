@@ -3,13 +3,14 @@
 The list is keyset-paginated on (last_message_at, id), newest first; conversations that
 have no message time yet come last, by id. Search matches the customer's @username and
 name, and the text of the conversation's messages (pg_trgm on PostgreSQL, an FTS5
-trigram table on SQLite; migration 0002_search).
+trigram table on SQLite; migration 0002_search). Render helpers (quoted messages, shared
+posts' products, a row's identity) cache their lookups per request in flask.g.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -34,6 +35,7 @@ WALK_WINDOW = 400
 # PostgreSQL: up to this many people matching a name (SEARCH_NAME_SET_MAX) are looked up
 # directly; more are walked like a common text.
 NAME_SET_MAX = 2000
+# A rare text's conversations up to this many are fetched and passed as a list.
 TEXT_SET_MAX = 5000
 POST_TYPES = ("ig_post", "share", "ig_reel", "reel")
 
@@ -493,8 +495,4 @@ def set_status(account_id: int, conversation_id: int, status: str) -> Conversati
         realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id)
     db.session.commit()
     return conversation
-
-
-def with_filters(filters: Filters, **changes) -> Filters:
-    return replace(filters, **changes)
 

@@ -49,7 +49,11 @@
     markActiveRow();
     updateTitle();
   });
-  document.addEventListener("htmx:oobAfterSwap", updateTitle);
+  // Live pushes replace rows without knowing which one is open.
+  document.addEventListener("htmx:oobAfterSwap", function () {
+    updateTitle();
+    markActiveRow();
+  });
 
   document.addEventListener("htmx:afterSettle", function (event) {
     var target = event.detail && event.detail.target;
