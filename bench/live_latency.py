@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 ACCOUNT = "17841400000000077"
 PASSWORD = "bench password 123"
 TOKEN = re.compile(r"livebench-(\d+)-x")
+BUBBLE = re.compile(r'<div[^>]*id="message-(\d+)"')
 
 
 def pct(values: list[float], q: float) -> float:
@@ -50,6 +51,23 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes and their children (gunicorn workers), from /proc."""
+    total, ticks = 0, os.sysconf("SC_CLK_TCK")
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                children = (task / "children").read_text().split()
+                todo += [int(c) for c in children]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / ticks
 
 
 def free_port() -> int:
@@ -229,8 +247,10 @@ class Probe(threading.Thread):
         self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}/live?account={account_id}",
                                               cookie=cookie, timeout=30)
         self.arrived: dict[int, float] = {}
+        self.bubbles: dict[int, float] = {}  # message id -> first frame with its bubble (fan-out phase)
         self.stopping = False
         self.ready = threading.Event()
+        self.watch_bubbles = False
 
     def run(self):
         import websocket
@@ -248,6 +268,9 @@ class Probe(threading.Thread):
                 self.ready.set()
             for match in TOKEN.finditer(frame):
                 self.arrived.setdefault(int(match.group(1)), now)
+            if self.watch_bubbles:
+                for match in BUBBLE.finditer(frame):
+                    self.bubbles.setdefault(int(match.group(1)), now)
 
 
 # --- Webhooks -------------------------------------------------------------------------------
@@ -265,6 +288,7 @@ def send_paced(ports, secret: str, rate: float, seconds: float, customers: int, 
     total = int(rate * seconds)
     sent_at: dict[int, float] = {}
     post_ms: list[float] = []
+    failed: list[int] = []
     lock = threading.Lock()
     next_n = [start_n]
     t0 = time.perf_counter() + 0.2
@@ -285,14 +309,19 @@ def send_paced(ports, secret: str, rate: float, seconds: float, customers: int, 
             digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
             port = ports[n % len(ports)]
             began = time.perf_counter()
-            sent_at[n] = began
             try:
                 conns[port].request("POST", "/webhooks/instagram", body=body, headers={
                     "Content-Type": "application/json", "X-Hub-Signature-256": f"sha256={digest}"})
-                conns[port].getresponse().read()
+                response = conns[port].getresponse()
+                response.read()
             except OSError:
                 conns[port] = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                failed.append(n)
                 continue
+            if response.status != 200:
+                failed.append(n)
+                continue
+            sent_at[n] = began
             post_ms.append((time.perf_counter() - began) * 1000)
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(16)]
@@ -300,7 +329,39 @@ def send_paced(ports, secret: str, rate: float, seconds: float, customers: int, 
         t.start()
     for t in threads:
         t.join()
+    if failed:
+        print(f"  ({len(failed)} webhook POSTs failed and are not counted)")
     return sent_at, post_ms
+
+
+def publish_paced(deployment, rate: float, seconds: float, probes) -> dict[int, float]:
+    """Publish message.updated for stored messages at `rate`; returns message id -> publish time."""
+    import redis
+    import sqlalchemy as sa
+
+    from inbox.config import normalize_database_url
+
+    engine = sa.create_engine(normalize_database_url(deployment.config["DATABASE_URL"]))
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT id, conversation_id FROM messages WHERE account_id = :a ORDER BY id"),
+                            {"a": deployment.account_id}).all()
+    engine.dispose()
+    client = redis.Redis.from_url(deployment.config["REDIS_URL"])
+    channel = f"{deployment.config['REDIS_NAMESPACE']}:live:{deployment.account_id}"
+    for probe in probes:
+        probe.watch_bubbles = True
+    total = min(len(rows), int(rate * seconds))
+    published: dict[int, float] = {}
+    t0 = time.perf_counter() + 0.1
+    for i, (message_id, conversation_id) in enumerate(rows[:total]):
+        wait = t0 + i / rate - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        published[message_id] = time.perf_counter()
+        client.publish(channel, json.dumps({"type": "message.updated", "account_id": deployment.account_id,
+                                            "conversation_id": conversation_id, "message_id": message_id}))
+    client.close()
+    return published
 
 
 def main() -> int:
@@ -328,8 +389,18 @@ def main() -> int:
         send_paced(ports, deployment.secret, 20, 1, args.customers, start_n=10_000_000)
         time.sleep(1)
 
+        server_pids = [proc.pid for _, proc in deployment.servers]
+        cpu_before = cpu_seconds(server_pids)
         sent_at, post_ms = send_paced(ports, deployment.secret, args.rate, args.seconds, args.customers)
         time.sleep(2)
+        cpu_webhooks = cpu_seconds(server_pids) - cpu_before
+
+        # Fan-out alone: message.updated events published straight to Redis for messages the
+        # first phase stored (no ingestion), at the same rate.
+        cpu_before = cpu_seconds(server_pids)
+        published = publish_paced(deployment, args.rate, args.seconds, probes)
+        time.sleep(2)
+        cpu_fanout = cpu_seconds(server_pids) - cpu_before
         for probe in probes:
             probe.stopping = True
         drain.stopping = True
@@ -344,6 +415,16 @@ def main() -> int:
             print(f"  probe on process {i + 1}: n={len(latencies)} lost={missing}  p50={pct(latencies, 50):.1f} ms  "
                   f"p90={pct(latencies, 90):.1f}  p99={pct(latencies, 99):.1f}  max={max(latencies or [0]):.1f}")
         print(f"  all: p50={pct(everything, 50):.1f} ms  p99={pct(everything, 99):.1f} ms   (targets 15 / 60)")
+        fanout: list[float] = []
+        lost = 0
+        for probe in probes:
+            fanout += [(probe.bubbles[m] - at) * 1000 for m, at in published.items() if m in probe.bubbles]
+            lost += sum(1 for m in published if m not in probe.bubbles)
+        print(f"  fan-out only (Redis publish -> frame, no ingestion): n={len(fanout)} lost={lost}  "
+              f"p50={pct(fanout, 50):.1f} ms  p90={pct(fanout, 90):.1f}  p99={pct(fanout, 99):.1f}")
+        print(f"  web processes' CPU: {cpu_webhooks / max(1, len(sent_at)) * 1000:.1f} ms per webhook (ingest + render "
+              f"+ send to {args.sockets} sockets, both processes), {cpu_fanout / max(1, len(published)) * 1000:.1f} ms "
+              f"per published event (render + send only)")
         print(f"  webhook POST answered: p50={pct(post_ms, 50):.1f} ms  p99={pct(post_ms, 99):.1f} ms; "
               f"passive sockets read {drain.bytes / 1e6:.1f} MB")
     finally:

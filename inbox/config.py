@@ -56,6 +56,10 @@ class Defaults:
     WEBHOOK_MAX_BYTES = 1024 * 1024
     # How long a pending send may wait for its echo to claim it by content (seconds).
     ECHO_CLAIM_WINDOW_SECONDS = 900
+    # Replies: waits between tries after throttling or an outage (then the reply fails), and how
+    # long a send that may have gone out waits for its echo before it fails (never resent).
+    SEND_RETRY_INTERVALS = [5, 30, 120, 600, 1800]
+    SEND_ECHO_WAIT_SECONDS = 600
     # standby[] events belong to threads another app owns (handover); stored but not applied.
     WEBHOOK_APPLY_STANDBY = False
     # On PostgreSQL, applied events commit without waiting for the disk; the delivery row

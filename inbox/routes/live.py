@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import queue
 import re
 import time
 import uuid
@@ -96,6 +95,7 @@ def render_frames(account_id: int, events: list[dict], app=None) -> str | None:
             if account is None:
                 return None
             g.account = account
+            _preload(account_id, events)
             parts = [part for event in events for fn in _renderers.get(event.get("type"), [])
                      if (part := fn(event, account_id))]
             tail = g.pop("live_tail", None)  # once per frame: the unread total, after the rows
@@ -228,13 +228,9 @@ def _fragment(html: str, status: int = 200):
 
 
 def _thread_url(conversation: Conversation) -> str:
-    for endpoint in ("conversations.thread", "conversations.show", "conversations.conversation"):
-        if endpoint in current_app.view_functions:
-            try:
-                return url_for(endpoint, conversation_id=conversation.id)
-            except Exception:  # a different signature: fall back to the inbox
-                break
-    return url_for("conversations.index")
+    if "conversations.show" in current_app.view_functions:
+        return url_for("conversations.show", account_id=conversation.account_id, conversation_id=conversation.id)
+    return url_for("conversations.index", account_id=conversation.account_id)
 
 
 def _composer_html(conversation: Conversation, **context) -> str:
@@ -287,36 +283,37 @@ def _check_socket():
 def socket(ws):
     """Live updates for the staff member's accounts, as htmx out-of-band swaps."""
     user_id, session_version, wanted = current_user.id, current_user.session_version, g.live_wanted
-    connection = realtime.Connection(user_id, g.live_account_ids)
+    connection = realtime.Connection(user_id, g.live_account_ids, send=ws.send)
     # The first frame says "subscribed" (the indicator turns live on it) and brings the count.
     hello = _hello_html(wanted)
     db.session.remove()  # hold no database connection while the socket is open
     hub = live_hub()
-    hub.add(connection)
+    hub.add(connection)  # the listener is subscribed once this returns
+    try:
+        # A socket that cannot take a frame in time is dropped rather than holding the writer up.
+        ws.sock.settimeout(realtime.SEND_TIMEOUT)
+    except (AttributeError, OSError):
+        pass
     ws.send(hello)
+    connection.ready = True  # from here the hub's writer sends to it (one writer per process)
     next_check = time.monotonic() + MEMBERSHIP_CHECK_SECONDS
     try:
-        while ws.connected:
-            try:
-                item = connection.queue.get(timeout=1.0)
-            except queue.Empty:
-                item = None
-            if item is realtime.CLOSE:
-                ws.close(reason=connection.close_code, message=connection.close_reason)
-                break
-            if item is not None:
-                ws.send(item)
+        while ws.connected and not connection.closed:
+            connection.wake.wait(1.0)
+            connection.wake.clear()
             while ws.connected and ws.receive(timeout=0) is not None:
                 pass  # the client has nothing to say; drop whatever it sends
-            if time.monotonic() >= next_check:
+            if time.monotonic() >= next_check and not connection.closed:
                 next_check = time.monotonic() + MEMBERSHIP_CHECK_SECONDS
                 accounts = _still_allowed(user_id, session_version, wanted)
                 if not accounts:
-                    ws.close(reason=1008, message="Signed out or no longer a member")
-                    break
-                if accounts != connection.account_ids:
+                    connection.close(1008, "Signed out or no longer a member")
+                elif accounts != connection.account_ids:
                     hub.resubscribe(connection, accounts)
+        if connection.closed and ws.connected:
+            ws.close(reason=connection.close_code, message=connection.close_reason)
     finally:
+        connection.closed = True
         hub.remove(connection)
 
 
@@ -335,9 +332,44 @@ def _still_allowed(user_id: int, session_version: int, wanted: int | None) -> fr
 
 # --- Frames ------------------------------------------------------------------------------------
 
+def _preload(account_id: int, events: list[dict]) -> None:
+    """Load what a batch of events shows in a few queries (not a few per event)."""
+    try:
+        from ..services import inbox
+    except ImportError:
+        return
+    message_ids = {int(e["message_id"]) for e in events
+                   if e.get("type") in ("message.created", "message.updated") and e.get("message_id")}
+    conversation_ids = {int(e["conversation_id"]) for e in events if e.get("conversation_id")}
+    if not message_ids and not conversation_ids:
+        return
+    from sqlalchemy import and_
+    from sqlalchemy.orm import selectinload
+
+    messages = list(db.session.scalars(
+        select(Message).where(Message.account_id == account_id, Message.id.in_(message_ids))
+        .options(selectinload(Message.attachments), selectinload(Message.reactions)))) if message_ids else []
+    if messages:
+        inbox.prepare_messages(account_id, messages)
+    g.live_messages = {m.id: m for m in messages}
+    rows_of = getattr(inbox, "_rows", None)
+    if rows_of is not None and conversation_ids:
+        rows = rows_of(and_(Conversation.account_id == account_id, Conversation.id.in_(conversation_ids)),
+                       (Conversation.id,), len(conversation_ids))
+        inbox._remember_rows(rows)
+        g.live_rows = {r.conversation.id: {"conversation": r.conversation, "identity": r.identity,
+                                           "product": r.product} for r in rows}
+
+
 def _load_message(event: dict, account_id: int) -> tuple[Message, Conversation] | None:
     """The message with what its bubble shows (live-ui's inbox.get_message), and its conversation."""
     message_id = int(event.get("message_id") or 0)
+    preloaded = g.get("live_messages")
+    if preloaded is not None and message_id in preloaded:
+        message = preloaded[message_id]
+        row = (g.get("live_rows") or {}).get(message.conversation_id)
+        conversation = row["conversation"] if row else db.session.get(Conversation, message.conversation_id)
+        return (message, conversation) if conversation is not None else None
     try:
         from ..services.inbox import NotFound as InboxNotFound, get_message
     except ImportError:
@@ -355,6 +387,9 @@ def _load_message(event: dict, account_id: int) -> tuple[Message, Conversation] 
 
 def _row_context(account_id: int, conversation_id: int) -> dict | None:
     """conversation, identity and product for the list row (live-ui's inbox.conversation_row)."""
+    preloaded = g.get("live_rows")
+    if preloaded is not None and conversation_id in preloaded:
+        return preloaded[conversation_id]
     try:
         from ..services.inbox import NotFound as InboxNotFound, conversation_row
     except ImportError:
@@ -461,8 +496,8 @@ def _state_html(account_id: int) -> str:
 def _notify_html(message: Message, conversation: Conversation) -> str:
     from ..display import display_name
 
-    identity = db.session.scalar(select(Identity).where(Identity.account_id == conversation.account_id,
-                                                        Identity.igsid == conversation.customer_igsid))
+    context = _row_context(conversation.account_id, conversation.id) or {}
+    identity = context.get("identity")
     body = " ".join(message.text.split())[:200] if message.text else (conversation.last_message_preview or "")
     values = {"message": message.id, "conversation": conversation.id, "body": body or "New message",
               "title": display_name(identity, conversation.customer_igsid), "url": _thread_url(conversation)}

@@ -54,15 +54,17 @@ def publish_after_commit(account_id: int, event_type: str, **ids: int | str) -> 
 # --- Fan-out in a web process -------------------------------------------------------------
 #
 # One Hub per app and process: ONE Redis pub/sub listener thread (pattern subscription on
-# every account's channel), the open sockets grouped by account, and a `render` callable
-# (routes/live.py) that turns an event into the HTML frame of out-of-band swaps, once per
-# event, only when a socket of that account is open here. Each socket gets the frame on its
-# own queue and its own thread writes it (simple-websocket's send is not thread-safe
-# against its ping thread's compression state, and a slow client must not hold up others).
+# every account's channel) that renders each batch of events once per account (`render`,
+# from routes/live.py) when a socket of that account is open here, and ONE writer thread
+# that sends the frames to the sockets. Each socket's own request thread only waits (for
+# a close, a membership check); waking a hundred threads per event costs more than the
+# sends themselves. A frame that waits behind others for the same account is merged with
+# them, so a burst becomes one send per socket. A socket that cannot take a frame within
+# SEND_TIMEOUT is closed (the client reconnects and refetches).
 
-CLOSE = object()  # put on a connection's queue: close the socket (1012, "service restart")
-MAX_BACKLOG = 500  # frames a slow socket may owe before it is closed (it refetches on reconnect)
+CLOSE = object()
 MAX_BATCH = 200  # events the listener renders into one frame when they arrived together
+SEND_TIMEOUT = 5.0  # seconds a socket may block the writer before it is dropped
 # Event types whose repeats within one batch say nothing new (the renderer reads the current
 # state), and the id that makes two of them the same.
 _COALESCE = {"conversation.updated": "conversation_id", "message.updated": "message_id", "job.progress": "job_run_id",
@@ -86,33 +88,38 @@ def coalesce(events: list[dict]) -> list[dict]:
 
 
 class Connection:
-    """One open /live socket: who it is, which accounts it listens to, what it still has to send."""
+    """One open /live socket: who it is, which accounts it hears, and how to send to it."""
 
-    def __init__(self, user_id: int, account_ids: Iterable[int]):
+    def __init__(self, user_id: int, account_ids: Iterable[int], send: Callable[[str], None] | None = None):
         self.user_id = user_id
         self.account_ids = frozenset(account_ids)
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._send = send
+        self.ready = False  # set once the socket's first frame went out
         self.closed = False
         self.close_code = 1000
         self.close_reason = ""
+        self.wake = threading.Event()  # the request thread waits on it
+        self.frames_sent = 0
 
-    def push(self, frame: str) -> None:
-        if self.closed:
+    def deliver(self, frame: str) -> None:
+        """Called by the writer thread only."""
+        if self.closed or not self.ready or self._send is None:
             return
-        if self.queue.qsize() >= MAX_BACKLOG:
-            self.close(1013, "Too far behind; reconnect")
-            return
-        self.queue.put(frame)
+        try:
+            self._send(frame)
+            self.frames_sent += 1
+        except Exception:  # gone, or too slow to take it: the client reconnects and refetches
+            self.close(1011, "Could not deliver live updates")
 
     def close(self, code: int = 1012, reason: str = "Server restarting") -> None:
         if not self.closed:
             self.closed = True
             self.close_code, self.close_reason = code, reason
-            self.queue.put(CLOSE)
+        self.wake.set()
 
 
 class Hub:
-    """The per-process listener and the sockets it feeds."""
+    """The per-process listener, writer and the sockets they feed."""
 
     def __init__(self, app, render: Callable[[int, list[dict]], str | None]):
         self.app = app
@@ -121,6 +128,8 @@ class Hub:
         self._lock = threading.Lock()
         self._by_account: dict[int, set[Connection]] = {}
         self._thread: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._ready = threading.Event()
         self._stopping = threading.Event()
         self.events_seen = 0
@@ -156,10 +165,10 @@ class Hub:
                 return list(self._by_account.get(account_id, ()))
             return list({c for group in self._by_account.values() for c in group})
 
-    # The listener ---------------------------------------------------------------------------
+    # The listener and the writer --------------------------------------------------------------
 
     def start(self, wait: float = 5.0) -> None:
-        """Start the listener thread once (lazily: a process without sockets needs none)."""
+        """Start the threads once (lazily: a process without sockets needs none)."""
         with self._lock:
             if self._thread is not None and self._thread.is_alive() and self._stopping.is_set():
                 self._thread.join(2.0)  # a stop just happened; the server serves again
@@ -168,6 +177,9 @@ class Hub:
                 self._ready.clear()
                 self._thread = threading.Thread(target=self._run, name="inbox-live-listener", daemon=True)
                 self._thread.start()
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write, name="inbox-live-writer", daemon=True)
+                self._writer.start()
         self._ready.wait(wait)  # subscribed before the first socket says it is live
 
     def _run(self) -> None:
@@ -213,7 +225,7 @@ class Hub:
                         pass
 
     def _dispatch(self, raw: list[bytes | str]) -> None:
-        """Render once per account for this batch, then hand the frame to that account's sockets."""
+        """Render once per account for this batch and hand the frame to the writer."""
         by_account: dict[int, list[dict]] = {}
         for data in raw:
             try:
@@ -225,19 +237,37 @@ class Hub:
             self.events_seen += 1
             by_account.setdefault(account_id, []).append(event)
         for account_id, events in by_account.items():
-            targets = self.connections(account_id)
-            if not targets:
+            if not self.connections(account_id):
                 continue
             try:
                 frame = self.render(account_id, coalesce(events))
             except Exception:
                 log.exception("rendering live events %s failed", events)
                 continue
-            if not frame:
-                continue
-            self.frames_rendered += 1
-            for connection in targets:
-                connection.push(frame)
+            if frame:
+                self.frames_rendered += 1
+                self._outbox.put((account_id, frame))
+
+    def _write(self) -> None:
+        while True:
+            item = self._outbox.get()
+            if item is CLOSE:
+                return
+            # Frames that queued up meanwhile: one send per socket and account, in order.
+            pending: dict[int, list[str]] = {item[0]: [item[1]]}
+            while True:
+                try:
+                    more = self._outbox.get_nowait()
+                except queue.Empty:
+                    break
+                if more is CLOSE:
+                    self._outbox.put(CLOSE)
+                    break
+                pending.setdefault(more[0], []).append(more[1])
+            for account_id, frames in pending.items():
+                frame = "".join(frames)
+                for connection in self.connections(account_id):
+                    connection.deliver(frame)
 
     def stop(self, code: int = 1012, reason: str = "Server restarting") -> None:
         """Shutdown: every socket closes with 1012 (clients reconnect), the listener ends."""

@@ -94,6 +94,7 @@
       var none = target.querySelector(".thread-none");
       if (none) none.remove();
       if (fragment.querySelector && fragment.querySelector(".msg-in")) markOpenThreadRead();
+      addDaySeparators(target, fragment);
     }
     Array.prototype.slice.call(fragment.children).forEach(function (child) {
       if (!child.id || child === target) return;
@@ -116,6 +117,25 @@
     var row = target.id && /^conversation-\d+$/.test(target.id) ? document.getElementById(target.id) : null;
     if (row) { placeRow(row); markActive(row); }
   });
+
+  // A bubble from a new day (UTC, as the server labels them) gets its separator.
+  function addDaySeparators(list, fragment) {
+    var seps = list.querySelectorAll(".day-sep[data-day]");
+    var lastDay = seps.length ? seps[seps.length - 1].dataset.day : null;
+    Array.prototype.slice.call(fragment.children).forEach(function (child) {
+      if (!child.dataset || !child.dataset.ts || document.getElementById(child.id)) return;
+      var day = new Date(Number(child.dataset.ts)).toISOString().slice(0, 10);
+      if (day === lastDay) return;
+      var sep = document.createElement("div");
+      sep.className = "day-sep";
+      sep.dataset.day = day;
+      var label = document.createElement("span");
+      label.textContent = day === new Date().toISOString().slice(0, 10) ? "Today" : day;
+      sep.appendChild(label);
+      fragment.insertBefore(sep, child);
+      lastDay = day;
+    });
+  }
 
   // A customer message arriving in the thread someone is looking at is read at once.
   var readTimer = null;
