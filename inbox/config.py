@@ -101,6 +101,9 @@ class Defaults:
     REMEMBER_COOKIE_SECURE = False
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    # Inbox search on PostgreSQL: a text in at least this many messages is "common" and is
+    # checked conversation by conversation in list order instead of through the trigram index.
+    SEARCH_COMMON_TEXT_MATCHES = 5000
 
 
 # Values read from the environment, and how to read them.

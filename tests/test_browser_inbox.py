@@ -139,3 +139,39 @@ def test_every_attachment_kind_from_the_simulator(page, live_server, app, factor
     _shot(page, "thread-sim")
     page.set_viewport_size({"width": 390, "height": 844})
     _shot(page, "thread-mobile")
+
+
+def test_search_as_you_type_filters_and_infinite_scroll(page, live_server, app, client, factory):
+    from inbox.services.inbox import PAGE_SIZE
+
+    shop = factory.account(ig_user_id=ACCOUNT, username="shop")
+    user = factory.staff_on(shop, "agent")
+    total = PAGE_SIZE + 12
+    for i in range(total):
+        text = "Do you ship to Lisbon?" if i == 3 else f"Question {i} about sizes"
+        post(client, envelope(message(f"mid.scroll.{i}", text, customer=f"9100000000001{i:03d}", ts=T0 + i * 60_000)))
+    _login(page, live_server.url, user)
+    page.goto(f"{live_server.url}/accounts/{shop.id}/")
+    rows = page.locator("#conversation-list > li.conv-row")
+    expect(rows).to_have_count(PAGE_SIZE)
+    page.locator("#conversation-list .conv-more").scroll_into_view_if_needed()
+    expect(rows).to_have_count(total)
+    expect(page.locator("#conversation-list .conv-more")).to_have_count(0)
+
+    page.get_by_label("Search conversations").press_sequentially("lisb", delay=40)
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Do you ship to Lisbon?")
+    expect(page).to_have_url(f"{live_server.url}/accounts/{shop.id}/?q=lisb")
+    page.get_by_label("Search conversations").fill("")
+    page.get_by_label("Search conversations").press("Enter")
+    expect(rows).to_have_count(PAGE_SIZE)
+
+    rows.first.locator("a").click()
+    expect(page.locator("#thread .msg")).to_have_count(1)
+    page.get_by_role("radio", name="Unread").check(force=True)
+    expect(rows).to_have_count(PAGE_SIZE)  # the open one is read now; 41 others are unread
+    expect(page).to_have_url(f"{live_server.url}/accounts/{shop.id}/?view=unread")
+    assert page.title().startswith(f"({total - 1}) Inbox")
+    page.get_by_role("button", name="Mark done").click()
+    expect(page.locator("#thread-status .chip-done")).to_have_text("Done")
+    expect(page.locator("#thread-status").get_by_role("button", name="Reopen")).to_be_visible()

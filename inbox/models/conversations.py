@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -22,6 +22,9 @@ class Conversation(db.Model):
         UniqueConstraint("account_id", "customer_igsid"),
         # The list: newest activity first, keyset-paginated on (last_message_at, id).
         Index("ix_conversations_account_recent", "account_id", "last_message_at", "id"),
+        # The "Unread" view and the unread total read only the few conversations waiting (migration 0002).
+        Index("ix_conversations_unread", "account_id", "last_message_at", "id",
+              postgresql_where=text("unread_count > 0"), sqlite_where=text("unread_count > 0")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -72,7 +72,7 @@ def _list_context(filters: inbox.Filters, cursor: str | None = None) -> dict:
 
 
 def _page_context(filters: inbox.Filters) -> dict:
-    return {"products": inbox.account_products(g.account.id),
+    return {"products": inbox.account_products(g.account.id, filters.product_id),
             "unread_total": inbox.unread_total(g.account.id), **_list_context(filters)}
 
 

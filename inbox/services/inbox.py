@@ -13,20 +13,25 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import g, has_app_context
+from flask import current_app, g, has_app_context
 from sqlalchemy import BigInteger, and_, column, func, or_, select, text, tuple_, update
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
 from ..models import Attachment, Conversation, Identity, Message, Post, PostProduct, Product, utcnow
 from . import realtime
 
-PAGE_SIZE = 50
+PAGE_SIZE = 30
 THREAD_PAGE_SIZE = 100
 VIEWS = ("all", "unread", "no_product")
 STATUSES = ("", "open", "done")
 # Message text needs three characters to match (trigram indexes); names match from one.
 MIN_TEXT_SEARCH = 3
+# PostgreSQL: a text found in fewer messages than this (setting SEARCH_COMMON_TEXT_MATCHES) is looked
+# up through the trigram index; a more common one is checked conversation by conversation, newest
+# first, until a page is full.
+COMMON_TEXT_MATCHES = 5000
 POST_TYPES = ("ig_post", "share", "ig_reel", "reel")
 
 
@@ -135,18 +140,23 @@ def list_conversations(account_id: int, filters: Filters | None = None, cursor: 
     position = decode_cursor(cursor)
     C = Conversation
     conditions = [C.account_id == account_id, *_filter_conditions(account_id, filters)]
+    walk_text = None
+    if filters.q:
+        condition, walk_text = _search_condition(account_id, filters.q)
+        if condition is not None:
+            conditions.append(condition)
     rows: list[ConversationRow] = []
     # Conversations with a time, by (time, id) descending; then those without one, by id.
     if position is None or position[0] is not None:
         timed = [C.last_message_at.is_not(None)]
         if position is not None:
             timed.append(tuple_(C.last_message_at, C.id) < tuple_(position[0], position[1]))
-        rows = _rows(and_(*conditions, *timed), (C.last_message_at.desc(), C.id.desc()), limit + 1)
+        rows = _rows(and_(*conditions, *timed), (C.last_message_at.desc(), C.id.desc()), limit + 1, walk_text)
     if len(rows) <= limit:
         untimed = [C.last_message_at.is_(None)]
         if position is not None and position[0] is None:
             untimed.append(C.id < position[1])
-        rows += _rows(and_(*conditions, *untimed), (C.id.desc(),), limit + 1 - len(rows))
+        rows += _rows(and_(*conditions, *untimed), (C.id.desc(),), limit + 1 - len(rows), walk_text)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -156,14 +166,22 @@ def list_conversations(account_id: int, filters: Filters | None = None, cursor: 
     return ConversationPage(rows=rows, next_cursor=next_cursor, filters=filters)
 
 
-def _rows(where, order, limit: int) -> list[ConversationRow]:
+def _rows(where, order, limit: int, walk_text: tuple | None = None) -> list[ConversationRow]:
     if limit <= 0:
         return []
     C = Conversation
     query = (select(C, Identity, Product)
              .outerjoin(Identity, and_(Identity.account_id == C.account_id, Identity.igsid == C.customer_igsid))
-             .outerjoin(Product, Product.id == C.product_id)
-             .where(where).order_by(*order).limit(limit))
+             .outerjoin(Product, Product.id == C.product_id))
+    if walk_text is not None:
+        # A common text: each conversation (newest first) is checked for one matching message;
+        # LIMIT 1 keeps the lateral subquery a per-row probe of the thread index.
+        pattern, names = walk_text
+        hit = (select(Message.id.label("hit")).where(Message.conversation_id == C.id,
+                                                     Message.text.ilike(pattern, escape="\\"))
+               .limit(1).lateral("text_hit"))
+        query = query.outerjoin(hit, sa_true()).where(or_(hit.c.hit.is_not(None), C.customer_igsid.in_(names)))
+    query = query.where(where).order_by(*order).limit(limit)
     return [ConversationRow(c, i, p) for c, i, p in db.session.execute(query).all()]
 
 
@@ -178,8 +196,6 @@ def _filter_conditions(account_id: int, filters: Filters) -> list:
         out.append(C.product_id == filters.product_id)
     if filters.status:
         out.append(C.status == filters.status)
-    if filters.q:
-        out.append(_search_condition(account_id, filters.q))
     return out
 
 
@@ -189,17 +205,29 @@ def _like_pattern(q: str) -> str:
 
 
 def _search_condition(account_id: int, q: str):
-    """Conversations whose customer's @username or name, or any message text, contains q."""
+    """Conversations whose customer's @username or name, or any message text, contains q.
+
+    Returns (condition, walk): a WHERE condition, or (None, walk) when a common text on
+    PostgreSQL is better checked per conversation in list order (see _rows).
+    """
     C = Conversation
     name_q = q.lstrip("@") or q
     pattern = _like_pattern(name_q)
     by_name = select(Identity.igsid).where(
         Identity.account_id == account_id,
         or_(Identity.username.ilike(pattern, escape="\\"), Identity.name.ilike(pattern, escape="\\")))
-    condition = C.customer_igsid.in_(by_name)
-    if len(q) >= MIN_TEXT_SEARCH:
-        condition = or_(condition, C.id.in_(_text_matches(account_id, q)))
-    return condition
+    if len(q) < MIN_TEXT_SEARCH or (q.startswith("@") and " " not in q):
+        # "@ama" asks for a username.
+        return C.customer_igsid.in_(by_name), None
+    if db.session.get_bind().dialect.name == "postgresql":
+        text_pattern = _like_pattern(q)
+        common = current_app.config.get("SEARCH_COMMON_TEXT_MATCHES", COMMON_TEXT_MATCHES)
+        probe = select(Message.id).where(Message.account_id == account_id,
+                                         Message.text.ilike(text_pattern, escape="\\")).limit(common)
+        found = db.session.scalar(select(func.count()).select_from(probe.subquery()))
+        if found >= common:
+            return None, (text_pattern, by_name)
+    return or_(C.customer_igsid.in_(by_name), C.id.in_(_text_matches(account_id, q))), None
 
 
 def _text_matches(account_id: int, q: str):
@@ -224,19 +252,23 @@ def conversation_row(account_id: int, conversation_id: int) -> ConversationRow:
     return rows[0]
 
 
-def account_products(account_id: int) -> list[Product]:
-    """The products the list can filter by (active ones, and any a conversation still has)."""
-    used = select(Conversation.product_id).where(Conversation.account_id == account_id,
-                                                 Conversation.product_id.is_not(None)).distinct()
+def account_products(account_id: int, selected: int | None = None) -> list[Product]:
+    """The products the list can filter by: the active ones, and the one selected."""
+    condition = Product.active.is_(True)
+    if selected:
+        condition = or_(condition, Product.id == selected)
     return list(db.session.scalars(
-        select(Product).where(Product.account_id == account_id, or_(Product.active.is_(True), Product.id.in_(used)))
-        .order_by(Product.name, Product.id)))
+        select(Product).where(Product.account_id == account_id, condition).order_by(Product.name, Product.id)))
+
+
+UNREAD_TOTAL_CAP = 1000
 
 
 def unread_total(account_id: int) -> int:
-    """Conversations with unread messages (the page title shows it)."""
-    return db.session.scalar(select(func.count()).select_from(Conversation).where(
-        Conversation.account_id == account_id, Conversation.unread_count > 0)) or 0
+    """Conversations with unread messages (the page title shows it), counted up to UNREAD_TOTAL_CAP."""
+    waiting = (select(Conversation.id).where(Conversation.account_id == account_id, Conversation.unread_count > 0)
+               .limit(UNREAD_TOTAL_CAP))
+    return db.session.scalar(select(func.count()).select_from(waiting.subquery())) or 0
 
 
 # --- The thread -----------------------------------------------------------------------
@@ -383,6 +415,9 @@ def mark_read(account_id: int, conversation_id: int) -> bool:
         .values(unread_count=0, updated_at=utcnow())
         .execution_options(synchronize_session="fetch")).rowcount
     if changed:
+        if db.session.get_bind().dialect.name == "postgresql":
+            # Read state is cheap to lose in a database crash; opening a thread need not wait for a disk flush.
+            db.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
         realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id)
     db.session.commit()
     return bool(changed)

@@ -35,13 +35,25 @@
     if (inbox) inbox.classList.toggle("has-thread", Boolean(id));
   }
 
+  // The page title carries the unread count (#unread-total is swapped by responses and live pushes).
+  function updateTitle() {
+    var inbox = document.getElementById("inbox");
+    var total = document.getElementById("unread-total");
+    if (!inbox || !total) return;
+    var n = parseInt(total.dataset.unread || "0", 10) || 0;
+    document.title = (n ? "(" + (n >= 1000 ? "999+" : n) + ") " : "") + inbox.dataset.title;
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     scrollThreadToEnd();
     markActiveRow();
+    updateTitle();
   });
+  document.addEventListener("htmx:oobAfterSwap", updateTitle);
 
   document.addEventListener("htmx:afterSettle", function (event) {
     var target = event.detail && event.detail.target;
+    updateTitle();
     if (target && target.id === "thread") {
       scrollThreadToEnd();
       markActiveRow();

@@ -1,4 +1,4 @@
-"""search: message text, @username and name
+"""search: message text, @username and name; the unread conversations
 
 PostgreSQL: pg_trgm GIN indexes, so ILIKE '%text%' over messages and identities is an
 index scan. SQLite: an FTS5 table with the trigram tokenizer over messages.text (external
@@ -11,6 +11,7 @@ Create Date: 2026-11-23
 
 """
 from alembic import op
+import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0002'
@@ -43,6 +44,9 @@ SQLITE_UP = [
 
 def upgrade():
     dialect = op.get_bind().dialect.name
+    unread = sa.text("unread_count > 0")
+    op.create_index("ix_conversations_unread", "conversations", ["account_id", "last_message_at", "id"],
+                    postgresql_where=unread, sqlite_where=unread)
     if dialect == "postgresql":
         op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
         for name, target in PG_INDEXES.items():
@@ -54,6 +58,7 @@ def upgrade():
 
 def downgrade():
     dialect = op.get_bind().dialect.name
+    op.drop_index("ix_conversations_unread", table_name="conversations")
     if dialect == "postgresql":
         for name in PG_INDEXES:
             op.execute(f"DROP INDEX IF EXISTS {name}")
