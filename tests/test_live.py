@@ -156,8 +156,9 @@ def test_events_reach_members_only_and_render_once_per_process(app, live_server,
             frame = s.wait_for("waterproof")
             assert "&lt;script&gt;" in frame and "<script>" not in frame
             assert re.search(r"""hx-swap-oob='beforeend:#thread\[data-conversation-id="\d+"\] #messages'""", frame)
-        # One render per event for the three sockets: message.created and conversation.updated.
-        assert realtime.wait_until(lambda: hub.frames_rendered - rendered == 2)
+        # Rendered once for the three sockets: one frame per batch of events (at most one per event).
+        assert realtime.wait_until(lambda: hub.frames_rendered - rendered >= 1)
+        assert hub.frames_rendered - rendered <= 2
         # The outsider's next frame is its own account's event: nothing of the shop came before it.
         with app.app_context():
             realtime.publish(other_account.id, "account.updated")
@@ -179,10 +180,12 @@ def test_message_updated_and_removed_bubbles_are_swapped_by_id(app, live_server,
                              message_id=message.id)
             realtime.publish(connected.account.id, "conversation.updated", conversation_id=message.conversation_id,
                              removed_message_id=999)
-        frame = s.wait_for(f'id="message-{message.id}"')
-        assert 'hx-swap-oob="true"' in frame
-        frame = s.wait_for('id="message-999"')
-        assert 'hx-swap-oob="delete"' in frame and 'data-unread="1"' in frame
+        frames = s.wait_for(f'id="message-{message.id}"')
+        if 'id="message-999"' not in frames:  # the two events may come in one frame or two
+            frames += s.wait_for('id="message-999"')
+        tag = re.search(rf'<div[^>]*id="message-{message.id}"[^>]*>', frames).group(0)
+        assert 'hx-swap-oob="true"' in tag  # replaced in place
+        assert '<div id="message-999" hx-swap-oob="delete"></div>' in frames and 'data-unread="1"' in frames
     finally:
         s.close()
 
@@ -245,13 +248,17 @@ def test_a_webhook_received_by_one_process_reaches_a_socket_on_the_other(app, ap
         wire_webhooks(sim, first.url)  # Meta posts to the first process
         member = LiveSocket(second.url, session_cookie(login_client(app, agent)), account=connected_account.account.id)
         outsider_socket = LiveSocket(second.url, session_cookie(login_client(app, outsider)))
-        member.wait_for('id="live-state"')
-        outsider_socket.wait_for('id="live-state"')
+        try:
+            member.wait_for('id="live-state"', timeout=20)
+            outsider_socket.wait_for('id="live-state"', timeout=20)
+        except AssertionError:
+            raise AssertionError(second.log_text()[-3000:]) from None
 
         assert alice.sends_text("Do you ship to Lyon?").delivery.status == 200
         frame = member.wait_for("Do you ship to Lyon?")
         assert "#messages" in frame
-        member.wait_for('id="live-state"')  # the conversation.updated frame follows
+        if 'id="unread-total"' not in frame:  # conversation.updated: in the same frame or the next
+            member.wait_for('id="unread-total"')
 
         with app.app_context():
             realtime.publish(other_account.id, "account.updated")

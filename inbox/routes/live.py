@@ -77,19 +77,30 @@ def frame_renderer(event_type: str):
 
 
 def render_frame(event: dict, app=None) -> str | None:
-    """The HTML frame for one event (None: nothing to send); releases the DB session after."""
+    """The HTML frame for one event (None: nothing to send)."""
+    return render_frames(int(event["account_id"]), [event], app)
+
+
+def render_frames(account_id: int, events: list[dict], app=None) -> str | None:
+    """One frame for several events of one account, in order; releases the DB session after.
+
+    Under load the listener hands over everything that waited, so one frame (one send per
+    socket) carries many swaps, and per-batch work (the account, the unread total) is done once.
+    """
     app = app or current_app._get_current_object()
-    renderers = _renderers.get(event.get("type"), [])
-    if not renderers:
+    if not any(_renderers.get(event.get("type")) for event in events):
         return None
-    account_id = int(event["account_id"])
     with app.test_request_context("/", base_url=app.config.get("LIVE_BASE_URL") or "http://localhost/"):
         try:
             account = db.session.get(Account, account_id)
             if account is None:
                 return None
             g.account = account
-            parts = [part for fn in renderers if (part := fn(event, account_id))]
+            parts = [part for event in events for fn in _renderers.get(event.get("type"), [])
+                     if (part := fn(event, account_id))]
+            tail = g.pop("live_tail", None)  # once per frame: the unread total, after the rows
+            if tail:
+                parts.append(tail)
             return "".join(parts) or None
         finally:
             db.session.remove()
@@ -230,7 +241,7 @@ def _message_html(message: Message, conversation: Conversation, *, push: bool = 
 
 def live_hub():
     app = current_app._get_current_object()
-    return realtime.hub(app, lambda event: render_frame(event, app))
+    return realtime.hub(app, lambda account_id, events: render_frames(account_id, events, app))
 
 
 @bp.record_once
@@ -263,7 +274,7 @@ def socket(ws):
     user_id, session_version, wanted = current_user.id, current_user.session_version, g.live_wanted
     connection = realtime.Connection(user_id, g.live_account_ids)
     # The first frame says "subscribed" (the indicator turns live on it) and brings the count.
-    hello = _state_html(wanted) if wanted is not None else '<div id="live-state" hx-swap-oob="true" hidden></div>'
+    hello = _hello_html(wanted)
     db.session.remove()  # hold no database connection while the socket is open
     hub = live_hub()
     hub.add(connection)
@@ -310,12 +321,40 @@ def _still_allowed(user_id: int, session_version: int, wanted: int | None) -> fr
 # --- Frames ------------------------------------------------------------------------------------
 
 def _load_message(event: dict, account_id: int) -> tuple[Message, Conversation] | None:
-    message = db.session.scalar(select(Message).where(Message.id == int(event.get("message_id") or 0),
-                                                      Message.account_id == account_id))
+    """The message with what its bubble shows (live-ui's inbox.get_message), and its conversation."""
+    message_id = int(event.get("message_id") or 0)
+    try:
+        from ..services.inbox import NotFound as InboxNotFound, get_message
+    except ImportError:
+        message = db.session.scalar(select(Message).where(Message.id == message_id, Message.account_id == account_id))
+    else:
+        try:
+            message = get_message(account_id, message_id)
+        except InboxNotFound:
+            message = None
     if message is None:
         return None
     conversation = db.session.get(Conversation, message.conversation_id)
     return (message, conversation) if conversation is not None else None
+
+
+def _row_context(account_id: int, conversation_id: int) -> dict | None:
+    """conversation, identity and product for the list row (live-ui's inbox.conversation_row)."""
+    try:
+        from ..services.inbox import NotFound as InboxNotFound, conversation_row
+    except ImportError:
+        conversation = db.session.scalar(select(Conversation).where(
+            Conversation.id == conversation_id, Conversation.account_id == account_id))
+        if conversation is None:
+            return None
+        identity = db.session.scalar(select(Identity).where(Identity.account_id == account_id,
+                                                            Identity.igsid == conversation.customer_igsid))
+        return {"conversation": conversation, "identity": identity}
+    try:
+        row = conversation_row(account_id, conversation_id)
+    except InboxNotFound:
+        return None
+    return {"conversation": row.conversation, "identity": row.identity, "product": row.product}
 
 
 @frame_renderer("message.created")
@@ -350,22 +389,20 @@ def conversation_updated_frame(event: dict, account_id: int) -> str | None:
     removed = event.get("removed_message_id")
     if removed:
         parts.append(f'<div id="message-{int(removed)}" hx-swap-oob="delete"></div>')
-    conversation = db.session.scalar(select(Conversation).where(
-        Conversation.id == int(event.get("conversation_id") or 0), Conversation.account_id == account_id))
-    if conversation is not None:
-        identity = db.session.scalar(select(Identity).where(Identity.account_id == account_id,
-                                                            Identity.igsid == conversation.customer_igsid))
+    context = _row_context(account_id, int(event.get("conversation_id") or 0))
+    if context is not None:
         try:
-            row = _render("partials/_conversation_row.html", conversation=conversation, identity=identity, oob=True)
+            row = _render("partials/_conversation_row.html", oob=True, **context)
         except TemplateNotFound:
             row = ""
         if row.strip():
             parts.append(with_attributes(row, hx_swap_oob="true"))
-    try:
-        parts.append(_render("partials/_unread_total.html", unread_total=unread_conversations(account_id), oob=True))
-    except TemplateNotFound:
-        pass
-    parts.append(_state_html(account_id))
+    if "live_tail" not in g:
+        try:
+            g.live_tail = _render("partials/_unread_total.html", unread_total=unread_conversations(account_id),
+                                  oob=True)
+        except TemplateNotFound:
+            g.live_tail = _state_html(account_id)
     return "".join(parts)
 
 
@@ -387,6 +424,18 @@ def unread_conversations(account_id: int) -> int:
         return db.session.scalar(select(func.count()).select_from(Conversation).where(
             Conversation.account_id == account_id, Conversation.unread_count > 0)) or 0
     return unread_total(account_id)
+
+
+def _hello_html(account_id: int | None) -> str:
+    """The first frame: "subscribed" (#live-state) and, for one account, its unread total."""
+    if account_id is None:
+        return '<div id="live-state" hx-swap-oob="true" hidden></div>'
+    html = _state_html(account_id)
+    try:
+        html += _render("partials/_unread_total.html", unread_total=unread_conversations(account_id), oob=True)
+    except TemplateNotFound:
+        pass
+    return html
 
 
 def _state_html(account_id: int) -> str:

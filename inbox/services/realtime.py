@@ -62,6 +62,27 @@ def publish_after_commit(account_id: int, event_type: str, **ids: int | str) -> 
 
 CLOSE = object()  # put on a connection's queue: close the socket (1012, "service restart")
 MAX_BACKLOG = 500  # frames a slow socket may owe before it is closed (it refetches on reconnect)
+MAX_BATCH = 200  # events the listener renders into one frame when they arrived together
+# Event types whose repeats within one batch say nothing new (the renderer reads the current
+# state), and the id that makes two of them the same.
+_COALESCE = {"conversation.updated": "conversation_id", "message.updated": "message_id", "job.progress": "job_run_id",
+             "account.updated": None}
+
+
+def coalesce(events: list[dict]) -> list[dict]:
+    """Drop repeats of state-refresh events within a batch (the first keeps its place)."""
+    seen: set[tuple] = set()
+    out = []
+    for event in events:
+        kind = event.get("type")
+        if kind in _COALESCE and not event.get("removed_message_id"):
+            key_name = _COALESCE[kind]
+            key = (kind, event.get(key_name) if key_name else None)
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(event)
+    return out
 
 
 class Connection:
@@ -93,7 +114,7 @@ class Connection:
 class Hub:
     """The per-process listener and the sockets it feeds."""
 
-    def __init__(self, app, render: Callable[[dict], str | None]):
+    def __init__(self, app, render: Callable[[int, list[dict]], str | None]):
         self.app = app
         self.render = render
         self.pid = os.getpid()
@@ -167,9 +188,19 @@ class Hub:
                 self._ready.set()
                 while not self._stopping.is_set():
                     message = pubsub.get_message(timeout=1.0)
-                    if message is not None and message.get("type") == "pmessage":
-                        self._dispatch(message["data"])
+                    if message is None:
+                        continue
+                    # Whatever else already waits goes in the same batch (bounded).
+                    batch = [message]
+                    while len(batch) < MAX_BATCH:
+                        more = pubsub.get_message(timeout=0)
+                        if more is None:
+                            break
+                        batch.append(more)
+                    self._dispatch([m["data"] for m in batch if m.get("type") == "pmessage"])
             except Exception:
+                if self._stopping.is_set():
+                    break  # the app is shutting down; its Redis client may be gone already
                 failures += 1
                 log.warning("live listener lost Redis (attempt %d); reconnecting", failures, exc_info=True)
                 self._ready.set()
@@ -181,27 +212,32 @@ class Hub:
                     except Exception:
                         pass
 
-    def _dispatch(self, data: bytes | str) -> None:
-        try:
-            event = json.loads(data)
-            account_id = int(event["account_id"])
-        except (ValueError, KeyError, TypeError):
-            log.warning("live listener ignored a malformed event %r", data[:200])
-            return
-        self.events_seen += 1
-        targets = self.connections(account_id)
-        if not targets:
-            return
-        try:
-            frame = self.render(event)
-        except Exception:
-            log.exception("rendering live event %s failed", event)
-            return
-        if not frame:
-            return
-        self.frames_rendered += 1
-        for connection in targets:
-            connection.push(frame)
+    def _dispatch(self, raw: list[bytes | str]) -> None:
+        """Render once per account for this batch, then hand the frame to that account's sockets."""
+        by_account: dict[int, list[dict]] = {}
+        for data in raw:
+            try:
+                event = json.loads(data)
+                account_id = int(event["account_id"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("live listener ignored a malformed event %r", data[:200])
+                continue
+            self.events_seen += 1
+            by_account.setdefault(account_id, []).append(event)
+        for account_id, events in by_account.items():
+            targets = self.connections(account_id)
+            if not targets:
+                continue
+            try:
+                frame = self.render(account_id, coalesce(events))
+            except Exception:
+                log.exception("rendering live events %s failed", events)
+                continue
+            if not frame:
+                continue
+            self.frames_rendered += 1
+            for connection in targets:
+                connection.push(frame)
 
     def stop(self, code: int = 1012, reason: str = "Server restarting") -> None:
         """Shutdown: every socket closes with 1012 (clients reconnect), the listener ends."""
@@ -217,7 +253,7 @@ def channel_pattern(app=None) -> str:
 _hub_lock = threading.Lock()
 
 
-def hub(app, render: Callable[[dict], str | None]) -> Hub:
+def hub(app, render: Callable[[int, list[dict]], str | None]) -> Hub:
     """This process's Hub for app (a forked child gets its own)."""
     current = app.extensions.get("inbox_live_hub")
     if current is not None and current.pid == os.getpid():

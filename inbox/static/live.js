@@ -5,7 +5,6 @@
   "use strict";
 
   var connectedOnce = false;
-  var baseTitle = null;
 
   // Reconnect quickly after a restart (1012), but back off up to 5 s while the server is away.
   if (window.htmx) {
@@ -69,8 +68,6 @@
           if (window.htmx) htmx.process(placed);
           placed.scrollTop = atBottom ? placed.scrollHeight : scroll;
         });
-        var state = doc.getElementById("live-state");
-        if (state) updateUnread(state.dataset.unread);
         document.dispatchEvent(new CustomEvent("live:refetched"));
       })
       .catch(function () { /* the next reconnect tries again */ });
@@ -79,8 +76,8 @@
   function refreshTargets() {
     var marked = Array.prototype.slice.call(document.querySelectorAll("[data-live-refresh][id]"));
     if (marked.length) return marked;
-    // Without markers: the list, the open thread's messages and the unread total.
-    return ["conversation-list", "messages", "unread-total"]
+    // Without markers: the list and the open thread's messages (the hello frame brings the unread total).
+    return ["conversation-list", "messages"]
       .map(function (id) { return document.getElementById(id); }).filter(Boolean);
   }
 
@@ -111,14 +108,7 @@
     var target = event.detail.target;
     if (!target) return;
     if (target.id === "live-state") {
-      var state = document.getElementById("live-state");
-      if (state) updateUnread(state.dataset.unread);
       if (awaitingHello) { awaitingHello = false; setState("live", "Live"); }
-      return;
-    }
-    if (target.id === "unread-total") {
-      var total = document.getElementById("unread-total");
-      if (total) updateUnread(total.dataset.unread);
       return;
     }
     if (target.id === "live-notify") { maybeNotify(document.getElementById("live-notify")); return; }
@@ -177,19 +167,6 @@
     }
     if (sibling === row.nextElementSibling || sibling === row) return;
     if (sibling) list.insertBefore(row, sibling); else if (row !== list.lastElementChild) list.appendChild(row);
-  }
-
-  // --- Unread count in the title -----------------------------------------------------------
-
-  function updateUnread(value) {
-    var count = parseInt(value, 10);
-    if (isNaN(count)) return;
-    var inbox = document.getElementById("inbox");
-    if (baseTitle === null) {
-      baseTitle = (inbox && inbox.dataset.title) || document.title.replace(/^\(\d+\)\s+/, "");
-    }
-    document.title = count > 0 ? "(" + count + ") " + baseTitle : baseTitle;
-    if (inbox) inbox.dataset.unread = String(count);
   }
 
   // --- Desktop notifications (opt in) ------------------------------------------------------
