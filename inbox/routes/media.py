@@ -103,10 +103,10 @@ def upload(conversation_id: int):
         return _upload_refused(conversation, refused.reason)
     if not is_htmx_fragment_request():
         return redirect(request.referrer or url_for("conversations.index"))
-    from .live import _message_html, live_thread_messages_id, with_attributes
+    from .live import _message_html, append_to_thread, with_attributes
 
     bubbles = "".join(str(_message_html(m, conversation)) for m in messages)
-    html = (f'<div hx-swap-oob="beforeend:#{live_thread_messages_id(conversation)}">{bubbles}</div>'
+    html = (append_to_thread(conversation, bubbles)
             + with_attributes(render_template("partials/_attach.html", conversation=conversation),
                               hx_swap_oob="true"))
     return _html(html, 201)
