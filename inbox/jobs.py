@@ -126,11 +126,16 @@ def resync_account(job_run_id: int) -> None:
 
 
 def refresh_tokens() -> None:
-    """Daily: refresh long-lived tokens close to expiry and check webhook subscriptions."""
+    """Daily: refresh long-lived tokens close to expiry, check webhook subscriptions, and
+    delete stored media no row refers to any more (rows removed by SQL cascades)."""
     from .services.accounts_maintenance import refresh_tokens as run
+    from .services.media import sweep
 
     schedule_account_checks()  # tomorrow's run first: a failure today must not end the chain
-    run()
+    try:
+        run()
+    finally:
+        sweep()
 
 
 def check_account(account_id: int) -> None:

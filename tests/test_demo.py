@@ -113,18 +113,24 @@ def test_demo_prints_working_credentials_and_customers_keep_writing(running_demo
     assert "@maya.styles" in inbox.text and "@jonas_k" in inbox.text
     assert "user_" not in inbox.text
 
-    # Shared posts assign products: one linked by hand, one auto-linked from its caption.
-    def row_html(name: str) -> str:
+    # Shared posts assign products: one linked by hand, one auto-linked from its caption. The
+    # scripted customers keep sharing posts and newer evidence replaces older, so the thread's
+    # "why" panel (its decisions) is read, not only the row's current chip.
+    account_path = re.search(r'/accounts/\d+', inbox.url).group(0)
+
+    def assigned_to(name: str, product: str) -> bool:
         page = admin.get(inbox.url).text
-        return next(m.group(0) for m in re.finditer(r'<li[^>]*id="conversation-\d+".*?</li>', page, re.S)
-                    if name in m.group(0))
-    assert wait_for(lambda: "Red Linen Dress" in row_html("@maya.styles"))
-    assert wait_for(lambda: "Canvas Tote" in row_html("@lea_v"))
+        for m in re.finditer(r'<li[^>]*id="conversation-(\d+)".*?</li>', page, re.S):
+            if name in m.group(0):
+                why = admin.get(f"{running_demo.url}{account_path}/conversations/{m.group(1)}/product").text
+                return product in m.group(0) or f"Assigned to {product}" in why
+        return False
+    assert wait_for(lambda: assigned_to("@maya.styles", "Red Linen Dress"))
+    assert wait_for(lambda: assigned_to("@lea_v", "Canvas Tote"))
 
     # A reply typed in the inbox reaches the simulated customer, who answers.
     maya = next(c for c in state["customers"] if c["username"] == "maya.styles")
     conversation_id = row_id(inbox.text, "@maya.styles")
-    account_path = re.search(r'/accounts/\d+', inbox.url).group(0)
     csrf = re.search(r'<meta name="csrf-token" content="([^"]+)"', inbox.text).group(1)
     sent = admin.post(f"{running_demo.url}{account_path}/conversations/{conversation_id}/reply",
                       data={"text": "Yes, it runs true to size!", "client_token": "demo-test-1"},

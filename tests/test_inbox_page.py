@@ -137,3 +137,19 @@ def test_outgoing_status_and_failure_reason(app, client, shop, staff):
         bubble = html.split(f'id="message-{out.id}"')[1]
         assert f"· {label}" in bubble, status
     assert "outside the 24-hour window" in bubble and 'role="alert"' in bubble
+
+
+def test_story_cards_fall_back_when_the_story_cannot_be_shown(app, client, shop, staff):
+    elsewhere = "https://evil.example.com/story.jpg"
+    item = message("mid.story.1", None, attachments=[{"type": "story_mention", "payload": {"url": elsewhere}}])
+    reply = message("mid.story.2", "so pretty", ts=T0 + 1, reply_to={"story": {"id": "1790", "url": elsewhere}})
+    for payload in (item, reply):
+        assert post(client, envelope(payload)).status_code == 200
+    allowed = message("mid.story.3", None, ts=T0 + 2, attachments=[
+        {"type": "story_mention", "payload": {"url": "https://lookaside.fbsbx.com/ig_messaging_cdn/?asset_id=1"}}])
+    assert post(client, envelope(allowed)).status_code == 200
+    html = client.get(f"/accounts/{shop.id}/c/{_conversation_id(app)}").get_data(as_text=True)
+    assert "evil.example.com" not in html  # never loaded from a host that is not Instagram's
+    assert html.count('<span class="att-gone">Story no longer available</span>') == 2
+    assert 'src="https://lookaside.fbsbx.com/ig_messaging_cdn/?asset_id=1"' in html
+    assert "Mentioned you in their story" in html and "Replied to your story" in html

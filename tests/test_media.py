@@ -11,10 +11,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from flask import render_template
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from inbox.extensions import db
-from inbox.jobs import get_queue
+from inbox.jobs import enqueue, get_queue
 from inbox.models import Attachment, Conversation, Message
 from inbox.services import media
 from inbox.services.storage import get_storage
@@ -249,6 +249,24 @@ def test_sweep_deletes_only_files_nothing_refers_to(sim_webhooks, connected_acco
     assert orphan in result.output and "Deleted 1 orphan file." in result.output
     assert not _file(app, orphan).exists()
     assert _file(app, row.storage_key).exists() and _file(app, fresh).exists()
+
+
+def test_the_daily_job_sweeps_files_whose_rows_went_without_the_orm(sim_webhooks, connected_account, app, run_jobs):
+    alice = connected_account.ig.add_customer("alice")
+    sent = alice.sends_attachment("image")
+    run_jobs()
+    [row] = _attachments(app, sent.mid)
+    path = _file(app, row.storage_key)
+    assert path.exists()
+    with app.app_context():  # removed in SQL (a cascade, a script): no ORM hook deletes the file
+        db.session.execute(delete(Attachment).where(Attachment.id == row.id))
+        db.session.commit()
+    old = time.time() - 7200
+    os.utime(path, (old, old))
+    with app.app_context():
+        enqueue("inbox.jobs.refresh_tokens", queue="low")
+    run_jobs()
+    assert not path.exists()
 
 
 def test_failed_downloads_are_retried_from_the_thread_and_the_cli(

@@ -102,14 +102,15 @@ def rows():
 def show(conversation_id: int):
     """One conversation: the whole page, or the thread fragment for htmx. Opening it marks it read."""
     try:
-        inbox.mark_read(g.account.id, conversation_id)
+        was_unread = inbox.mark_read(g.account.id, conversation_id)
         thread = inbox.thread(g.account.id, conversation_id)
     except inbox.NotFound:
         abort(404)
     session["account_id"] = g.account.id
     if is_htmx_fragment_request():
-        return render("inbox/index.html", "partials/_thread_response.html", **_thread_context(thread),
-                      unread_total=inbox.unread_total(g.account.id))
+        # Its row and the unread total change only when it was unread.
+        extra = {"was_unread": True, "unread_total": inbox.unread_total(g.account.id)} if was_unread else {}
+        return render("inbox/index.html", "partials/_thread_response.html", **_thread_context(thread), **extra)
     filters = inbox.Filters.from_args(request.args)
     return render("inbox/index.html", **_page_context(filters), **_thread_context(thread),
                   thread=thread, active_id=conversation_id)

@@ -752,13 +752,12 @@ def _assign_from_message(message_id: int) -> list[AssignmentEvent]:
         select(AssignmentEvent.evidence_kind, AssignmentEvent.evidence_id)
         .where(AssignmentEvent.message_id == message_id))}
     account = db.session.get(Account, message.account_id)
-    conversation = _lock_conversation(message.conversation_id)
     made = []
     for ev in evidence:
         if (ev.kind, ev.key) in done:
             continue
         done.add((ev.kind, ev.key))
-        made.append(_resolve(account, conversation, message, ev))
+        made.append(_resolve(account, message, ev))
     return made
 
 
@@ -767,20 +766,24 @@ def _lock_conversation(conversation_id: int) -> Conversation:
                               .with_for_update().execution_options(populate_existing=True)).one()
 
 
-def _resolve(account: Account, conversation: Conversation, message: Message, ev: Evidence) -> AssignmentEvent:
+def _resolve(account: Account, message: Message, ev: Evidence) -> AssignmentEvent:
+    # The conversation row is locked only when deciding, never across a Graph call.
+    def conversation() -> Conversation:
+        return _lock_conversation(message.conversation_id)
+
     if ev.kind == "product_referral":
         product = find_by_sku(account.id, ev.product_ref)
         if product is None:
-            return _record(conversation, message, ev, "no_match", "product_referral",
+            return _record(conversation(), message, ev, "no_match", "product_referral",
                            f"The customer asked about shop product {ev.product_ref}, which is not in the "
                            f"catalogue (no product has that SKU).")
         if not product.active:
-            return _record(conversation, message, ev, "skipped", "product_referral",
+            return _record(conversation(), message, ev, "skipped", "product_referral",
                            f"The customer asked about shop product {ev.product_ref}: {product.label} is archived.",
                            product=product)
-        return _decide(conversation, message, ev, product, "product_referral", _evidence_phrase(ev))
+        return _decide(conversation(), message, ev, product, "product_referral", _evidence_phrase(ev))
     if not ev.media_id:
-        return _record(conversation, message, ev, "skipped", "post_link",
+        return _record(conversation(), message, ev, "skipped", "post_link",
                        "The customer shared a post, but Instagram did not send its id: nothing to match.")
     seen_via = "ad" if ev.kind == "ad" else ("ig_reel" if ev.kind in ("ig_reel", "reel") else "share")
     # An ad's title stands in for a caption until the Graph API gives the post's own.
@@ -796,24 +799,24 @@ def _resolve(account: Account, conversation: Conversation, message: Message, ev:
                else f"linked to it by hand{' by ' + _staff_name(link.linked_by_user_id) if link.linked_by_user_id else ''}"
                     f" on {_day(link.created_at)}")
         if not product.active:
-            return _record(conversation, message, ev, "skipped", source,
+            return _record(conversation(), message, ev, "skipped", source,
                            f"{_what(ev)} is linked to {product.label}, which is archived: not assigned.",
                            product=product)
-        return _decide(conversation, message, ev, product, source, f"{_evidence_phrase(ev)}, {how}")
+        return _decide(conversation(), message, ev, product, source, f"{_evidence_phrase(ev)}, {how}")
     # Not linked: read the caption and try to link it.
     caption, whence = _caption(account, post, ev)
     if not caption:
         why = ("it belongs to another account, and Instagram sent no caption" if not post.is_own
                else "it has no caption")
-        return _record(conversation, message, ev, "no_match", "auto_link",
+        return _record(conversation(), message, ev, "no_match", "auto_link",
                        f"{_what(ev)} matched no product: {why}.")
     matches = match_catalogue(account.id, caption)
     if not matches:
-        return _record(conversation, message, ev, "no_match", "auto_link",
+        return _record(conversation(), message, ev, "no_match", "auto_link",
                        f"{_what(ev)} matched no product ({whence}: {_quote(caption)}).", candidates=[])
     if len(matches) > 1:
         names = ", ".join(f"{m.name} ({m.sku})" for m in matches)
-        return _record(conversation, message, ev, "ambiguous", "auto_link",
+        return _record(conversation(), message, ev, "ambiguous", "auto_link",
                        f"{_what(ev)} matched {len(matches)} products: {names}; not assigned, choose one "
                        f"({whence}: {_quote(caption)}).", candidates=[m.as_dict() for m in matches])
     match = matches[0]
@@ -824,7 +827,7 @@ def _resolve(account: Account, conversation: Conversation, message: Message, ev:
                                created_at=utcnow()))
     db.session.flush()  # a concurrent link of the same post fails here; the job decides again
     phrase = f"{_evidence_phrase(ev)}, whose {whence} matched {matched}; linked it automatically"
-    return _decide(conversation, message, ev, product, "auto_link", phrase, candidates=[match.as_dict()])
+    return _decide(conversation(), message, ev, product, "auto_link", phrase, candidates=[match.as_dict()])
 
 
 def _caption(account: Account, post: Post, ev: Evidence) -> tuple[str | None, str]:
