@@ -158,6 +158,9 @@ def recover_deliveries() -> None:
 
     schedule_delivery_recovery()  # the next run first: a failure now must not end the chain
     run()
+    from .services.sending import sweep_unconfirmed
+
+    sweep_unconfirmed()  # replies whose echo never came, or whose send job died mid-call
 
 
 def schedule_delivery_recovery(app=None, *, now: datetime | None = None) -> Job:

@@ -276,3 +276,31 @@ def test_a_send_job_finding_its_message_claimed_does_not_send(app, shop, run_job
         db.session.commit()
         assert sending.send_message(message_id) == "already-sent"
     assert sim.calls_to("send") == []
+
+
+def test_a_send_job_that_died_mid_call_is_never_resent(app, shop, run_jobs, sim):
+    """The worker was killed while the Send API call was in flight: the row stays 'sending'."""
+    message_id = reply(app)
+    with app.app_context():
+        db.session.execute(update(Message).where(Message.id == message_id).values(error_code="sending",
+                                                                                   send_attempts=1))
+        db.session.commit()
+    run_jobs()  # the job runs again: it must not send blindly
+    assert sim.calls_to("send") == []
+    waiting = row(app, message_id)
+    assert waiting.status == "pending" and sending.status_label(waiting) == "Waiting for Instagram"
+
+
+def test_the_periodic_recovery_fails_sends_that_never_got_an_echo(app, shop, run_jobs, sim):
+    message_id = reply(app)
+    with app.app_context():
+        db.session.execute(update(Message).where(Message.id == message_id).values(
+            error_code="sending", send_attempts=1, updated_at=utcnow() - timedelta(minutes=11)))
+        db.session.commit()
+        from inbox import jobs
+
+        jobs.recover_deliveries()  # the worker runs it every few minutes
+    failed = row(app, message_id)
+    assert failed.status == "failed" and "never confirmed" in failed.error_message
+    run_jobs()  # the send job still queued finds it failed
+    assert sim.calls_to("send") == []
