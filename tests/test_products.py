@@ -276,3 +276,14 @@ def test_a_legacy_share_without_an_id_and_an_ad_without_a_post_are_recorded_plai
     assert _sku_of(app, b) == "RD-1"
     assert "ad title matched keyword “summer sale”" in _events(app, b.id)[-1][2]
     assert failed_jobs(app) == []
+
+
+def test_product_decisions_flag_their_live_update_and_a_batch_keeps_the_flag(app):
+    from inbox.routes.products import thread_product_frame
+    from inbox.services.realtime import coalesce
+
+    plain = {"type": "conversation.updated", "account_id": 1, "conversation_id": 7}
+    flagged = {**plain, "product": 1}
+    assert coalesce([plain, flagged]) == [flagged]  # a new message and a decision in one batch
+    with app.test_request_context("/"):
+        assert thread_product_frame(plain, 1) is None  # every new message: no panel render

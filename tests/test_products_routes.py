@@ -172,7 +172,7 @@ def test_the_dropdown_sets_the_product_by_hand_publishes_and_explains_why(
     assert "Chosen by hand by Ana" in html and "Set to Blue Scarf (BS-2) by hand by Ana (was Red Dress (RD-1))." in html
     published = pubsub.get_message(timeout=2)
     assert json.loads(published["data"]) == {"type": "conversation.updated", "account_id": account.id,
-                                             "conversation_id": conv.id}
+                                             "conversation_id": conv.id, "product": 1}
     pubsub.close()
     r = client.post(url, data={"product_id": "none"}, headers={"HX-Request": "true"})
     assert "No product chosen by hand" in r.get_data(as_text=True)

@@ -306,7 +306,10 @@ def unlink_attachment(attachment_id: int):
 # --- Live -------------------------------------------------------------------------------
 
 def thread_product_frame(event: dict, account_id: int) -> str | None:
-    """On `conversation.updated`: the open thread's product dropdown and "why" body, by id."""
+    """On `conversation.updated` from a product decision (`product` set): the thread's dropdown
+    and "why" body, by id. Other updates (every new message) render nothing here."""
+    if not event.get("product"):
+        return None
     try:
         conversation = products.get_conversation(account_id, int(event.get("conversation_id") or 0))
     except NotFoundError:

@@ -717,6 +717,7 @@ from sqlalchemy.orm import Session as _Session  # noqa: E402
 @_sa_event.listens_for(_Session, "after_rollback")
 def _forget_noted(session) -> None:
     session.info.pop("products_noted", None)
+    session.info.pop("products_published", None)
 
 
 def assign_from_message(message_id: int) -> list[AssignmentEvent]:
@@ -905,8 +906,20 @@ def _record(conversation: Conversation, message: Message | None, ev: Evidence | 
                           evidence_kind=ev.kind if ev else "manual", evidence_id=(ev.key if ev else None),
                           candidates=candidates, reason=reason, actor_user_id=actor, created_at=utcnow())
     db.session.add(row)
-    realtime.publish_after_commit(conversation.account_id, "conversation.updated", conversation_id=conversation.id)
+    _publish_product(conversation.account_id, conversation.id)
     return row
+
+
+def _publish_product(account_id: int, conversation_id: int) -> None:
+    """`conversation.updated` with `product=1`, once per conversation and transaction.
+
+    The flag tells the live push to render the thread's product panel; other
+    `conversation.updated` events (every new message) leave it alone.
+    """
+    published: set = db.session.info.setdefault("products_published", set())
+    if conversation_id not in published:
+        published.add(conversation_id)
+        realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id, product=1)
 
 
 # --- A choice by hand ---------------------------------------------------------------------

@@ -72,8 +72,11 @@ _COALESCE = {"conversation.updated": "conversation_id", "message.updated": "mess
 
 
 def coalesce(events: list[dict]) -> list[dict]:
-    """Drop repeats of state-refresh events within a batch (the first keeps its place)."""
-    seen: set[tuple] = set()
+    """Drop repeats of state-refresh events within a batch (the first keeps its place).
+
+    A repeat's extra flags are kept on the first (products' `product=1` says the thread's
+    product panel changed too)."""
+    seen: dict[tuple, dict] = {}
     out = []
     for event in events:
         kind = event.get("type")
@@ -81,8 +84,11 @@ def coalesce(events: list[dict]) -> list[dict]:
             key_name = _COALESCE[kind]
             key = (kind, event.get(key_name) if key_name else None)
             if key in seen:
+                kept = seen[key]
+                kept.update({k: v for k, v in event.items() if v and not kept.get(k)})
                 continue
-            seen.add(key)
+            event = dict(event)
+            seen[key] = event
         out.append(event)
     return out
 
