@@ -174,14 +174,8 @@ def schedule_delivery_recovery(app=None, *, now: datetime | None = None) -> Job:
     interval = max(1, int(app.config["WEBHOOK_RECOVER_INTERVAL_SECONDS"]))
     slot = int(now.timestamp()) // interval + 1
     at = datetime.fromtimestamp(slot * interval, timezone.utc)
-    queue = get_queue("default", app)
-    job_id = re.sub(r"[^A-Za-z0-9_-]", "_", f"{app.config['REDIS_NAMESPACE']}_recover-deliveries_{slot}")
-    try:
-        return Job.fetch(job_id, connection=queue.connection)
-    except NoSuchJobError:
-        pass
-    return queue.enqueue_at(at, "inbox.jobs.recover_deliveries", job_id=job_id, job_timeout=1800,
-                            result_ttl=3600, failure_ttl=7 * 24 * 3600)
+    return _schedule_once(app, "default", "inbox.jobs.recover_deliveries", f"recover-deliveries_{slot}", at,
+                          result_ttl=3600)
 
 
 # --- The daily schedule ----------------------------------------------------------------
@@ -199,12 +193,21 @@ def schedule_account_checks(app=None, *, now: datetime | None = None) -> Job:
     at = now.replace(hour=int(app.config["ACCOUNT_CHECK_HOUR_UTC"]), minute=0, second=0, microsecond=0)
     if at <= now:
         at += timedelta(days=1)
-    queue = get_queue("low", app)
-    job_id = re.sub(r"[^A-Za-z0-9_-]", "_", f"{app.config['REDIS_NAMESPACE']}_refresh-tokens_{at:%Y-%m-%d}")
+    return _schedule_once(app, "low", "inbox.jobs.refresh_tokens", f"refresh-tokens_{at:%Y-%m-%d}", at,
+                          result_ttl=7 * 24 * 3600)
+
+
+def _schedule_once(app, queue_name: str, func: str, name: str, at: datetime, *, result_ttl: int) -> Job:
+    """Put `func` on RQ's scheduler at `at` under an id made from `name`, unless it is there.
+
+    Two workers starting at once may both get past the fetch: same id, same time, still
+    one job.
+    """
+    queue = get_queue(queue_name, app)
+    job_id = re.sub(r"[^A-Za-z0-9_-]", "_", f"{app.config['REDIS_NAMESPACE']}_{name}")
     try:
         return Job.fetch(job_id, connection=queue.connection)
     except NoSuchJobError:
         pass
-    # Two workers starting at once may both get here: same id, same time, still one job.
-    return queue.enqueue_at(at, "inbox.jobs.refresh_tokens", job_id=job_id, job_timeout=1800,
-                            result_ttl=7 * 24 * 3600, failure_ttl=7 * 24 * 3600)
+    return queue.enqueue_at(at, func, job_id=job_id, job_timeout=1800, result_ttl=result_ttl,
+                            failure_ttl=7 * 24 * 3600)
