@@ -86,18 +86,19 @@ def rkey(*parts: object, app=None) -> str:
 
 # --- Work that must wait for the transaction --------------------------------------
 
-def on_commit(callback: Callable[[], None]) -> None:
+def on_commit(callback: Callable[[], None], *, last: bool = False) -> None:
     """Run callback after the current db.session transaction commits; drop it on rollback.
 
     Callbacks run in the order they were registered, which is how services keep the
-    rule "commit, then enqueue, then publish".
+    rule "commit, then enqueue, then publish"; `last=True` ones run after all the others
+    (the live publishes of a transaction, sent together).
     """
-    db.session.info.setdefault("on_commit", []).append(callback)
+    db.session.info.setdefault("on_commit_last" if last else "on_commit", []).append(callback)
 
 
 @event.listens_for(Session, "after_commit")
 def _run_on_commit(session: Session) -> None:
-    callbacks = session.info.pop("on_commit", [])
+    callbacks = session.info.pop("on_commit", []) + session.info.pop("on_commit_last", [])
     for callback in callbacks:
         try:
             callback()
@@ -108,3 +109,4 @@ def _run_on_commit(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _drop_on_rollback(session: Session) -> None:
     session.info.pop("on_commit", None)
+    session.info.pop("on_commit_last", None)

@@ -3,6 +3,7 @@ fan-out across processes through Redis, 1012 on shutdown."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import timedelta
@@ -305,3 +306,28 @@ def test_reading_marks_the_open_conversation_read_for_everyone(app, client, auth
             assert db.session.get(Conversation, conversation_id).unread_count == 0
     finally:
         s.close()
+
+
+def test_a_transactions_events_go_out_after_commit_in_order_and_never_after_a_rollback(app, factory):
+    from inbox.extensions import get_redis
+
+    account = factory.account()
+    with app.app_context():
+        pubsub = get_redis(app).pubsub()
+        pubsub.subscribe(realtime.channel(account.id))
+        pubsub.get_message(timeout=1)  # the subscribe confirmation
+
+        db.session.execute(select(Account.id))  # a transaction that will roll back
+        realtime.publish_after_commit(account.id, "conversation.updated", conversation_id=1)
+        db.session.rollback()  # dropped with its transaction
+        db.session.execute(select(Account.id))
+        for n in (2, 3, 4):
+            realtime.publish_after_commit(account.id, "conversation.updated", conversation_id=n)
+        assert pubsub.get_message(timeout=0.3) is None  # nothing before the commit
+        db.session.commit()
+
+        got = []
+        while (message := pubsub.get_message(timeout=1)) is not None:
+            got.append(json.loads(message["data"])["conversation_id"])
+        pubsub.close()
+    assert got == [2, 3, 4]

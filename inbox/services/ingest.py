@@ -448,7 +448,7 @@ def _bulk(plan: list[tuple[MessageEvent, int, str, str]]) -> list[Outcome]:
         if not any((a, c) == key and (a, e.mid) in inserted for e, a, _, c in plan):
             raise _Conflict("a conversation created for messages that were all repeats")
 
-    attachment_rows, outcomes, seen = [], [], set()
+    attachment_rows, outcomes, seen, participants = [], [], set(), {}
     for (event, account_id, account_ig, customer), row in zip(plan, values):
         key = (account_id, event.mid)
         conversation = conversations[(account_id, customer)]
@@ -470,7 +470,7 @@ def _bulk(plan: list[tuple[MessageEvent, int, str, str]]) -> list[Outcome]:
             attachment_rows += [{"account_id": account_id, "message_id": message_id, "position": i, "type": a.type,
                                  "raw": a.raw, "source_url": a.source_url, "media_id": a.media_id,
                                  "title": a.title, "created_at": now} for i, a in enumerate(event.attachments)]
-            identities.note_participant(account_id, customer)
+            participants.setdefault(account_id, []).append(customer)
             if any(t in POST_ATTACHMENT_TYPES for t in types) or referral_is_evidence(event.referral):
                 products.note_evidence(message_id)
             realtime.publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
@@ -484,6 +484,8 @@ def _bulk(plan: list[tuple[MessageEvent, int, str, str]]) -> list[Outcome]:
                 outcome.message_id, outcome.conversation_id = inserted[key], conversation.id
             outcome.direction, outcome.sender_kind = "in", "customer"
         outcomes.append(outcome)
+    for account_id, customers in participants.items():  # one identity query per account, not per message
+        identities.note_participants(account_id, customers)
     if attachment_rows:
         attachments = Attachment.__table__
         ids = db.session.scalars(insert(attachments).returning(attachments.c.id), attachment_rows).all()

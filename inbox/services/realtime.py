@@ -22,6 +22,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
 from ..extensions import get_redis, on_commit, rkey
 
 log = logging.getLogger(__name__)
@@ -45,10 +48,42 @@ def publish(account_id: int, event_type: str, **ids: int | str) -> None:
 
 
 def publish_after_commit(account_id: int, event_type: str, **ids: int | str) -> None:
-    """Publish once the current transaction commits (never if it rolls back)."""
+    """Publish once the current transaction commits (never if it rolls back).
+
+    The events of one transaction go out together, in order, after its other follow-ups
+    (enqueues), in one Redis round trip: a batch of a hundred messages is one pipeline,
+    not two hundred publishes.
+    """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown live event {event_type!r}")
-    on_commit(lambda: publish(account_id, event_type, **ids))
+    from ..extensions import db
+
+    pending = db.session.info.get(_PENDING)
+    if pending is None:
+        pending = db.session.info[_PENDING] = []
+        on_commit(lambda: _publish_all(pending), last=True)
+    pending.append((account_id, json.dumps({"type": event_type, "account_id": account_id, **ids})))
+
+
+_PENDING = "live_pending"
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)  # its publish callback was dropped with the transaction
+
+
+def _publish_all(pending: list[tuple[int, str]]) -> None:
+    from ..extensions import db
+
+    db.session.info.pop(_PENDING, None)
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        for account_id, payload in pending:
+            pipe.publish(channel(account_id), payload)
+        pipe.execute()
+    except Exception:  # a lost live update is repaired by the client's refetch on reconnect
+        log.warning("live publish failed for %d event(s)", len(pending), exc_info=True)
 
 
 # --- Fan-out in a web process -------------------------------------------------------------
