@@ -278,6 +278,21 @@ class BenchServer:
                 time.sleep(0.2)
         raise SystemExit("gunicorn did not start")
 
+    def know_customers(self, customers: int) -> None:
+        """Identities for the customers, as a shop that has talked to them before has them.
+
+        Without them every message would (rightly) queue a profile fetch that no worker
+        here runs, so each delivery would pay for an enqueue a real one pays only once.
+        """
+        engine = self.sa.create_engine(self.admin_url.set(database=self.name))
+        with engine.begin() as conn:
+            conn.execute(self.sa.text(
+                "INSERT INTO identities (account_id, igsid, username, source, last_fetched_at, created_at, updated_at) "
+                "SELECT a.id, (9300000000000000 + k)::text, 'customer' || k, 'profile', now(), now(), now() "
+                "FROM accounts a, generate_series(0, :n - 1) AS k WHERE a.ig_user_id = :account"),
+                {"n": customers, "account": ACCOUNT})
+        engine.dispose()
+
     def count(self, sql: str) -> int:
         engine = self.sa.create_engine(self.admin_url.set(database=self.name))
         with engine.connect() as conn:
@@ -312,6 +327,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--customers", type=int, default=500, help="distinct customers the messages come from")
+    parser.add_argument("--new-customers", action="store_true",
+                        help="customers without identities: every message queues a profile fetch (no worker runs)")
     parser.add_argument("--phases", default="healthz,single,batch,paced")
     args = parser.parse_args()
 
@@ -321,6 +338,8 @@ def main() -> int:
         if not base.startswith(("postgres://", "postgresql")):
             raise SystemExit("--start needs DATABASE_URL pointing at a PostgreSQL server")
         server = BenchServer(base, os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/2"), args.workers, args.threads)
+        if not args.new_customers:
+            server.know_customers(args.customers)
         url, secret, account = server.url, server.secret, ACCOUNT
         print(f"gunicorn: {args.workers} workers x {args.threads} threads (gthread) on {url}, PostgreSQL {server.name}")
     else:
