@@ -12,21 +12,13 @@ import click
 from flask import Flask
 from flask.cli import with_appcontext
 
+from .cli_support import account_or_fail
 from .extensions import db
 
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(identities)
     app.cli.add_command(sync_command)
-
-
-def _account(ig_user_id: str):
-    from .services.accounts import find_account
-
-    account = find_account(ig_user_id)
-    if account is None:
-        raise click.ClickException(f"No account {ig_user_id}.")
-    return account
 
 
 def _report(run) -> None:
@@ -81,7 +73,7 @@ def identities_refresh(ig_user_id: str, queue: bool) -> None:
     """Refetch the profile of everyone the account talks to."""
     from .services.identities import refresh_identities, start_refresh
 
-    account = _account(ig_user_id)
+    account = account_or_fail(ig_user_id)
     run, created = start_refresh(account.id, enqueue_job=queue)
     _run(run, created, queue, refresh_identities)
 
@@ -94,7 +86,7 @@ def identities_list(ig_user_id: str) -> None:
     from .display import display_name, name_hint
     from .services.identities import people
 
-    account = _account(ig_user_id)
+    account = account_or_fail(ig_user_id)
     for person in people(account.id, limit=100_000):
         identity = person.identity
         note = name_hint(identity)
@@ -112,7 +104,7 @@ def identities_doctor(fix: bool, ig_user_id: str | None) -> None:
     """Report (and with --fix repair) identity rows that break the cache's rules."""
     from .services.identities import DOCTOR_RULES, doctor
 
-    account_id = _account(ig_user_id).id if ig_user_id else None
+    account_id = account_or_fail(ig_user_id).id if ig_user_id else None
     findings = doctor(fix=fix, account_id=account_id)
     for finding in findings:
         click.echo(finding.line())
@@ -138,6 +130,6 @@ def sync_command(ig_user_id: str, queue: bool) -> None:
     """Resync the account from the Conversations API (adds what is missing; safe to repeat)."""
     from .services.sync import resync_account, start_resync
 
-    account = _account(ig_user_id)
+    account = account_or_fail(ig_user_id)
     run, created = start_resync(account.id, enqueue_job=queue)
     _run(run, created, queue, resync_account)

@@ -6,20 +6,13 @@ import click
 from flask import Flask
 from flask.cli import with_appcontext
 
+from .cli_support import account_or_fail
+
 STATES = ("pending", "expired", "too_large", "refused", "failed")
 
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(media)
-
-
-def _account(ig_user_id: str):
-    from .services.accounts import find_account
-
-    account = find_account(ig_user_id)
-    if account is None:
-        raise click.ClickException(f"No account {ig_user_id}.")
-    return account
 
 
 @click.group(help="Kept copies of attachments and profile pictures.")
@@ -36,7 +29,7 @@ def media_retry(ig_user_id: str, states: tuple[str, ...]) -> None:
     """Queue another download for an account's attachments in these states."""
     from .services.media import retry_attachments
 
-    account = _account(ig_user_id)
+    account = account_or_fail(ig_user_id)
     ids = retry_attachments(account.id, states=tuple(states))
     click.echo(f"Queued {len(ids)} download{'s' if len(ids) != 1 else ''} for @{account.username or account.ig_user_id}"
                f" ({', '.join(states)}).")
@@ -65,6 +58,6 @@ def media_status(ig_user_id: str) -> None:
     """How many of an account's attachments are in each state."""
     from .services.media import media_summary
 
-    account = _account(ig_user_id)
+    account = account_or_fail(ig_user_id)
     for state, count in sorted(media_summary(account.id).items()):
         click.echo(f"{state:10} {count}")

@@ -6,6 +6,8 @@ import click
 from flask import Flask
 from flask.cli import with_appcontext
 
+from .cli_support import account_or_fail
+
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(products_group)
@@ -15,15 +17,6 @@ def init_app(app: Flask) -> None:
         existing.add_command(explain_command)
     else:
         app.cli.add_command(conversations_group)
-
-
-def _account(ig_user_id: str):
-    from .services.accounts import find_account
-
-    account = find_account(ig_user_id)
-    if account is None:
-        raise click.ClickException(f"No account {ig_user_id}.")
-    return account
 
 
 def _fail(exc: Exception):
@@ -50,7 +43,7 @@ def products_add(ig_user_id: str, sku: str, name: str, price: str | None, curren
     """Add a product."""
     from .services import products
 
-    account = _account(ig_user_id)
+    account = account_or_fail(ig_user_id)
     try:
         product = products.create_product(account.id, name=name, sku=sku, price=price, currency=currency,
                                           keywords=keywords)
@@ -68,7 +61,7 @@ def products_list(ig_user_id: str, archived: bool) -> None:
     """List the catalogue: SKU, name, price, keywords, linked posts and conversations."""
     from .services import products
 
-    account = _account(ig_user_id)
+    account = account_or_fail(ig_user_id)
     items = products.list_products(account.id, include_archived=archived)
     if not items:
         click.echo(f"{account.label} has no products.")
@@ -90,7 +83,7 @@ def products_import(ig_user_id: str, csv_file) -> None:
     """Add the products of a CSV (sku,name[,price,currency,keywords]); rejected rows are listed."""
     from .services import products
 
-    account = _account(ig_user_id)
+    account = account_or_fail(ig_user_id)
     report = products.import_products_csv(account.id, csv_file.read())
     if report.error and not report.created:
         raise click.ClickException(report.error)
@@ -116,7 +109,7 @@ def posts_link(media_id: str, sku: str, ig_user_id: str) -> None:
     from .extensions import db
     from .services import products
 
-    account = _account(ig_user_id)
+    account = account_or_fail(ig_user_id)
     product = products.find_by_sku(account.id, sku)
     if product is None:
         raise click.ClickException(f"No product with SKU {sku} in {account.label}.")
@@ -141,7 +134,7 @@ def posts_unlink(media_id: str, ig_user_id: str) -> None:
     """Remove a post's product link (conversations keep the product they have)."""
     from .services import products
 
-    account = _account(ig_user_id)
+    account = account_or_fail(ig_user_id)
     post = products.find_post(account.id, media_id)
     if post is None or post.link is None:
         raise click.ClickException(f"Post {media_id} is not linked in {account.label}.")
@@ -158,7 +151,7 @@ def posts_list(ig_user_id: str, state: str) -> None:
     """List posts with their link state."""
     from .services import products
 
-    account = _account(ig_user_id)
+    account = account_or_fail(ig_user_id)
     for post in products.list_posts(account.id, state, limit=1000):
         link = post.link
         how = ("auto-linked" if link.auto_linked else "linked by hand") if link else "not linked"
@@ -188,10 +181,10 @@ def explain_command(conversation_id: int | None, igsid: str | None, ig_user_id: 
         conversation = db.session.get(Conversation, conversation_id)
         if conversation is None:
             raise click.ClickException(f"No conversation {conversation_id}.")
-        if ig_user_id is not None and conversation.account_id != _account(ig_user_id).id:
+        if ig_user_id is not None and conversation.account_id != account_or_fail(ig_user_id).id:
             raise click.ClickException(f"No conversation {conversation_id} in that account.")
     elif igsid and ig_user_id:
-        account = _account(ig_user_id)
+        account = account_or_fail(ig_user_id)
         conversation = products.find_conversation(account.id, igsid)
         if conversation is None:
             raise click.ClickException(f"No conversation with {igsid} in {account.label}.")
