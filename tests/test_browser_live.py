@@ -281,3 +281,22 @@ def test_desktop_notifications_are_opt_in_and_skip_the_open_thread(browser, app,
             assert notice["shown"] is False
     finally:
         context.close()
+
+
+def test_a_message_delivered_late_takes_its_place_by_time(page, app, live_server, shop):
+    connected, alice, agent = shop
+    _login(page, live_server.url, agent)
+    conversation_id = _conversation_id(app, alice.igsid)
+    _open(page, live_server.url, connected.account.id, conversation_id)
+
+    alice.sends_text("Third, sent last")
+    expect(page.locator("#messages .msg")).to_have_count(2, timeout=LIVE_TIMEOUT)
+    # Meta delivers an earlier message after a later one (out-of-order delivery).
+    with app.app_context():
+        first = db.session.scalar(select(Message.meta_timestamp).where(Message.text.like("Hi! Is the red%")))
+        last = db.session.scalar(select(Message.meta_timestamp).where(Message.text == "Third, sent last"))
+    assert first < last
+    alice.sends_text("Second, delivered late", at=(first + (last - first) // 2) / 1000)
+    expect(page.locator("#messages .msg")).to_have_count(3, timeout=LIVE_TIMEOUT)
+    expect(page.locator("#messages .msg .msg-bubble")).to_contain_text(
+        ["Hi! Is the red dress still available?", "Second, delivered late", "Third, sent last"])

@@ -114,9 +114,29 @@
       return;
     }
     if (target.id === "live-notify") { maybeNotify(document.getElementById("live-notify")); return; }
+    if (target.id === "messages") { placeLateBubbles(target); return; }
     var row = target.id && /^conversation-\d+$/.test(target.id) ? document.getElementById(target.id) : null;
     if (row) { placeRow(row); markActive(row); }
   });
+
+  // Webhooks can arrive out of order: a pushed bubble older than the ones above it moves up
+  // to its place by Meta's time (data-ts), as a reload would show it.
+  function placeLateBubbles(list) {
+    var bubbles = Array.prototype.slice.call(list.querySelectorAll(".msg[data-ts]"));
+    for (var i = bubbles.length - 1; i >= 0 && i >= bubbles.length - 50; i--) {
+      var bubble = bubbles[i], ts = Number(bubble.dataset.ts);
+      var before = null;
+      for (var j = 0; j < i; j++) {
+        if (Number(bubbles[j].dataset.ts) > ts) { before = bubbles[j]; break; }
+      }
+      if (!before) continue;
+      var sep = before.previousElementSibling;
+      if (sep && sep.classList.contains("day-sep") &&
+          sep.dataset.day !== new Date(ts).toISOString().slice(0, 10)) before = sep;
+      list.insertBefore(bubble, before);
+      bubbles = Array.prototype.slice.call(list.querySelectorAll(".msg[data-ts]"));
+    }
+  }
 
   // A bubble from a new day (UTC, as the server labels them) gets its separator.
   function addDaySeparators(list, fragment) {
