@@ -207,8 +207,8 @@ class CustomerScript(threading.Thread):
             return
         w, rng = self.world, self.rng
         action = rng.choices(
-            ["question", "new", "share", "ad", "story", "owner", "react", "photo"],
-            weights=[5, 2, 2, 1, 1, 1, 1, 1])[0]
+            ["question", "new", "share", "ad", "story", "owner", "react", "photo", "voice", "video", "reel"],
+            weights=[5, 2, 2, 1, 1, 1, 1, 1, 1, 0.5, 0.5])[0]
         if action == "new" and self._new:
             username, name = self._new.pop(0)
             customer = w.shop.add_customer(username, name=name)
@@ -235,6 +235,12 @@ class CustomerScript(threading.Thread):
                 customer.sends_text(rng.choice(QUESTIONS))
         elif action == "photo":
             customer.sends_attachment("image", text="Like this one")
+        elif action == "voice":
+            customer.sends_attachment("audio")
+        elif action == "video":
+            customer.sends_attachment("video", text="Here is how it looks on")
+        elif action == "reel":
+            customer.shares_reel()
         else:
             customer.sends_text(rng.choice(QUESTIONS))
 
