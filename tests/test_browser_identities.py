@@ -9,8 +9,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from tests.support.browser import screenshot
-from tests.support.factory import PASSWORD
+from tests.support.browser import login, screenshot
 from tests.support.inbox_rows import add_conversation
 
 pytestmark = pytest.mark.browser
@@ -20,13 +19,6 @@ pytestmark = pytest.mark.browser
 def app_config(app_config):
     app_config.update(IDENTITY_REFRESH_CONCURRENCY=2, JOB_PROGRESS_INTERVAL_SECONDS=0, SYNC_PAGE_SIZE=3)
     return app_config
-
-
-def _login(page, base_url: str, user) -> None:
-    page.goto(base_url + "/login")
-    page.get_by_label("Email").fill(user.email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
 
 
 def _worker(app, stop: threading.Event) -> threading.Thread:
@@ -61,7 +53,7 @@ def test_refresh_identities_shows_progress_then_names(page, live_server, sim, co
     add_conversation(factory.app, account, blocked.igsid)
     blocked.set(available=False)
     admin = factory.staff_on(account, "admin", name="Olga")
-    _login(page, live_server.url, admin)
+    login(page, live_server.url, admin)
 
     page.goto(f"{live_server.url}/accounts/{account.id}/people/")
     expect(page.get_by_role("heading", name="People")).to_be_visible()
@@ -117,7 +109,7 @@ def test_resync_from_the_inbox_header(page, live_server, sim, connected_account,
         customer.sends_text(f"Is the mug {i} in stock?", deliver=False)
         shop.types_in_app(customer, "Yes!", deliver=False)
     admin = factory.staff_on(account, "admin")
-    _login(page, live_server.url, admin)
+    login(page, live_server.url, admin)
     page.goto(f"{live_server.url}/accounts/{account.id}/")
     page.locator("#inbox-actions").get_by_role("button", name="Resync").click()
     run = page.locator(".job-run")
@@ -156,7 +148,7 @@ def test_a_picture_instagram_no_longer_serves_shows_the_initial(page, live_serve
         row = db.session.scalars(db.select(identities.Identity)).one()
         row.profile_pic_url = re.sub(r"oh=00_[0-9a-f]+", "oh=00_0000", row.profile_pic_url)
         db.session.commit()
-    _login(page, live_server.url, factory.staff_on(account, "agent"))
+    login(page, live_server.url, factory.staff_on(account, "agent"))
     page.goto(f"{live_server.url}/accounts/{account.id}/people/")
     avatar = page.locator(".person-avatar").first
     expect(avatar).to_contain_text("K")

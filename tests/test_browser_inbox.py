@@ -3,37 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.support import inbox_state
-from tests.support.browser import screenshot
-from tests.support.factory import PASSWORD
+from tests.support.browser import login, screenshot
 from tests.support.webhooks import ACCOUNT, T0, envelope, fixture, message, post
 
 pytestmark = pytest.mark.browser
 
-SHOTS = Path(os.environ.get("INBOX_SHOTS", "/tmp/shots"))
 EVERY_KIND = ["text", "image", "video", "audio", "file", "share", "ig_post_media_id", "ig_reel", "reel",
               "story_mention", "ig_story", "ephemeral", "fallback", "template_product", "sticker",
               "unknown_attachment", "unsupported", "reply_to_story", "reply_to_message", "echo_text",
               "echo_image", "reaction_react", "edit", "quick_reply", "ad_referral"]
-
-
-def _login(page, base_url: str, user) -> None:
-    page.goto(base_url + "/login")
-    page.get_by_label("Email").fill(user.email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-
-
-def _shot(page, name: str) -> None:
-    screenshot(page, f"live-ui-{name}")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"live-ui-{name}.png"))
 
 
 def test_open_a_thread_and_read_it_as_text(page, live_server, app, client, factory):
@@ -50,12 +33,12 @@ def test_open_a_thread_and_read_it_as_text(page, live_server, app, client, facto
                                       customer=f"91000000000009{i:02d}", ts=T0 - 3_600_000 * (i + 1))))
     bob = next(c for c in inbox_state.conversations(app) if c.customer_igsid == "9100000000000777")
 
-    _login(page, live_server.url, user)
+    login(page, live_server.url, user)
     page.goto(f"{live_server.url}/accounts/{shop.id}/")
     rows = page.locator("#conversation-list > li.conv-row")
     expect(rows.first).to_be_visible()
     assert rows.count() == 14
-    _shot(page, "list")
+    screenshot(page, "live-ui-list")
 
     page.locator(f"#conversation-{bob.id} a").click()
     expect(page.locator("#thread .msg").first).to_be_visible()
@@ -66,14 +49,14 @@ def test_open_a_thread_and_read_it_as_text(page, live_server, app, client, facto
     assert page.evaluate("window.__pwned") is None
     # Opening it read it: the row's unread badge is gone.
     expect(page.locator(f"#conversation-{bob.id} .unread-badge")).to_have_count(0)
-    _shot(page, "thread-escaped")
+    screenshot(page, "live-ui-thread-escaped")
 
     other = next(c for c in inbox_state.conversations(app) if c.customer_igsid == "9100000000000001")
     page.locator(f"#conversation-{other.id} a").click()
     expect(page.locator(f'#thread[data-conversation-id="{other.id}"]')).to_be_visible()
     expect(page.locator("#thread video.att-video-el")).to_have_count(1)
     page.set_viewport_size({"width": 1280, "height": 3000})
-    _shot(page, "thread-every-kind")
+    screenshot(page, "live-ui-thread-every-kind")
 
 
 def test_every_attachment_kind_from_the_simulator(page, live_server, app, factory, sim_webhooks, connected_account):
@@ -121,7 +104,7 @@ def test_every_attachment_kind_from_the_simulator(page, live_server, app, factor
         db.session.add(PostProduct(account_id=account.id, post_id=post_row.id, product_id=product.id))
         db.session.commit()
 
-    _login(page, live_server.url, user)
+    login(page, live_server.url, user)
     page.goto(f"{live_server.url}/accounts/{account.id}/")
     page.locator("#conversation-list .conv-link").first.click()
     thread = page.locator("#thread")
@@ -136,9 +119,9 @@ def test_every_attachment_kind_from_the_simulator(page, live_server, app, factor
     # The simulator's CDN serves real pictures: they load (naturalWidth > 0).
     page.wait_for_function("() => { const i = document.querySelector('#thread img.att-img'); return i && i.complete && i.naturalWidth > 0; }")
     page.set_viewport_size({"width": 1280, "height": 2600})
-    _shot(page, "thread-sim")
+    screenshot(page, "live-ui-thread-sim")
     page.set_viewport_size({"width": 390, "height": 844})
-    _shot(page, "thread-mobile")
+    screenshot(page, "live-ui-thread-mobile")
 
 
 def test_search_as_you_type_filters_and_infinite_scroll(page, live_server, app, client, factory):
@@ -150,7 +133,7 @@ def test_search_as_you_type_filters_and_infinite_scroll(page, live_server, app, 
     for i in range(total):
         text = "Do you ship to Lisbon?" if i == 3 else f"Question {i} about sizes"
         post(client, envelope(message(f"mid.scroll.{i}", text, customer=f"9100000000001{i:03d}", ts=T0 + i * 60_000)))
-    _login(page, live_server.url, user)
+    login(page, live_server.url, user)
     page.goto(f"{live_server.url}/accounts/{shop.id}/")
     rows = page.locator("#conversation-list > li.conv-row")
     expect(rows).to_have_count(PAGE_SIZE)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -12,29 +10,13 @@ from sqlalchemy import select, update
 
 from inbox.extensions import db
 from inbox.models import Conversation, Message, utcnow
-from tests.support.browser import screenshot
-from tests.support.factory import PASSWORD
+from tests.support.browser import login, screenshot
 from tests.support.servers import ThreadedServer
 from tests.support.sim import wire_webhooks
 
 pytestmark = pytest.mark.browser
 
-SHOTS = Path(os.environ.get("INBOX_SHOTS", "/tmp/shots"))
 LIVE_TIMEOUT = 15_000
-
-
-def _shot(page, name: str) -> None:
-    screenshot(page, f"live-rt-{name}")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"live-rt-{name}.png"))
-
-
-def _login(page, base_url: str, user) -> None:
-    page.goto(base_url + "/login")
-    page.get_by_label("Email").fill(user.email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(lambda url: "/login" not in url)
 
 
 def _conversation_id(app, igsid: str) -> int:
@@ -58,10 +40,10 @@ def shop(sim_webhooks, connected_account, factory):
 
 def test_a_customer_message_appears_without_a_reload(page, app, live_server, shop):
     connected, alice, agent = shop
-    _login(page, live_server.url, agent)
+    login(page, live_server.url, agent)
     conversation_id = _conversation_id(app, alice.igsid)
     _open(page, live_server.url, connected.account.id, conversation_id)
-    _shot(page, "live-indicator")
+    screenshot(page, "live-rt-live-indicator")
     page.evaluate("window.__sameDocument = true")
 
     alice.sends_text("And in size M? <script>window.__pwned = 1</script>")
@@ -79,7 +61,7 @@ def test_a_customer_message_appears_without_a_reload(page, app, live_server, sho
 
 def test_a_new_conversation_row_arrives_at_the_top_and_the_title_counts_it(page, app, live_server, shop):
     connected, alice, agent = shop
-    _login(page, live_server.url, agent)
+    login(page, live_server.url, agent)
     _open(page, live_server.url, connected.account.id)
     expect(page.locator("#conversation-list > li.conv-row")).to_have_count(1)
     bob = connected.ig.add_customer("bob", name="Bob")
@@ -95,7 +77,7 @@ def test_a_new_conversation_row_arrives_at_the_top_and_the_title_counts_it(page,
 
 def test_a_reply_is_pending_then_sent_and_the_customer_receives_it(page, app, live_server, shop, run_jobs, sim):
     connected, alice, agent = shop
-    _login(page, live_server.url, agent)
+    login(page, live_server.url, agent)
     _open(page, live_server.url, connected.account.id, _conversation_id(app, alice.igsid))
     box = page.locator("#composer textarea")
     box.fill("Yes, we have it in M.")
@@ -118,7 +100,7 @@ def test_a_reply_is_pending_then_sent_and_the_customer_receives_it(page, app, li
 
 def test_the_owner_typing_in_the_instagram_app_appears_once_with_its_badge(page, app, live_server, shop, sim):
     connected, alice, agent = shop
-    _login(page, live_server.url, agent)
+    login(page, live_server.url, agent)
     _open(page, live_server.url, connected.account.id, _conversation_id(app, alice.igsid))
     connected.ig.types_in_app(alice, "Typed on my phone")
     sim.settle()
@@ -137,14 +119,14 @@ def test_after_a_server_restart_the_page_reconnects_and_shows_what_arrived(page,
     other = ThreadedServer(app).start()
     try:
         wire_webhooks(sim, other.url)
-        _login(page, live_server.url, agent)
+        login(page, live_server.url, agent)
         _open(page, live_server.url, connected.account.id, _conversation_id(app, alice.igsid))
 
         port = live_server.port
         app.extensions["inbox_shutdown"]()  # what gunicorn does on SIGTERM: sockets close with 1012
         live_server.stop()
         expect(page.locator("#live")).to_have_attribute("data-state", "reconnecting", timeout=LIVE_TIMEOUT)
-        _shot(page, "reconnecting")
+        screenshot(page, "live-rt-reconnecting")
         alice.sends_text("Sent while you were away")
         bob = connected.ig.add_customer("bob")
         bob.sends_text("New here")
@@ -175,7 +157,7 @@ def test_two_browsers_see_each_others_actions(browser, app, live_server, shop, f
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         context.set_default_timeout(10_000)
         page = context.new_page()
-        _login(page, live_server.url, user)
+        login(page, live_server.url, user)
         pages.append(page)
     first, second = pages
     try:
@@ -203,7 +185,7 @@ def test_two_browsers_see_each_others_actions(browser, app, live_server, shop, f
 
 def test_a_failed_send_shows_the_reason_and_retry_sends_it(page, app, live_server, shop, run_jobs, sim):
     connected, alice, agent = shop
-    _login(page, live_server.url, agent)
+    login(page, live_server.url, agent)
     _open(page, live_server.url, connected.account.id, _conversation_id(app, alice.igsid))
     sim.fail_next("send", 551)
     page.locator("#composer textarea").fill("Here is the link to pay")
@@ -212,7 +194,7 @@ def test_a_failed_send_shows_the_reason_and_retry_sends_it(page, app, live_serve
     run_jobs()
     failure = page.locator("#messages .msg-out .msg-failure")
     expect(failure).to_contain_text("isn't available on Instagram", timeout=LIVE_TIMEOUT)
-    _shot(page, "failed-send")
+    screenshot(page, "live-rt-failed-send")
     failure.get_by_role("button", name="Retry").click()
     expect(page.locator("#messages .msg-out .msg-failure")).to_have_count(0)
     run_jobs()
@@ -226,17 +208,17 @@ def test_outside_the_window_the_composer_is_disabled_and_says_why(page, app, liv
     with app.app_context():
         db.session.execute(update(Conversation).values(last_customer_message_at=utcnow() - timedelta(hours=30)))
         db.session.commit()
-    _login(page, live_server.url, agent)
+    login(page, live_server.url, agent)
     _open(page, live_server.url, connected.account.id, _conversation_id(app, alice.igsid))
     expect(page.locator("#composer textarea")).to_be_disabled()
     expect(page.locator("#composer button[type=submit]")).to_be_disabled()
     expect(page.locator("#composer .composer-refusal")).to_contain_text("within 24 hours")
-    _shot(page, "composer-outside-window")
+    screenshot(page, "live-rt-composer-outside-window")
 
 
 def test_the_counter_stops_a_message_over_1000_bytes(page, app, live_server, shop):
     connected, alice, agent = shop
-    _login(page, live_server.url, agent)
+    login(page, live_server.url, agent)
     _open(page, live_server.url, connected.account.id, _conversation_id(app, alice.igsid))
     box = page.locator("#composer textarea")
     box.fill("é" * 501)
@@ -247,7 +229,7 @@ def test_the_counter_stops_a_message_over_1000_bytes(page, app, live_server, sho
     expect(page.locator("#messages .msg-out")).to_have_count(0)
     box.press("Backspace")
     expect(page.locator("#composer button[type=submit]")).to_be_enabled()
-    _shot(page, "composer-counter")
+    screenshot(page, "live-rt-composer-counter")
     with app.app_context():
         assert db.session.scalar(select(Message).where(Message.direction == "out")) is None
 
@@ -258,7 +240,7 @@ def test_desktop_notifications_are_opt_in_and_skip_the_open_thread(browser, app,
     context.grant_permissions(["notifications"], origin=live_server.url)
     page = context.new_page()
     try:
-        _login(page, live_server.url, agent)
+        login(page, live_server.url, agent)
         bob = connected.ig.add_customer("bob")
         bob.sends_text("first")
         _open(page, live_server.url, connected.account.id, _conversation_id(app, alice.igsid))
@@ -285,7 +267,7 @@ def test_desktop_notifications_are_opt_in_and_skip_the_open_thread(browser, app,
 
 def test_a_message_delivered_late_takes_its_place_by_time(page, app, live_server, shop):
     connected, alice, agent = shop
-    _login(page, live_server.url, agent)
+    login(page, live_server.url, agent)
     conversation_id = _conversation_id(app, alice.igsid)
     _open(page, live_server.url, connected.account.id, conversation_id)
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -13,25 +11,10 @@ from sqlalchemy import select
 from inbox.extensions import db
 from inbox.models import Conversation, Message
 from inbox.sim.cdn import png
-from tests.support.browser import screenshot
-from tests.support.factory import PASSWORD
+from tests.support.browser import login, screenshot
 
 pytestmark = pytest.mark.browser
 
-SHOTS = Path(os.environ.get("INBOX_SHOTS", "/tmp/shots"))
-
-
-def _shot(page, name: str) -> None:
-    screenshot(page, f"media-{name}")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"media-{name}.png"), full_page=True)
-
-
-def _login(page, base_url: str, user) -> None:
-    page.goto(base_url + "/login")
-    page.get_by_label("Email").fill(user.email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
 
 
 def test_kept_media_shows_after_expiry_and_staff_send_an_image(page, sim_webhooks, connected_account, app, factory,
@@ -57,7 +40,7 @@ def test_kept_media_shows_after_expiry_and_staff_send_an_image(page, sim_webhook
     assert late_state == "expired"
 
     user = factory.staff_on(account, "agent")
-    _login(page, live_server.url, user)
+    login(page, live_server.url, user)
     page.goto(f"{live_server.url}/accounts/{account.id}/c/{conversation_id}")
     thread = page.locator("#thread")
     expect(thread.locator(".att-image img").first).to_be_visible()
@@ -70,7 +53,7 @@ def test_kept_media_shows_after_expiry_and_staff_send_an_image(page, sim_webhook
     expect(thread.locator('[data-media-state="pending"]')).to_contain_text("Saving a copy")
     expect(thread.locator(".att-story")).to_contain_text("Story no longer available")
     page.set_viewport_size({"width": 1280, "height": 1500})
-    _shot(page, "thread-after-expiry")
+    screenshot(page, "media-thread-after-expiry")
 
     # Staff attach an image to a reply: it reaches the customer as its own message.
     alice.sends_text("Can you send a photo of the back?")
@@ -94,4 +77,4 @@ def test_kept_media_shows_after_expiry_and_staff_send_an_image(page, sim_webhook
     sim.settle()
     page.reload()
     expect(page.locator("#thread .msg").last).to_be_visible()
-    _shot(page, "thread-sent-image")
+    screenshot(page, "media-thread-sent-image")

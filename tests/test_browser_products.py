@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -12,25 +10,10 @@ from sqlalchemy import select
 from inbox.extensions import db
 from inbox.models import Conversation
 from inbox.services import products
-from tests.support.browser import screenshot
-from tests.support.factory import PASSWORD
+from tests.support.browser import login, screenshot
 
 pytestmark = pytest.mark.browser
 
-SHOTS = Path(os.environ.get("INBOX_SHOTS", "/tmp/shots"))
-
-
-def _login(page, base_url: str, user) -> None:
-    page.goto(base_url + "/login")
-    page.get_by_label("Email").fill(user.email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-
-
-def _shot(page, name: str) -> None:
-    screenshot(page, f"products-{name}")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"products-{name}.png"), full_page=True)
 
 
 def _conversation_id(app, account_id, igsid) -> int:
@@ -54,13 +37,13 @@ def test_a_dropdown_choice_shows_in_a_second_browser_and_the_why_panel_reads_rig
     conv = _conversation_id(app, account.id, alice.igsid)
     thread_url = f"{live_server.url}/accounts/{account.id}/c/{conv}"
 
-    _login(page, live_server.url, ana)
+    login(page, live_server.url, ana)
     page.goto(thread_url)
     other = browser.new_context(viewport={"width": 1280, "height": 800})
     other.set_default_timeout(10_000)
     second = other.new_page()
     try:
-        _login(second, live_server.url, ben)
+        login(second, live_server.url, ben)
         second.goto(thread_url)
         select_a = page.locator(f"#product-select-{conv}")
         select_b = second.locator(f"#product-select-{conv}")
@@ -89,7 +72,7 @@ def test_a_dropdown_choice_shows_in_a_second_browser_and_the_why_panel_reads_rig
         expect(why_b.locator(".why-event").first).to_contain_text(
             "Kept Blue Scarf (BS-2): chosen by hand by Ana.")
         expect(select_b).to_have_value(str(scarf))
-        _shot(second, "thread-why")
+        screenshot(second, "products-thread-why")
     finally:
         other.close()
 
@@ -110,11 +93,11 @@ def test_catalogue_and_posts_pages_look_right(page, app, factory, sim_webhooks, 
     shop.add_customer("cara").clicks_ad(title="Summer sale")
     run_jobs()
 
-    _login(page, live_server.url, admin)
+    login(page, live_server.url, admin)
     page.goto(f"{live_server.url}/accounts/{account.id}/products/")
     expect(page.locator("#products tbody tr")).to_have_count(3)
     expect(page.get_by_text("<b>Bold</b> Hat")).to_be_visible()  # shown as text
-    _shot(page, "catalogue")
+    screenshot(page, "products-catalogue")
 
     page.goto(f"{live_server.url}/accounts/{account.id}/posts/")
     page.get_by_role("button", name="Load our posts from Instagram").click()
@@ -127,4 +110,4 @@ def test_catalogue_and_posts_pages_look_right(page, app, factory, sim_webhooks, 
     row.get_by_role("button", name="Link").click()
     expect(page.locator("#posts tr.post-row", has_text="Our crimson collection")).to_contain_text("Linked by hand")
     expect(page.locator("#posts tr.post-row", has_text="Is this scarf wool?")).to_contain_text("Auto-linked")
-    _shot(page, "posts")
+    screenshot(page, "products-posts")

@@ -32,8 +32,24 @@ def launch(playwright):
 
 
 def screenshot(page, name: str) -> Path:
-    """Save a full-page screenshot under test-artifacts/screenshots/ for people to look at."""
+    """Save a full-page screenshot under test-artifacts/screenshots/ for people to look at
+    (and a copy in $INBOX_SHOTS when that is set)."""
     target = ARTIFACTS / "screenshots" / f"{name}.png"
     target.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(target), full_page=True)
+    extra = os.environ.get("INBOX_SHOTS")
+    if extra:
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(target, Path(extra) / target.name)
     return target
+
+
+def login(page, base_url: str, user, password: str | None = None) -> None:
+    """Log in through the form and wait until the app has let us in."""
+    from tests.support.factory import PASSWORD
+
+    page.goto(base_url + "/login")
+    page.get_by_label("Email").fill(user.email)
+    page.get_by_label("Password").fill(password or PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(lambda url: "/login" not in url)
