@@ -5,17 +5,10 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from inbox.extensions import db
-from inbox.models import AssignmentEvent, Attachment, Conversation, Message, Post, PostProduct
+from inbox.models import AssignmentEvent, Attachment, Message, Post, PostProduct
 from inbox.services import products
+from tests.support.inbox_state import conversation_of
 from tests.support.jobs import failed_jobs
-
-
-def _conversation(app, account_id, igsid):
-    with app.app_context():
-        conv = db.session.scalars(select(Conversation).where(Conversation.account_id == account_id,
-                                                             Conversation.customer_igsid == igsid)).one()
-        db.session.expunge(conv)
-        return conv
 
 
 def _events(app, conversation_id):
@@ -55,18 +48,18 @@ def test_a_post_linked_by_hand_from_one_conversation_assigns_the_next_one_that_s
 
     sent = alice.shares_post(post)
     run_jobs()
-    a = _conversation(app, account.id, alice.igsid)
+    a = conversation_of(app, account.id, alice.igsid)
     assert a.product_id is None
     assert _events(app, a.id)[-1][1] == "no_match"
 
     with app.app_context():  # Ana links it from the card in Alice's thread
         products.link_attachment(account.id, _attachment_of(app, account.id, sent.mid), dress, ana.id)
-    a = _conversation(app, account.id, alice.igsid)
+    a = conversation_of(app, account.id, alice.igsid)
     assert _sku_of(app, a) == "RD-1" and a.assignment_source == "post_link"
 
     bob.shares_post(post)  # no text: only the shared post
     run_jobs()
-    b = _conversation(app, account.id, bob.igsid)
+    b = conversation_of(app, account.id, bob.igsid)
     assert _sku_of(app, b) == "RD-1"
     assert b.assignment_source == "post_link"
     source, outcome, reason = _events(app, b.id)[-1]
@@ -84,7 +77,7 @@ def test_auto_link_with_one_match_links_the_post_and_assigns(app, sim_webhooks, 
     post = sim_webhooks.add_foreign_post(caption="The RED DRESS is back! #summer")
     alice.shares_post(post)
     run_jobs()
-    a = _conversation(app, account.id, alice.igsid)
+    a = conversation_of(app, account.id, alice.igsid)
     assert _sku_of(app, a) == "RD-1" and a.assignment_source == "auto_link"
     reason = _events(app, a.id)[-1][2]
     assert "keyword “red dress”" in reason and "linked it automatically" in reason
@@ -94,7 +87,7 @@ def test_auto_link_with_one_match_links_the_post_and_assigns(app, sim_webhooks, 
 
     bob.shares_post(post)  # the link now exists: assigned through it
     run_jobs()
-    b = _conversation(app, account.id, bob.igsid)
+    b = conversation_of(app, account.id, bob.igsid)
     assert _sku_of(app, b) == "RD-1"
     assert "linked to it automatically on" in _events(app, b.id)[-1][2]
 
@@ -108,8 +101,8 @@ def test_auto_link_with_no_match_and_with_two_matches_records_the_outcome(
     alice.shares_post(caption="Look at this sunset")
     bob.shares_reel(caption="Dress and scarf combo, both on sale")
     run_jobs()
-    a = _conversation(app, account.id, alice.igsid)
-    b = _conversation(app, account.id, bob.igsid)
+    a = conversation_of(app, account.id, alice.igsid)
+    b = conversation_of(app, account.id, bob.igsid)
     assert a.product_id is None and b.product_id is None
     source, outcome, reason = _events(app, a.id)[-1]
     assert (source, outcome) == ("auto_link", "no_match")
@@ -150,14 +143,14 @@ def test_a_choice_by_hand_survives_later_automatic_evidence(
     alice = shop.add_customer("alice")
     alice.shares_post(caption="A red dress")
     run_jobs()
-    conv = _conversation(app, account.id, alice.igsid)
+    conv = conversation_of(app, account.id, alice.igsid)
     assert _sku_of(app, conv) == "RD-1"
     with app.app_context():
         products.set_conversation_product(account.id, conv.id, scarf, ana.id)
     alice.shares_post(caption="This dress in blue?")  # automatic evidence for the dress again
     alice.clicks_ad(post=sim_webhooks.add_foreign_post(caption="dress sale"))
     run_jobs()
-    conv = _conversation(app, account.id, alice.igsid)
+    conv = conversation_of(app, account.id, alice.igsid)
     assert _sku_of(app, conv) == "BS-2" and conv.assignment_source == "manual"
     events = _events(app, conv.id)
     assert events[1] == ("manual", "assigned", "Set to Blue Scarf (BS-2) by hand by Ana (was Red Dress (RD-1)).")
@@ -176,7 +169,7 @@ def test_newer_automatic_evidence_replaces_older_and_a_late_job_does_not_undo_it
     run_jobs()
     alice.shares_post(caption="scarf")
     run_jobs()
-    conv = _conversation(app, account.id, alice.igsid)
+    conv = conversation_of(app, account.id, alice.igsid)
     assert _sku_of(app, conv) == "BS-2"
 
     # An older message whose job runs last (delivered late, back-dated) is recorded, not applied.
@@ -187,7 +180,7 @@ def test_newer_automatic_evidence_replaces_older_and_a_late_job_does_not_undo_it
     run_jobs()
     bob.shares_post(caption="dress", at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1))
     run_jobs()
-    conv = _conversation(app, account.id, bob.igsid)
+    conv = conversation_of(app, account.id, bob.igsid)
     assert _sku_of(app, conv) == "BS-2"
     assert _events(app, conv.id)[-1][1] == "skipped"
     assert "newer evidence already assigned Blue Scarf (BS-2)" in _events(app, conv.id)[-1][2]
@@ -201,7 +194,7 @@ def test_an_ad_referral_with_post_id_assigns_through_the_link_and_reads_own_capt
     alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
     alice.clicks_ad(post=own, title="Summer sale")  # the ad title matches nothing: the caption does
     run_jobs()
-    a = _conversation(app, account.id, alice.igsid)
+    a = conversation_of(app, account.id, alice.igsid)
     assert _sku_of(app, a) == "RD-1" and a.assignment_source == "auto_link"
     assert len(sim_webhooks.calls_to("media")) == 1
     with app.app_context():
@@ -210,7 +203,7 @@ def test_an_ad_referral_with_post_id_assigns_through_the_link_and_reads_own_capt
 
     bob.clicks_ad(post=own)
     run_jobs()
-    b = _conversation(app, account.id, bob.igsid)
+    b = conversation_of(app, account.id, bob.igsid)
     assert _sku_of(app, b) == "RD-1" and b.assignment_source == "ad"
     assert "the customer came from ad" in _events(app, b.id)[-1][2]
     assert len(sim_webhooks.calls_to("media")) == 1  # linked: no Meta call
@@ -223,7 +216,7 @@ def test_an_own_post_shared_without_a_caption_is_read_from_graph(app, sim_webhoo
     alice = shop.add_customer("alice")
     alice.shares_post(own, caption="")
     run_jobs()
-    conv = _conversation(app, account.id, alice.igsid)
+    conv = conversation_of(app, account.id, alice.igsid)
     assert _sku_of(app, conv) == "BS-2"
     assert "SKU BS-2" in _events(app, conv.id)[-1][2]
 
@@ -235,8 +228,8 @@ def test_shop_product_referrals_by_sku_and_unknown_ids(app, sim_webhooks, connec
     alice.asks_about_product("5551234")
     bob.asks_about_product("999")
     run_jobs()
-    assert _sku_of(app, _conversation(app, account.id, alice.igsid)) == "5551234"
-    b = _conversation(app, account.id, bob.igsid)
+    assert _sku_of(app, conversation_of(app, account.id, alice.igsid)) == "5551234"
+    b = conversation_of(app, account.id, bob.igsid)
     assert b.product_id is None
     assert _events(app, b.id)[-1][1:] == ("no_match", "The customer asked about shop product 999, which is not in "
                                                       "the catalogue (no product has that SKU).")
@@ -256,7 +249,7 @@ def test_the_assignment_job_is_one_per_message_and_idempotent(app, sim_webhooks,
     run_jobs()
     with app.app_context():
         assert products.assign_from_message(message_id) == []  # a repeat decides nothing again
-    conv = _conversation(app, account.id, alice.igsid)
+    conv = conversation_of(app, account.id, alice.igsid)
     assert len(_events(app, conv.id)) == 1
 
 
@@ -268,11 +261,11 @@ def test_a_legacy_share_without_an_id_and_an_ad_without_a_post_are_recorded_plai
     alice.sends_share()
     bob.clicks_ad(title="Our summer sale", post=sim_webhooks.add_foreign_post(caption=None))
     run_jobs()
-    a = _conversation(app, account.id, alice.igsid)
+    a = conversation_of(app, account.id, alice.igsid)
     assert a.product_id is None
     assert _events(app, a.id)[-1][1:] == (
         "skipped", "The customer shared a post, but Instagram did not send its id: nothing to match.")
-    b = _conversation(app, account.id, bob.igsid)  # the ad's post is not ours: its title is matched
+    b = conversation_of(app, account.id, bob.igsid)  # the ad's post is not ours: its title is matched
     assert _sku_of(app, b) == "RD-1"
     assert "ad title matched keyword “summer sale”" in _events(app, b.id)[-1][2]
     assert failed_jobs(app) == []

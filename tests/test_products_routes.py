@@ -8,17 +8,10 @@ import json
 from sqlalchemy import select
 
 from inbox.extensions import db, get_redis
-from inbox.models import Attachment, Conversation, Message, Product
+from inbox.models import Attachment, Message, Product
 from inbox.services import products
 from inbox.services.realtime import channel
-
-
-def _conversation(app, account_id, igsid):
-    with app.app_context():
-        conv = db.session.scalars(select(Conversation).where(Conversation.account_id == account_id,
-                                                             Conversation.customer_igsid == igsid)).one()
-        db.session.expunge(conv)
-        return conv
+from tests.support.inbox_state import conversation_of
 
 
 def _attachment_id(app, mid):
@@ -139,11 +132,11 @@ def test_linking_from_a_thread_card_assigns_that_conversation_and_updates_its_he
     html = r.get_data(as_text=True)
     assert "Linked to <strong>Red Dress (RD-1)</strong>" in html and "by hand" in html
     assert 'hx-swap-oob="true"' in html and "linked to it by hand by Ana just now" in html
-    conv = _conversation(app, account.id, alice.igsid)
+    conv = conversation_of(app, account.id, alice.igsid)
     assert conv.product_id == dress
     r = client.post(f"/accounts/{account.id}/attachments/{aid}/unlink", headers={"HX-Request": "true"})
     assert "Link post to product…" in r.get_data(as_text=True)
-    assert _conversation(app, account.id, alice.igsid).product_id == dress  # keeps its product
+    assert conversation_of(app, account.id, alice.igsid).product_id == dress  # keeps its product
 
 
 def test_the_dropdown_sets_the_product_by_hand_publishes_and_explains_why(
@@ -155,7 +148,7 @@ def test_the_dropdown_sets_the_product_by_hand_publishes_and_explains_why(
     alice = shop.add_customer("alice")
     alice.shares_post(caption="that dress")
     run_jobs()
-    conv = _conversation(app, account.id, alice.igsid)
+    conv = conversation_of(app, account.id, alice.igsid)
     url = f"/accounts/{account.id}/conversations/{conv.id}/product"
     html = client.get(url, headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "Assigned automatically" in html and "Why this product" in html
@@ -193,7 +186,7 @@ def test_another_accounts_products_posts_conversations_and_attachments_are_404(
     bob = other.ig.add_customer("bob")
     sent = bob.shares_post(caption="theirs")
     run_jobs()
-    their_conv = _conversation(app, other.account.id, bob.igsid)
+    their_conv = conversation_of(app, other.account.id, bob.igsid)
     assert their_conv.product_id == theirs
     with app.app_context():
         their_post = products.find_post(other.account.id, sent.event["message"]["attachments"][0]["payload"]
@@ -213,7 +206,7 @@ def test_another_accounts_products_posts_conversations_and_attachments_are_404(
     alice = mine.ig.add_customer("alice")
     mine_sent = alice.shares_post(caption="theirs")  # their keyword: no match in my catalogue
     run_jobs()
-    conv = _conversation(app, mine.account.id, alice.igsid)
+    conv = conversation_of(app, mine.account.id, alice.igsid)
     assert conv.product_id is None
     assert client.post(f"{base}/conversations/{conv.id}/product", data={"product_id": theirs}).status_code == 404
     maid = _attachment_id(app, mine_sent.mid)
@@ -232,7 +225,7 @@ def test_captions_and_product_names_are_escaped_everywhere(
     alice = shop.add_customer("alice")
     alice.shares_post(caption='boom <img src=x onerror="alert(2)">')
     run_jobs()
-    conv = _conversation(app, account.id, alice.igsid)
+    conv = conversation_of(app, account.id, alice.igsid)
     pages = [client.get(f"/accounts/{account.id}/products/").get_data(as_text=True),
              client.get(f"/accounts/{account.id}/posts/").get_data(as_text=True),
              client.get(f"/accounts/{account.id}/conversations/{conv.id}/product").get_data(as_text=True)]
@@ -266,7 +259,7 @@ def test_cli_adds_lists_links_and_explains(app, runner, sim_webhooks, connected_
     alice = shop.add_customer("alice")
     alice.shares_post(post)
     run_jobs()
-    conv = _conversation(app, account.id, alice.igsid)
+    conv = conversation_of(app, account.id, alice.igsid)
     r = runner.invoke(args=["conversations", "explain", str(conv.id)])
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()

@@ -39,6 +39,15 @@ def conversations(app) -> list[Conversation]:
         return rows
 
 
+def conversation_of(app, account_id: int, igsid: str) -> Conversation:
+    """The one conversation of this account with this customer (detached)."""
+    with app.app_context():
+        conv = db.session.scalars(select(Conversation).where(Conversation.account_id == account_id,
+                                                             Conversation.customer_igsid == igsid)).one()
+        db.session.expunge(conv)
+        return conv
+
+
 def deliveries(app) -> list[WebhookDelivery]:
     with app.app_context():
         rows = list(db.session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)))
