@@ -6,10 +6,10 @@ from flask import Flask, render_template, request
 
 
 def init_app(app: Flask) -> None:
-    from . import (admin, auth, conversations, deliveries, health, home, jobs, live, media, people, products,
+    from . import (admin, auth, conversations, deliveries, health, home, live, media, people, products, runs,
                    webhooks)
 
-    for module in (auth, health, home, conversations, admin, webhooks, deliveries, jobs, people, live, products,
+    for module in (auth, health, home, conversations, admin, webhooks, deliveries, runs, people, live, products,
                    media):
         app.register_blueprint(module.bp)
     app.register_blueprint(media.public_bp)

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 from flask import Blueprint, abort, g, redirect, request, session, url_for
 
 from ..auth import account_scoped
-from ..services import inbox
+from ..services import conversations
 from ..templating import is_htmx_fragment_request, render
 
 bp = account_scoped(Blueprint("conversations", __name__, url_prefix="/accounts/<int:account_id>"))
@@ -16,23 +16,23 @@ bp = account_scoped(Blueprint("conversations", __name__, url_prefix="/accounts/<
 @bp.app_template_global()
 def quoted_message(message):
     """The message a reply quotes (None when we do not hold it)."""
-    return inbox.quoted_message(message)
+    return conversations.quoted_message(message)
 
 
 @bp.app_template_global()
 def attachment_post(attachment):
     """(Post, Product) a shared post or reel refers to; either may be None."""
-    return inbox.attachment_post(attachment)
+    return conversations.attachment_post(attachment)
 
 
 @bp.app_template_global()
 def conversation_identity(conversation):
-    return inbox.conversation_identity(conversation)
+    return conversations.conversation_identity(conversation)
 
 
 @bp.app_template_global()
 def conversation_product(conversation):
-    return inbox.conversation_product(conversation)
+    return conversations.conversation_product(conversation)
 
 
 @bp.app_template_global()
@@ -66,30 +66,30 @@ def day_label(day: date) -> str:
     return day.strftime("%A, %-d %B %Y" if day.year != today.year else "%A, %-d %B")
 
 
-def _list_context(filters: inbox.Filters, cursor: str | None = None) -> dict:
-    page = inbox.list_conversations(g.account.id, filters, cursor)
+def _list_context(filters: conversations.Filters, cursor: str | None = None) -> dict:
+    page = conversations.list_conversations(g.account.id, filters, cursor)
     return {"listing": page, "filters": filters}
 
 
-def _page_context(filters: inbox.Filters) -> dict:
-    return {"products": inbox.account_products(g.account.id, filters.product_id),
-            "unread_total": inbox.unread_total(g.account.id), **_list_context(filters)}
+def _page_context(filters: conversations.Filters) -> dict:
+    return {"products": conversations.account_products(g.account.id, filters.product_id),
+            "unread_total": conversations.unread_total(g.account.id), **_list_context(filters)}
 
 
 @bp.get("/")
 def index():
     """The inbox page of one account: the list, filtered and searched by the query string."""
     session["account_id"] = g.account.id
-    filters = inbox.Filters.from_args(request.args)
-    return render("inbox/index.html", **_page_context(filters), thread=None, active_id=None)
+    filters = conversations.Filters.from_args(request.args)
+    return render("conversations/index.html", **_page_context(filters), thread=None, active_id=None)
 
 
 @bp.get("/list")
 def rows():
     """List rows for htmx: a new filter or search (from the top) or the next page (cursor)."""
-    filters = inbox.Filters.from_args(request.args)
+    filters = conversations.Filters.from_args(request.args)
     cursor = request.args.get("cursor")
-    response = render("inbox/index.html", "partials/_conversation_items.html",
+    response = render("conversations/index.html", "partials/_conversation_items.html",
                       **(_page_context(filters) if not is_htmx_fragment_request() else _list_context(filters, cursor)),
                       thread=None, active_id=request.args.get("active", type=int))
     if is_htmx_fragment_request() and not cursor:
@@ -102,21 +102,21 @@ def rows():
 def show(conversation_id: int):
     """One conversation: the whole page, or the thread fragment for htmx. Opening it marks it read."""
     try:
-        was_unread = inbox.mark_read(g.account.id, conversation_id)
-        thread = inbox.thread(g.account.id, conversation_id)
-    except inbox.NotFound:
+        was_unread = conversations.mark_read(g.account.id, conversation_id)
+        thread = conversations.thread(g.account.id, conversation_id)
+    except conversations.NotFound:
         abort(404)
     session["account_id"] = g.account.id
     if is_htmx_fragment_request():
         # Its row and the unread total change only when it was unread.
-        extra = {"was_unread": True, "unread_total": inbox.unread_total(g.account.id)} if was_unread else {}
-        return render("inbox/index.html", "partials/_thread_response.html", **_thread_context(thread), **extra)
-    filters = inbox.Filters.from_args(request.args)
-    return render("inbox/index.html", **_page_context(filters), **_thread_context(thread),
+        extra = {"was_unread": True, "unread_total": conversations.unread_total(g.account.id)} if was_unread else {}
+        return render("conversations/index.html", "partials/_thread_response.html", **_thread_context(thread), **extra)
+    filters = conversations.Filters.from_args(request.args)
+    return render("conversations/index.html", **_page_context(filters), **_thread_context(thread),
                   thread=thread, active_id=conversation_id)
 
 
-def _thread_context(thread: inbox.Thread) -> dict:
+def _thread_context(thread: conversations.Thread) -> dict:
     return {"conversation": thread.conversation, "identity": thread.identity,
             "product": thread.product, "messages": thread.messages, "earlier_cursor": thread.earlier_cursor}
 
@@ -125,8 +125,8 @@ def _thread_context(thread: inbox.Thread) -> dict:
 def earlier(conversation_id: int):
     """Older messages of a thread, put above the ones shown."""
     try:
-        thread = inbox.thread(g.account.id, conversation_id, before=request.args.get("before"))
-    except inbox.NotFound:
+        thread = conversations.thread(g.account.id, conversation_id, before=request.args.get("before"))
+    except conversations.NotFound:
         abort(404)
     return render("partials/_thread_earlier.html", **_thread_context(thread))
 
@@ -135,8 +135,8 @@ def earlier(conversation_id: int):
 def row(conversation_id: int):
     """One list row (what a live update or a status change swaps in)."""
     try:
-        found = inbox.conversation_row(g.account.id, conversation_id)
-    except inbox.NotFound:
+        found = conversations.conversation_row(g.account.id, conversation_id)
+    except conversations.NotFound:
         abort(404)
     return render("partials/_conversation_row.html", conversation=found.conversation, identity=found.identity,
                   product=found.product)
@@ -156,9 +156,9 @@ def reopen(conversation_id: int):
 
 def _set_status(conversation_id: int, status: str):
     try:
-        inbox.set_status(g.account.id, conversation_id, status)
-        found = inbox.conversation_row(g.account.id, conversation_id)
-    except inbox.NotFound:
+        conversations.set_status(g.account.id, conversation_id, status)
+        found = conversations.conversation_row(g.account.id, conversation_id)
+    except conversations.NotFound:
         abort(404)
     if not is_htmx_fragment_request():
         return redirect(url_for(".show", conversation_id=conversation_id))

@@ -214,7 +214,7 @@ def read(conversation_id: int):
     if conversation is None:
         abort(404)
     try:
-        from ..services.inbox import mark_read
+        from ..services.conversations import mark_read
     except ImportError:  # live-ui's read state is not on this branch
         return "", 204
     mark_read(g.account.id, conversation_id)
@@ -335,7 +335,7 @@ def _still_allowed(user_id: int, session_version: int, wanted: int | None) -> fr
 def _preload(account_id: int, events: list[dict]) -> None:
     """Load what a batch of events shows in a few queries (not a few per event)."""
     try:
-        from ..services import inbox
+        from ..services import conversations
     except ImportError:
         return
     message_ids = {int(e["message_id"]) for e in events
@@ -350,13 +350,13 @@ def _preload(account_id: int, events: list[dict]) -> None:
         select(Message).where(Message.account_id == account_id, Message.id.in_(message_ids))
         .options(selectinload(Message.attachments), selectinload(Message.reactions)))) if message_ids else []
     if messages:
-        inbox.prepare_messages(account_id, messages)
+        conversations.prepare_messages(account_id, messages)
     g.live_messages = {m.id: m for m in messages}
-    rows_of = getattr(inbox, "_rows", None)
+    rows_of = getattr(conversations, "_rows", None)
     if rows_of is not None and conversation_ids:
         rows = rows_of(and_(Conversation.account_id == account_id, Conversation.id.in_(conversation_ids)),
                        (Conversation.id,), len(conversation_ids))
-        inbox._remember_rows(rows)
+        conversations._remember_rows(rows)
         g.live_rows = {r.conversation.id: {"conversation": r.conversation, "identity": r.identity,
                                            "product": r.product} for r in rows}
 
@@ -371,7 +371,7 @@ def _load_message(event: dict, account_id: int) -> tuple[Message, Conversation] 
         conversation = row["conversation"] if row else db.session.get(Conversation, message.conversation_id)
         return (message, conversation) if conversation is not None else None
     try:
-        from ..services.inbox import NotFound as InboxNotFound, get_message
+        from ..services.conversations import NotFound as InboxNotFound, get_message
     except ImportError:
         message = db.session.scalar(select(Message).where(Message.id == message_id, Message.account_id == account_id))
     else:
@@ -391,7 +391,7 @@ def _row_context(account_id: int, conversation_id: int) -> dict | None:
     if preloaded is not None and conversation_id in preloaded:
         return preloaded[conversation_id]
     try:
-        from ..services.inbox import NotFound as InboxNotFound, conversation_row
+        from ..services.conversations import NotFound as InboxNotFound, conversation_row
     except ImportError:
         conversation = db.session.scalar(select(Conversation).where(
             Conversation.id == conversation_id, Conversation.account_id == account_id))
@@ -469,7 +469,7 @@ def account_updated_frame(event: dict, account_id: int) -> str | None:
 def unread_conversations(account_id: int) -> int:
     """Conversations with unread messages (live-ui's services.inbox.unread_total when present)."""
     try:
-        from ..services.inbox import unread_total
+        from ..services.conversations import unread_total
     except ImportError:
         return db.session.scalar(select(func.count()).select_from(Conversation).where(
             Conversation.account_id == account_id, Conversation.unread_count > 0)) or 0

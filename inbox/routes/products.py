@@ -169,7 +169,7 @@ def load_own_media():
     """Start loading the account's own posts from Instagram (a background run)."""
     run, _ = products.start_load_own_media(g.account.id, current_user.id)
     if is_htmx_fragment_request():
-        return render("jobs/run.html", "partials/_job_run.html", run=run, announce=True)
+        return render("runs/run.html", "partials/_job_run.html", run=run, announce=True)
     return redirect(url_for("products.posts"), 303)
 
 

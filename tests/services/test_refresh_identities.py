@@ -13,7 +13,7 @@ from inbox.services import identities
 from inbox.services.realtime import channel
 from tests.support.inbox_rows import add_conversation, count, identity_rows, job_run, self_rows
 from tests.support.jobs import failed_jobs
-from tests.test_jobruns import drain
+from tests.services.test_jobruns import drain
 
 HTMX = {"HX-Request": "true"}
 
@@ -59,13 +59,13 @@ def test_refresh_loads_everyone_and_the_people_page_shows_their_usernames(
     assert "@alice" not in _text(before)
     assert f"Instagram user ·{customers[0].igsid[-4:]}" in _text(before) and "may load the name" in _text(before)
 
-    started = client.post(f"/accounts/{account.id}/jobs/refresh-identities", headers=HTMX)
+    started = client.post(f"/accounts/{account.id}/runs/refresh-identities", headers=HTMX)
     assert started.status_code == 200 and "Waiting" in _text(started)
     run_id = _run_id(started.get_data(as_text=True))
     assert run_jobs() == 1
     assert failed_jobs(app) == []
 
-    status = client.get(f"/accounts/{account.id}/jobs/{run_id}", headers=HTMX)
+    status = client.get(f"/accounts/{account.id}/runs/{run_id}", headers=HTMX)
     assert status.status_code == 286
     assert "Refreshed 4 of 5 people · 1 failed." in _text(status)
     assert "@emeka" not in _text(status) and f"Instagram user ·{customers[-1].igsid[-4:]}" in _text(status)
@@ -91,20 +91,20 @@ def test_a_second_click_shows_the_running_refresh(app, sim, connected_account, c
     account = connected_account.account
     _shop_with_customers(app, connected_account, ["fern"])
     auth.login(factory.staff_on(account, "agent"))
-    first = client.post(f"/accounts/{account.id}/jobs/refresh-identities", headers=HTMX)
-    second = client.post(f"/accounts/{account.id}/jobs/refresh-identities", headers=HTMX)
+    first = client.post(f"/accounts/{account.id}/runs/refresh-identities", headers=HTMX)
+    second = client.post(f"/accounts/{account.id}/runs/refresh-identities", headers=HTMX)
     assert _run_id(first.get_data(as_text=True)) == _run_id(second.get_data(as_text=True))
     assert count(app, JobRun) == 1
     assert run_jobs() == 1
     # Finished: the next click starts a new run.
-    third = client.post(f"/accounts/{account.id}/jobs/refresh-identities", headers=HTMX)
+    third = client.post(f"/accounts/{account.id}/runs/refresh-identities", headers=HTMX)
     assert _run_id(third.get_data(as_text=True)) != _run_id(first.get_data(as_text=True))
 
 
 def test_without_javascript_the_button_leads_to_the_run_page(app, sim, connected_account, client, auth, factory):
     account = connected_account.account
     auth.login(factory.staff_on(account, "agent"))
-    response = client.post(f"/accounts/{account.id}/jobs/refresh-identities")
+    response = client.post(f"/accounts/{account.id}/runs/refresh-identities")
     assert response.status_code == 303
     page = client.get(response.headers["Location"])
     assert page.status_code == 200 and "Refresh identities" in _text(page) and "<html" in page.get_data(as_text=True)
@@ -133,7 +133,7 @@ def test_a_dead_token_stops_the_refresh_cleanly_with_a_clear_summary(
     account, shop = connected_account.account, connected_account.ig
     _shop_with_customers(app, connected_account, [f"p{i:02d}" for i in range(20)])
     auth.login(factory.staff_on(account, "agent"))
-    started = client.post(f"/accounts/{account.id}/jobs/refresh-identities", headers=HTMX)
+    started = client.post(f"/accounts/{account.id}/runs/refresh-identities", headers=HTMX)
     run_id = _run_id(started.get_data(as_text=True))
     shop.revoke_token()  # the owner changed her password while the run waited for a worker
 
@@ -150,7 +150,7 @@ def test_a_dead_token_stops_the_refresh_cleanly_with_a_clear_summary(
     assert len(sim.calls_to("profile")) <= 4
     with app.app_context():
         assert db.session.get(Account, account.id).status == "reconnect_needed"
-    status = client.get(f"/accounts/{account.id}/jobs/{run_id}", headers=HTMX)
+    status = client.get(f"/accounts/{account.id}/runs/{run_id}", headers=HTMX)
     assert status.status_code == 286 and "Stopped" in _text(status) and "Reconnect the account" in _text(status)
     assert "Reconnect needed" in _text(client.get(f"/accounts/{account.id}/"))
 

@@ -125,7 +125,7 @@ def test_every_attachment_kind_from_the_simulator(page, live_server, app, factor
 
 
 def test_search_as_you_type_filters_and_infinite_scroll(page, live_server, app, client, factory):
-    from inbox.services.inbox import PAGE_SIZE
+    from inbox.services.conversations import PAGE_SIZE
 
     shop = factory.account(ig_user_id=ACCOUNT, username="shop")
     user = factory.staff_on(shop, "agent")

@@ -87,7 +87,7 @@ def test_refresh_identities_shows_progress_then_names(page, live_server, sim, co
     screenshot(page, "identities-refresh-problems")
     # Polling stopped with the summary (286): nothing more is asked of the server.
     requests = []
-    page.on("request", lambda request: requests.append(request.url) if "/jobs/" in request.url else None)
+    page.on("request", lambda request: requests.append(request.url) if "/runs/" in request.url else None)
     page.wait_for_timeout(2500)
     assert requests == []
 

@@ -218,7 +218,7 @@ def test_pages_follow_the_rate_limit_without_a_single_throttled_call(app, sim, c
         shop.add_customer(f"c{i}").sends_text(f"hi {i}", at=T0 + i, deliver=False)
     assert sim.settings.limits.conversations == 2.0  # Meta's 2 calls per second
     auth.login(factory.staff_on(account, "admin"))
-    started = client.post(f"/accounts/{account.id}/jobs/resync", headers=HTMX)
+    started = client.post(f"/accounts/{account.id}/runs/resync", headers=HTMX)
     run_id = int(re.search(r'id="job-run-(\d+)"', started.get_data(as_text=True)).group(1))
     run_jobs()
 
@@ -228,7 +228,7 @@ def test_pages_follow_the_rate_limit_without_a_single_throttled_call(app, sim, c
     assert all(gap > 0 for gap in gaps)
     run = job_run(app, run_id)
     assert run.state == "finished" and (run.progress_done, run.progress_total) == (7, 7)
-    status = client.get(f"/accounts/{account.id}/jobs/{run_id}", headers=HTMX)
+    status = client.get(f"/accounts/{account.id}/runs/{run_id}", headers=HTMX)
     assert status.status_code == 286
     assert "7 conversations (7 new) · 7 messages (7 new) · 7 usernames updated · 4 Instagram calls." in _text(status)
 
@@ -262,11 +262,11 @@ def test_a_dead_token_stops_the_resync_and_keeps_nothing_half_done(app, sim, con
 def test_only_admins_may_resync(app, sim, connected_account, client, auth, factory):
     account = connected_account.account
     auth.login(factory.staff_on(account, "agent"))
-    assert client.post(f"/accounts/{account.id}/jobs/resync", headers=HTMX).status_code == 403
+    assert client.post(f"/accounts/{account.id}/runs/resync", headers=HTMX).status_code == 403
     assert count(app, JobRun) == 0
     people = client.get(f"/accounts/{account.id}/people/").get_data(as_text=True)
     assert "Refresh identities" in people and ">Resync<" not in people
-    assert client.post(f"/accounts/{account.id}/jobs/resync", headers=HTMX, csrf=False).status_code == 400
+    assert client.post(f"/accounts/{account.id}/runs/resync", headers=HTMX, csrf=False).status_code == 400
 
 
 def test_resync_from_the_command_line(app, runner, sim, connected_account):
@@ -298,7 +298,7 @@ def test_a_crashed_resync_runs_again_without_duplicating_anything(app, app_confi
     with app.app_context():
         run, _ = sync.start_resync(account.id)
         crashed_id = run.id
-    worker = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parents[1] / "worker.py"), "--burst"],
+    worker = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parents[2] / "worker.py"), "--burst"],
                               env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60

@@ -11,9 +11,9 @@ from pathlib import Path
 import requests
 
 from tests.support.servers import ThreadedServer, free_port
-from tests.test_sim_webhooks import Receiver
+from tests.sim.test_webhooks import Receiver
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_standalone_simulator_verifies_and_delivers_in_the_background():

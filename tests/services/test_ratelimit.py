@@ -9,7 +9,7 @@ from pathlib import Path
 
 from inbox.services import ratelimit
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_callers_get_slots_spaced_at_the_rate(app):

@@ -1,4 +1,4 @@
-"""services/inbox.py through the pages staff use: filters, search, pagination, read state, done/reopen.
+"""services/conversations.py through the pages staff use: filters, search, pagination, read state, done/reopen.
 
 Rows come from real webhook deliveries (ingestion) unless a test needs thousands of them.
 Runs on SQLite (FTS5) and, with DATABASE_URL, on PostgreSQL (pg_trgm).
@@ -15,7 +15,7 @@ from sqlalchemy import update
 
 from inbox.extensions import db, get_redis
 from inbox.models import Conversation, Identity, Product
-from inbox.services import inbox, realtime
+from inbox.services import conversations, realtime
 from tests.support import inbox_state
 from tests.support.webhooks import ACCOUNT, T0, envelope, message, post
 
@@ -168,7 +168,7 @@ def test_infinite_scroll_walks_every_conversation_once(app, client, shop, agent)
     with app.app_context():
         rows = []
         for i in range(130):
-            at = None if i % 43 == 0 else inbox.decode_cursor(f"{(T0 + (i // 4) * 1000) * 1000}.0")[0]
+            at = None if i % 43 == 0 else conversations.decode_cursor(f"{(T0 + (i // 4) * 1000) * 1000}.0")[0]
             rows.append(Conversation(account_id=shop.id, customer_igsid=f"77{i:04d}", last_message_at=at,
                                      last_message_preview=f"message {i}", unread_count=i % 2, status="open"))
         db.session.add_all(rows)
@@ -186,14 +186,14 @@ def test_infinite_scroll_walks_every_conversation_once(app, client, shop, agent)
         html = client.get(more.group(1).replace("&amp;", "&"), headers={"HX-Request": "true"}).get_data(as_text=True)
         seen += _ids_in(html)
         pages += 1
-    assert pages == -(-130 // inbox.PAGE_SIZE)
+    assert pages == -(-130 // conversations.PAGE_SIZE)
     assert seen == expected
     # The same walk under a filter keeps the filter on every page.
     unread = [cid for cid, row in zip(expected, sorted(rows, key=lambda c: (c.last_message_at is not None, c.last_message_at or 0, c.id), reverse=True)) if row.unread_count]
     with app.app_context():
         walked, cursor = [], None
         while True:
-            page = inbox.list_conversations(shop.id, inbox.Filters(view="unread"), cursor, limit=20)
+            page = conversations.list_conversations(shop.id, conversations.Filters(view="unread"), cursor, limit=20)
             walked += [r.conversation.id for r in page.rows]
             cursor = page.next_cursor
             if not cursor:
@@ -275,14 +275,14 @@ def test_status_change_needs_csrf(app, client, shop, agent):
 
 def test_long_thread_shows_newest_and_loads_earlier(app, client, shop, agent):
     items = [message(f"mid.long.{i}", f"line {i}", customer="9001", ts=T0 + i * 1000)
-             for i in range(inbox.THREAD_PAGE_SIZE + 30)]
+             for i in range(conversations.THREAD_PAGE_SIZE + 30)]
     for start in range(0, len(items), 40):
         assert post(client, {"object": "instagram", "entry": [
             {"id": ACCOUNT, "time": T0, "messaging": [item]} for item in items[start:start + 40]]}).status_code == 200
     c = _conversation(app, "9001")
     html = client.get(f"/accounts/{shop.id}/c/{c.id}").get_data(as_text=True)
     texts = re.findall(r'<div class="msg-text">line (\d+)</div>', html)
-    assert texts[0] == "30" and texts[-1] == str(inbox.THREAD_PAGE_SIZE + 29) and len(texts) == inbox.THREAD_PAGE_SIZE
+    assert texts[0] == "30" and texts[-1] == str(conversations.THREAD_PAGE_SIZE + 29) and len(texts) == conversations.THREAD_PAGE_SIZE
     earlier = re.search(r'hx-get="([^"]+/earlier[^"]*)"', html).group(1).replace("&amp;", "&")
     older = client.get(earlier, headers={"HX-Request": "true"}).get_data(as_text=True)
     assert re.findall(r'<div class="msg-text">line (\d+)</div>', older) == [str(i) for i in range(30)]

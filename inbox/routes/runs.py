@@ -18,7 +18,7 @@ from ..models import Account, JobRun
 from ..services import identities, jobruns, sync
 from ..templating import is_htmx_fragment_request, render
 
-bp = account_scoped(Blueprint("jobs", __name__, url_prefix="/accounts/<int:account_id>/jobs"))
+bp = account_scoped(Blueprint("runs", __name__, url_prefix="/accounts/<int:account_id>/runs"))
 
 KINDS = (identities.REFRESH, sync.RESYNC)
 LABELS = {identities.REFRESH: "Refresh identities", sync.RESYNC: "Resync"}
@@ -53,7 +53,7 @@ def name_hint(identity) -> str:
 def recent():
     """The account's current and recent runs (the inbox header loads them)."""
     runs = jobruns.recent_runs(g.account.id, KINDS)
-    return render("jobs/index.html", "partials/_job_runs.html", runs=runs)
+    return render("runs/index.html", "partials/_job_runs.html", runs=runs)
 
 
 @bp.post("/refresh-identities")
@@ -77,7 +77,7 @@ def status(run_id: int):
     run = jobruns.get_run(g.account.id, run_id)
     if run is None:
         abort(404)
-    response = render("jobs/run.html", "partials/_job_run.html", run=run, announce=True)
+    response = render("runs/run.html", "partials/_job_run.html", run=run, announce=True)
     if is_htmx_fragment_request() and not run.is_active:
         response.status_code = 286
         # The page may refetch what the run changed (names, conversations).
@@ -90,8 +90,8 @@ def _started(run: JobRun):
         runs = jobruns.recent_runs(g.account.id, KINDS)
         if all(r.id != run.id for r in runs):
             runs.insert(0, run)
-        return render("jobs/index.html", "partials/_job_runs.html", runs=runs)
-    return redirect(url_for("jobs.status", run_id=run.id), 303)
+        return render("runs/index.html", "partials/_job_runs.html", runs=runs)
+    return redirect(url_for("runs.status", run_id=run.id), 303)
 
 
 def job_frame(account: Account, event: dict) -> str | None:

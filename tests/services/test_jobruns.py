@@ -128,7 +128,7 @@ def test_the_status_route_stops_polling_once_finished(app, client, auth, factory
     with app.app_context():
         run, _ = jobruns.start_or_get_running(KIND, account.id, FUNC)
         run_id = run.id
-    polling = client.get(f"/accounts/{account.id}/jobs/{run_id}", headers={"HX-Request": "true"})
+    polling = client.get(f"/accounts/{account.id}/runs/{run_id}", headers={"HX-Request": "true"})
     assert polling.status_code == 200
     html = polling.get_data(as_text=True)
     assert 'hx-trigger="every 2s"' in html and f'id="job-run-{run_id}"' in html and "<html" not in html
@@ -137,16 +137,16 @@ def test_the_status_route_stops_polling_once_finished(app, client, auth, factory
     with app.app_context():
         with jobruns.running(run_id) as handle:
             handle.finish({"refreshed": 2, "failed": 0, "total": 2, "errors": []})
-    done = client.get(f"/accounts/{account.id}/jobs/{run_id}", headers={"HX-Request": "true"})
+    done = client.get(f"/accounts/{account.id}/runs/{run_id}", headers={"HX-Request": "true"})
     assert done.status_code == 286
     assert "every 2s" not in done.get_data(as_text=True) and "Refreshed <strong>2</strong> of 2" in done.get_data(as_text=True)
     assert json.loads(done.headers["HX-Trigger"]) == {"job-run-finished": {"id": run_id, "kind": KIND}}
-    page = client.get(f"/accounts/{account.id}/jobs/{run_id}")  # without htmx: a whole page, status 200
+    page = client.get(f"/accounts/{account.id}/runs/{run_id}")  # without htmx: a whole page, status 200
     assert page.status_code == 200 and "<html" in page.get_data(as_text=True)
 
 
 def test_the_live_push_renders_the_run_for_swapping_by_id(app, factory):
-    from inbox.routes.jobs import job_frame
+    from inbox.routes.runs import job_frame
 
     account = factory.account()
     with app.app_context():

@@ -22,7 +22,7 @@ from inbox.sim.cdn import png
 from inbox.extensions import get_redis
 from inbox.services.realtime import channel
 from tests.support.jobs import failed_jobs
-from tests.test_jobruns import drain
+from tests.services.test_jobruns import drain
 
 
 def _attachments(app, mid: str) -> list[Attachment]:

@@ -250,7 +250,7 @@ def test_python_worker_py_runs_the_daily_check_without_cron(sim, app, app_config
     env = {**os.environ, "INBOX_INSTANCE_PATH": str(tmp_path / "instance"), "GRAPH_API_BASE": sim.url,
            **{k: str(app_config[k]) for k in ("DATABASE_URL", "REDIS_URL", "REDIS_NAMESPACE", "SECRET_KEY",
                                               "TOKEN_ENCRYPTION_KEY", "META_APP_SECRET", "META_VERIFY_TOKEN")}}
-    worker = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parents[1] / "worker.py")], env=env,
+    worker = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parents[2] / "worker.py")], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
