@@ -30,8 +30,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db, on_commit
+from ..live.publish import publish_after_commit
 from ..models import Account, Conversation, Message, utcnow
-from . import graph, ingest, media, realtime
+from . import graph, ingest, media
 from .accounts import mark_reconnect_needed
 
 log = logging.getLogger(__name__)
@@ -147,9 +148,9 @@ def queue_reply(account_id: int, conversation_id: int, user_id: int | None, text
         return _same_reply(existing, account_id, conversation_id)
     ingest._touch_conversation(conversation, message, new=True, preview=ingest.preview_text(text))
     _enqueue_send(message.id)
-    realtime.publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
+    publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
                                   message_id=message.id)
-    realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
+    publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
     try:
         db.session.commit()
     except IntegrityError:
@@ -246,7 +247,7 @@ def send_message(message_id: int) -> str:
         message.error_message = ("Instagram is limiting how fast this account can send; retrying shortly."
                                  if isinstance(exc, graph.RateLimited) else
                                  "Instagram is not answering right now; retrying shortly.")
-        realtime.publish_after_commit(message.account_id, "message.updated",
+        publish_after_commit(message.account_id, "message.updated",
                                       conversation_id=message.conversation_id, message_id=message.id)
         db.session.commit()
         raise RetryLater(str(exc)) from None
@@ -303,7 +304,7 @@ def _final_reason(exc: graph.GraphError) -> tuple[str, str]:
 def _fail(message: Message, code: str, reason: str) -> None:
     message.status = "failed"
     message.error_code, message.error_message = code, reason
-    realtime.publish_after_commit(message.account_id, "message.updated",
+    publish_after_commit(message.account_id, "message.updated",
                                   conversation_id=message.conversation_id, message_id=message.id)
 
 
@@ -312,7 +313,7 @@ def _wait_for_echo(message: Message, reason: str) -> None:
     from .. import jobs
 
     message.error_code, message.error_message = AMBIGUOUS, reason
-    realtime.publish_after_commit(message.account_id, "message.updated",
+    publish_after_commit(message.account_id, "message.updated",
                                   conversation_id=message.conversation_id, message_id=message.id)
     wait = int(current_app.config.get("SEND_ECHO_WAIT_SECONDS", DEFAULT_ECHO_WAIT_SECONDS))
     message_id = message.id
@@ -377,7 +378,7 @@ def retry_send(account_id: int, message_id: int, user_id: int | None = None) -> 
     ).rowcount
     if changed:
         _enqueue_send(message.id)
-        realtime.publish_after_commit(account_id, "message.updated", conversation_id=message.conversation_id,
+        publish_after_commit(account_id, "message.updated", conversation_id=message.conversation_id,
                                       message_id=message.id)
     db.session.commit()
     return db.session.scalar(select(Message).where(Message.id == message.id)

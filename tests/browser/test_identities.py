@@ -66,7 +66,7 @@ def test_refresh_identities_shows_progress_then_names(page, live_server, sim, co
     expect(header.get_by_role("button", name="Refresh identities")).to_be_visible()
     expect(header.get_by_role("button", name="Resync")).to_be_visible()
     header.get_by_role("button", name="Refresh identities").click()
-    run = page.locator(".job-run")
+    run = page.locator(".run")
     expect(run).to_contain_text("Waiting for a worker")
     screenshot(page, "identities-refresh-queued")
 
@@ -112,7 +112,7 @@ def test_resync_from_the_inbox_header(page, live_server, sim, connected_account,
     login(page, live_server.url, admin)
     page.goto(f"{live_server.url}/accounts/{account.id}/")
     page.locator("#inbox-actions").get_by_role("button", name="Resync").click()
-    run = page.locator(".job-run")
+    run = page.locator(".run")
     expect(run).to_be_visible()
     stop = threading.Event()
     thread = _worker(factory.app, stop)
@@ -126,7 +126,7 @@ def test_resync_from_the_inbox_header(page, live_server, sim, connected_account,
     page.locator("#inbox-actions").get_by_role("button", name="Resync").click()
     thread = _worker(factory.app, stop := threading.Event())
     try:
-        expect(page.locator(".job-run")).to_contain_text("(0 new) · 14 messages (0 new)", timeout=30_000)
+        expect(page.locator(".run")).to_contain_text("(0 new) · 14 messages (0 new)", timeout=30_000)
     finally:
         stop.set()
         thread.join(timeout=30)

@@ -101,9 +101,9 @@ def test_catalogue_and_posts_pages_look_right(page, app, factory, sim_webhooks, 
 
     page.goto(f"{live_server.url}/accounts/{account.id}/posts/")
     page.get_by_role("button", name="Load our posts from Instagram").click()
-    expect(page.locator("#own-media-run .job-run")).to_be_visible()
+    expect(page.locator("#own-media-run .run")).to_be_visible()
     run_jobs()  # the worker
-    expect(page.locator(".job-run-summary")).to_contain_text("Loaded 1 post from Instagram (1 new).")
+    expect(page.locator(".run-summary")).to_contain_text("Loaded 1 post from Instagram (1 new).")
     expect(page.locator("#posts")).to_contain_text("Our crimson collection is here")  # the list reloaded
     row = page.locator("#posts tr.post-row", has_text="Our crimson collection")
     row.locator("select").select_option(label="Red Dress (RD-1)")

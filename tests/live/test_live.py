@@ -14,8 +14,8 @@ from sqlalchemy import select, update
 
 from inbox.extensions import db
 from inbox.models import Account, Conversation, Message, utcnow
-from inbox.services import realtime
-from tests.support.live import LiveSocket, session_cookie
+from inbox.live import publish
+from tests.support.live import LiveSocket, session_cookie, wait_until
 from tests.support.servers import GunicornServer
 
 
@@ -158,11 +158,11 @@ def test_events_reach_members_only_and_render_once_per_process(app, live_server,
             assert "&lt;script&gt;" in frame and "<script>" not in frame
             assert re.search(r"""hx-swap-oob='beforeend:#thread\[data-conversation-id="\d+"\] #messages'""", frame)
         # Rendered once for the three sockets: one frame per batch of events (at most one per event).
-        assert realtime.wait_until(lambda: hub.frames_rendered - rendered >= 1)
+        assert wait_until(lambda: hub.frames_rendered - rendered >= 1)
         assert hub.frames_rendered - rendered <= 2
         # The outsider's next frame is its own account's event: nothing of the shop came before it.
         with app.app_context():
-            realtime.publish(other_account.id, "account.updated")
+            publish.publish(other_account.id, "account.updated")
         frame = outsider_socket.wait_for("account-banners")
         assert "waterproof" not in frame
     finally:
@@ -177,9 +177,9 @@ def test_message_updated_and_removed_bubbles_are_swapped_by_id(app, live_server,
         s.wait_for('id="live-state"')
         with app.app_context():
             message = db.session.scalar(select(Message))
-            realtime.publish(connected.account.id, "message.updated", conversation_id=message.conversation_id,
+            publish.publish(connected.account.id, "message.updated", conversation_id=message.conversation_id,
                              message_id=message.id)
-            realtime.publish(connected.account.id, "conversation.updated", conversation_id=message.conversation_id,
+            publish.publish(connected.account.id, "conversation.updated", conversation_id=message.conversation_id,
                              removed_message_id=999)
         frames = s.wait_for(f'id="message-{message.id}"')
         if 'id="message-999"' not in frames:  # the two events may come in one frame or two
@@ -262,7 +262,7 @@ def test_a_webhook_received_by_one_process_reaches_a_socket_on_the_other(app, ap
             member.wait_for('id="unread-total"')
 
         with app.app_context():
-            realtime.publish(other_account.id, "account.updated")
+            publish.publish(other_account.id, "account.updated")
         assert "Lyon" not in outsider_socket.wait_for("account-banners")
 
         # A deploy stops the second process: its sockets are told to reconnect (1012).
@@ -314,15 +314,15 @@ def test_a_transactions_events_go_out_after_commit_in_order_and_never_after_a_ro
     account = factory.account()
     with app.app_context():
         pubsub = get_redis(app).pubsub()
-        pubsub.subscribe(realtime.channel(account.id))
+        pubsub.subscribe(publish.channel(account.id))
         pubsub.get_message(timeout=1)  # the subscribe confirmation
 
         db.session.execute(select(Account.id))  # a transaction that will roll back
-        realtime.publish_after_commit(account.id, "conversation.updated", conversation_id=1)
+        publish.publish_after_commit(account.id, "conversation.updated", conversation_id=1)
         db.session.rollback()  # dropped with its transaction
         db.session.execute(select(Account.id))
         for n in (2, 3, 4):
-            realtime.publish_after_commit(account.id, "conversation.updated", conversation_id=n)
+            publish.publish_after_commit(account.id, "conversation.updated", conversation_id=n)
         assert pubsub.get_message(timeout=0.3) is None  # nothing before the commit
         db.session.commit()
 

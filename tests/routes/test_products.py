@@ -10,7 +10,7 @@ from sqlalchemy import select
 from inbox.extensions import db, get_redis
 from inbox.models import Attachment, Message, Product
 from inbox.services import products
-from inbox.services.realtime import channel
+from inbox.live.publish import channel
 from tests.support.inbox_state import conversation_of
 
 

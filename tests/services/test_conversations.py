@@ -15,7 +15,8 @@ from sqlalchemy import update
 
 from inbox.extensions import db, get_redis
 from inbox.models import Conversation, Identity, Product
-from inbox.services import conversations, realtime
+from inbox.live import publish
+from inbox.services import conversations
 from tests.support import inbox_state
 from tests.support.webhooks import ACCOUNT, T0, envelope, message, post
 
@@ -225,7 +226,7 @@ def test_opening_a_thread_reads_it_and_tells_other_tabs(app, client, shop, agent
     assert c.unread_count == 2
     with app.app_context():
         pubsub = get_redis(app).pubsub()
-        pubsub.subscribe(realtime.channel(shop.id))
+        pubsub.subscribe(publish.channel(shop.id))
         pubsub.get_message(timeout=1)
     response = client.get(f"/accounts/{shop.id}/c/{c.id}", headers={"HX-Request": "true"})
     html = response.get_data(as_text=True)
@@ -286,4 +287,5 @@ def test_long_thread_shows_newest_and_loads_earlier(app, client, shop, agent):
     earlier = re.search(r'hx-get="([^"]+/earlier[^"]*)"', html).group(1).replace("&amp;", "&")
     older = client.get(earlier, headers={"HX-Request": "true"}).get_data(as_text=True)
     assert re.findall(r'<div class="msg-text">line (\d+)</div>', older) == [str(i) for i in range(30)]
-    assert 'hx-swap-oob="afterbegin:#messages"' in older and "/earlier" not in older
+    assert f"""hx-swap-oob='afterbegin:#thread[data-conversation-id="{c.id}"] #messages'""" in older
+    assert "/earlier" not in older

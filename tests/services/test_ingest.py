@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from inbox.extensions import db, get_redis
-from inbox.services.realtime import channel
+from inbox.live.publish import channel
 from tests.support.inbox_state import conversations, deliveries, last_results, messages, snapshot
 from tests.support.refusals import refusing
 from tests.support.webhooks import (

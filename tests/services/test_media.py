@@ -20,7 +20,7 @@ from inbox.services import media
 from inbox.services.storage import get_storage
 from inbox.sim.cdn import png
 from inbox.extensions import get_redis
-from inbox.services.realtime import channel
+from inbox.live.publish import channel
 from tests.support.jobs import failed_jobs
 from tests.services.test_jobruns import drain
 

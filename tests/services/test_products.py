@@ -272,11 +272,11 @@ def test_a_legacy_share_without_an_id_and_an_ad_without_a_post_are_recorded_plai
 
 
 def test_product_decisions_flag_their_live_update_and_a_batch_keeps_the_flag(app):
-    from inbox.routes.products import thread_product_frame
-    from inbox.services.realtime import coalesce
+    from inbox.live.frames import thread_product
+    from inbox.live.hub import coalesce
 
     plain = {"type": "conversation.updated", "account_id": 1, "conversation_id": 7}
     flagged = {**plain, "product": 1}
     assert coalesce([plain, flagged]) == [flagged]  # a new message and a decision in one batch
     with app.test_request_context("/"):
-        assert thread_product_frame(plain, 1) is None  # every new message: no panel render
+        assert thread_product(plain, 1) is None  # every new message: no panel render

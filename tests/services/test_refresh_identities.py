@@ -10,7 +10,7 @@ import pytest
 from inbox.extensions import db, get_redis
 from inbox.models import Account, JobRun
 from inbox.services import identities
-from inbox.services.realtime import channel
+from inbox.live.publish import channel
 from tests.support.inbox_rows import add_conversation, count, identity_rows, job_run, self_rows
 from tests.support.jobs import failed_jobs
 from tests.services.test_jobruns import drain
@@ -38,7 +38,7 @@ def _shop_with_customers(app, connected_account, names: list[str], **flags):
 
 
 def _run_id(html: str) -> int:
-    return int(re.search(r'id="job-run-(\d+)"', html).group(1))
+    return int(re.search(r'id="run-(\d+)"', html).group(1))
 
 
 def _text(response) -> str:

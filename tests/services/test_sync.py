@@ -219,7 +219,7 @@ def test_pages_follow_the_rate_limit_without_a_single_throttled_call(app, sim, c
     assert sim.settings.limits.conversations == 2.0  # Meta's 2 calls per second
     auth.login(factory.staff_on(account, "admin"))
     started = client.post(f"/accounts/{account.id}/runs/resync", headers=HTMX)
-    run_id = int(re.search(r'id="job-run-(\d+)"', started.get_data(as_text=True)).group(1))
+    run_id = int(re.search(r'id="run-(\d+)"', started.get_data(as_text=True)).group(1))
     run_jobs()
 
     calls = sim.calls_to("conversations")
