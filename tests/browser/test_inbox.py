@@ -38,7 +38,7 @@ def test_open_a_thread_and_read_it_as_text(page, live_server, app, client, facto
     rows = page.locator("#conversation-list > li.conv-row")
     expect(rows.first).to_be_visible()
     assert rows.count() == 14
-    screenshot(page, "live-ui-list")
+    screenshot(page, "inbox-list")
 
     page.locator(f"#conversation-{bob.id} a").click()
     expect(page.locator("#thread .msg").first).to_be_visible()
@@ -49,14 +49,14 @@ def test_open_a_thread_and_read_it_as_text(page, live_server, app, client, facto
     assert page.evaluate("window.__pwned") is None
     # Opening it read it: the row's unread badge is gone.
     expect(page.locator(f"#conversation-{bob.id} .unread-badge")).to_have_count(0)
-    screenshot(page, "live-ui-thread-escaped")
+    screenshot(page, "inbox-thread-escaped")
 
     other = next(c for c in inbox_state.conversations(app) if c.customer_igsid == "9100000000000001")
     page.locator(f"#conversation-{other.id} a").click()
     expect(page.locator(f'#thread[data-conversation-id="{other.id}"]')).to_be_visible()
     expect(page.locator("#thread video.att-video-el")).to_have_count(1)
     page.set_viewport_size({"width": 1280, "height": 3000})
-    screenshot(page, "live-ui-thread-every-kind")
+    screenshot(page, "inbox-thread-every-kind")
 
 
 def test_every_attachment_kind_from_the_simulator(page, live_server, app, factory, sim_webhooks, connected_account):
@@ -119,9 +119,9 @@ def test_every_attachment_kind_from_the_simulator(page, live_server, app, factor
     # The simulator's CDN serves real pictures: they load (naturalWidth > 0).
     page.wait_for_function("() => { const i = document.querySelector('#thread img.att-img'); return i && i.complete && i.naturalWidth > 0; }")
     page.set_viewport_size({"width": 1280, "height": 2600})
-    screenshot(page, "live-ui-thread-sim")
+    screenshot(page, "inbox-thread-sim")
     page.set_viewport_size({"width": 390, "height": 844})
-    screenshot(page, "live-ui-thread-mobile")
+    screenshot(page, "inbox-thread-mobile")
 
 
 def test_search_as_you_type_filters_and_infinite_scroll(page, live_server, app, client, factory):

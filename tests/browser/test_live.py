@@ -43,7 +43,7 @@ def test_a_customer_message_appears_without_a_reload(page, app, live_server, sho
     login(page, live_server.url, agent)
     conversation_id = _conversation_id(app, alice.igsid)
     _open(page, live_server.url, connected.account.id, conversation_id)
-    screenshot(page, "live-rt-live-indicator")
+    screenshot(page, "live-live-indicator")
     page.evaluate("window.__sameDocument = true")
 
     alice.sends_text("And in size M? <script>window.__pwned = 1</script>")
@@ -126,7 +126,7 @@ def test_after_a_server_restart_the_page_reconnects_and_shows_what_arrived(page,
         app.extensions["inbox_shutdown"]()  # what gunicorn does on SIGTERM: sockets close with 1012
         live_server.stop()
         expect(page.locator("#live")).to_have_attribute("data-state", "reconnecting", timeout=LIVE_TIMEOUT)
-        screenshot(page, "live-rt-reconnecting")
+        screenshot(page, "live-reconnecting")
         alice.sends_text("Sent while you were away")
         bob = connected.ig.add_customer("bob")
         bob.sends_text("New here")
@@ -194,7 +194,7 @@ def test_a_failed_send_shows_the_reason_and_retry_sends_it(page, app, live_serve
     run_jobs()
     failure = page.locator("#messages .msg-out .msg-failure")
     expect(failure).to_contain_text("isn't available on Instagram", timeout=LIVE_TIMEOUT)
-    screenshot(page, "live-rt-failed-send")
+    screenshot(page, "live-failed-send")
     failure.get_by_role("button", name="Retry").click()
     expect(page.locator("#messages .msg-out .msg-failure")).to_have_count(0)
     run_jobs()
@@ -213,7 +213,7 @@ def test_outside_the_window_the_composer_is_disabled_and_says_why(page, app, liv
     expect(page.locator("#composer textarea")).to_be_disabled()
     expect(page.locator("#composer button[type=submit]")).to_be_disabled()
     expect(page.locator("#composer .composer-refusal")).to_contain_text("within 24 hours")
-    screenshot(page, "live-rt-composer-outside-window")
+    screenshot(page, "live-composer-outside-window")
 
 
 def test_the_counter_stops_a_message_over_1000_bytes(page, app, live_server, shop):
@@ -229,7 +229,7 @@ def test_the_counter_stops_a_message_over_1000_bytes(page, app, live_server, sho
     expect(page.locator("#messages .msg-out")).to_have_count(0)
     box.press("Backspace")
     expect(page.locator("#composer button[type=submit]")).to_be_enabled()
-    screenshot(page, "live-rt-composer-counter")
+    screenshot(page, "live-composer-counter")
     with app.app_context():
         assert db.session.scalar(select(Message).where(Message.direction == "out")) is None
 

@@ -105,6 +105,25 @@ def test_retry_requeues_a_failed_reply(app, client, auth, shop, run_jobs, sim):
     assert alice.received_texts == ["Try this"]
 
 
+def test_a_refused_retry_keeps_the_failed_bubble_and_says_why(app, client, auth, shop, run_jobs, sim):
+    connected, alice, agent = shop
+    auth.login(agent)
+    sim.fail_next("send", 551)
+    url = f"/accounts/{connected.account.id}/conversations/{the_conversation(app)}/reply"
+    client.post(url, data={"text": "Try this", "client_token": uuid.uuid4().hex}, headers=hx())
+    run_jobs()
+    with app.app_context():
+        message_id = db.session.scalar(select(Message.id).where(Message.direction == "out"))
+        db.session.execute(update(Conversation).values(last_customer_message_at=utcnow() - timedelta(hours=25)))
+        db.session.commit()
+    response = client.post(f"/accounts/{connected.account.id}/messages/{message_id}/retry", headers=hx())
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and f'id="message-{message_id}"' in html
+    assert "msg-failed" in html and "only allows replies within 24 hours" in html
+    run_jobs()
+    assert alice.received_texts == []
+
+
 # --- The websocket in one process -----------------------------------------------------------
 
 def test_a_socket_without_a_login_is_refused(live_server, factory):
