@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 
@@ -350,3 +352,12 @@ def test_a_transactions_events_go_out_after_commit_in_order_and_never_after_a_ro
             got.append(json.loads(message["data"])["conversation_id"])
         pubsub.close()
     assert got == [2, 3, 4]
+
+
+def test_services_that_publish_pull_in_no_web_code():
+    # A worker imports every service; the hub, the frames and the routes are the web process's.
+    probe = ("import importlib, pkgutil, sys, inbox.services as s\n"
+             "for m in pkgutil.iter_modules(s.__path__): importlib.import_module('inbox.services.' + m.name)\n"
+             "print(sorted(n for n in sys.modules if n.startswith(('inbox.live.', 'inbox.routes', 'inbox.templating'))))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "['inbox.live.publish']"
