@@ -62,7 +62,7 @@ def test_refresh_identities_shows_progress_then_names(page, live_server, sim, co
 
     sim.faults.latency = 1.0  # slow enough to watch the bar move (a poll every 2 s)
     page.goto(f"{live_server.url}/accounts/{account.id}/")
-    header = page.locator("#inbox-actions")
+    header = page.locator("#runs-panel")
     expect(header.get_by_role("button", name="Refresh identities")).to_be_visible()
     expect(header.get_by_role("button", name="Resync")).to_be_visible()
     header.get_by_role("button", name="Refresh identities").click()
@@ -111,7 +111,7 @@ def test_resync_from_the_inbox_header(page, live_server, sim, connected_account,
     admin = factory.staff_on(account, "admin")
     login(page, live_server.url, admin)
     page.goto(f"{live_server.url}/accounts/{account.id}/")
-    page.locator("#inbox-actions").get_by_role("button", name="Resync").click()
+    page.locator("#runs-panel").get_by_role("button", name="Resync").click()
     run = page.locator(".run")
     expect(run).to_be_visible()
     stop = threading.Event()
@@ -123,7 +123,7 @@ def test_resync_from_the_inbox_header(page, live_server, sim, connected_account,
         thread.join(timeout=30)
     screenshot(page, "identities-resync-done")
     # A second click starts a new run that finds nothing new.
-    page.locator("#inbox-actions").get_by_role("button", name="Resync").click()
+    page.locator("#runs-panel").get_by_role("button", name="Resync").click()
     thread = _worker(factory.app, stop := threading.Event())
     try:
         expect(page.locator(".run")).to_contain_text("(0 new) · 14 messages (0 new)", timeout=30_000)
