@@ -7,7 +7,12 @@ in a request context with `g.account` set and no user, because one frame serves 
 the account: templates must not use `current_user`, and `csrf_token()` renders "" (htmx sends the
 token from `<body hx-headers>`). What the batch shows is loaded before the renderers run:
 `batch_message(event)` and `batch_row(conversation_id)` read it. Renderers render partials with
-`oob` (see templating.py: the partial marks itself with hx-swap-oob).
+`render_push(template, **context)`, which passes `oob` (see templating.py: the partial marks
+itself with hx-swap-oob).
+
+A new event type: add it to publish.EVENT_TYPES (and publish.STATE_EVENTS when a repeat says
+nothing new), then a renderer here; when a batch may carry many such events, load what they show
+in _load_batch rather than one query per event.
 """
 
 from __future__ import annotations
