@@ -168,7 +168,7 @@ def sim(app_config):
 
 
 @pytest.fixture
-def connected_account(sim, factory):
+def connected(sim, factory):
     """Connected(account, ig): the same Instagram account in the inbox and in the simulator."""
     from tests.support.sim import connect_account
 

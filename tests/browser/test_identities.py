@@ -40,8 +40,8 @@ def _worker(app, stop: threading.Event) -> threading.Thread:
     return thread
 
 
-def test_refresh_identities_shows_progress_then_names(page, live_server, sim, connected_account, factory, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_refresh_identities_shows_progress_then_names(page, live_server, sim, connected, factory, run_jobs):
+    account, shop = connected.account, connected.ig
     names = ["amara.k", "bea_store_fan", "carlos.m", "dev.patel", "elif", "farid", "gwen", "hiro", "ines.r", "jules"]
     for i, name in enumerate(names):
         customer = shop.add_customer(name, name=name.replace(".", " ").replace("_", " ").title())
@@ -102,8 +102,8 @@ def test_refresh_identities_shows_progress_then_names(page, live_server, sim, co
     screenshot(page, "identities-people-after")
 
 
-def test_resync_from_the_inbox_header(page, live_server, sim, connected_account, factory, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_resync_from_the_inbox_header(page, live_server, sim, connected, factory, run_jobs):
+    account, shop = connected.account, connected.ig
     for i in range(7):
         customer = shop.add_customer(f"buyer{i}")
         customer.sends_text(f"Is the mug {i} in stock?", deliver=False)
@@ -133,9 +133,9 @@ def test_resync_from_the_inbox_header(page, live_server, sim, connected_account,
     screenshot(page, "identities-resync-again")
 
 
-def test_a_picture_instagram_no_longer_serves_shows_the_initial(page, live_server, sim, connected_account, factory,
+def test_a_picture_instagram_no_longer_serves_shows_the_initial(page, live_server, sim, connected, factory,
                                                                  run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+    account, shop = connected.account, connected.ig
     kim = shop.add_customer("kim.lee", name="Kim Lee")
     kim.sends_text("hi", deliver=False)
     add_conversation(factory.app, account, kim.igsid)

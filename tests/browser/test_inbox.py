@@ -59,14 +59,14 @@ def test_open_a_thread_and_read_it_as_text(page, live_server, app, client, facto
     screenshot(page, "live-ui-thread-every-kind")
 
 
-def test_every_attachment_kind_from_the_simulator(page, live_server, app, factory, sim_webhooks, connected_account):
+def test_every_attachment_kind_from_the_simulator(page, live_server, app, factory, sim_webhooks, connected):
     """A realistic thread through real webhooks and the simulator's CDN; a screenshot to look at."""
     from datetime import datetime, timedelta, timezone
 
     from inbox.extensions import db
     from inbox.models import Post, PostProduct, Product
 
-    account, shop = connected_account.account, connected_account.ig
+    account, shop = connected.account, connected.ig
     user = factory.staff_on(account, "agent")
     alice = shop.add_customer("amara.k", name="Amara Kone")
     day1 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=1, hours=2)

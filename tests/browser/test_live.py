@@ -31,11 +31,11 @@ def _open(page, base_url: str, account_id: int, conversation_id: int | None = No
 
 
 @pytest.fixture
-def shop(sim_webhooks, connected_account, factory):
-    alice = connected_account.ig.add_customer("alice", name="Alice")
+def shop(sim_webhooks, connected, factory):
+    alice = connected.ig.add_customer("alice", name="Alice")
     assert alice.sends_text("Hi! Is the red dress still available?").delivery.status == 200
-    agent = factory.staff_on(connected_account.account, "agent", name="Agnes")
-    return connected_account, alice, agent
+    agent = factory.staff_on(connected.account, "agent", name="Agnes")
+    return connected, alice, agent
 
 
 def test_a_customer_message_appears_without_a_reload(page, app, live_server, shop):

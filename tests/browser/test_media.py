@@ -17,11 +17,11 @@ pytestmark = pytest.mark.browser
 
 
 
-def test_kept_media_shows_after_expiry_and_staff_send_an_image(page, sim_webhooks, connected_account, app, factory,
+def test_kept_media_shows_after_expiry_and_staff_send_an_image(page, sim_webhooks, connected, app, factory,
                                                                 run_jobs, live_server, tmp_path):
     sim = sim_webhooks
     app.config["PUBLIC_BASE_URL"] = live_server.url
-    account, shop = connected_account.account, connected_account.ig
+    account, shop = connected.account, connected.ig
     alice = shop.add_customer("alice", name="Alice")
     alice.sends_text("Here is the dress I mean", at=time.time() - 3 * 3600)
     alice.sends_attachment("image", at=time.time() - 3 * 3600)

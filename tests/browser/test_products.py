@@ -23,8 +23,8 @@ def _conversation_id(app, account_id, igsid) -> int:
 
 
 def test_a_dropdown_choice_shows_in_a_second_browser_and_the_why_panel_reads_right(
-        browser, page, app, factory, sim_webhooks, connected_account, run_jobs, live_server):
-    account, shop = connected_account.account, connected_account.ig
+        browser, page, app, factory, sim_webhooks, connected, run_jobs, live_server):
+    account, shop = connected.account, connected.ig
     ana = factory.staff_on(account, "agent", name="Ana")
     ben = factory.staff_on(account, "agent", name="Ben")
     with app.app_context():
@@ -77,9 +77,9 @@ def test_a_dropdown_choice_shows_in_a_second_browser_and_the_why_panel_reads_rig
         other.close()
 
 
-def test_catalogue_and_posts_pages_look_right(page, app, factory, sim_webhooks, connected_account, run_jobs,
+def test_catalogue_and_posts_pages_look_right(page, app, factory, sim_webhooks, connected, run_jobs,
                                               live_server):
-    account, shop = connected_account.account, connected_account.ig
+    account, shop = connected.account, connected.ig
     admin = factory.staff_on(account, "admin", name="Ana")
     with app.app_context():
         products.create_product(account.id, name="Red Dress", sku="RD-1", price="49.90", currency="EUR",

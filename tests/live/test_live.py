@@ -20,12 +20,12 @@ from tests.support.servers import GunicornServer
 
 
 @pytest.fixture
-def shop(sim_webhooks, connected_account, factory):
+def shop(sim_webhooks, connected, factory):
     """alice wrote to the shop; an agent of the shop."""
-    alice = connected_account.ig.add_customer("alice", name="Alice")
+    alice = connected.ig.add_customer("alice", name="Alice")
     assert alice.sends_text("Hello there").delivery.status == 200
-    agent = factory.staff_on(connected_account.account, "agent")
-    return connected_account, alice, agent
+    agent = factory.staff_on(connected.account, "agent")
+    return connected, alice, agent
 
 
 def the_conversation(app) -> int:
@@ -235,10 +235,10 @@ def test_a_revoked_membership_ends_the_socket(app, live_server, shop, monkeypatc
 
 # --- Two web processes on one Redis -------------------------------------------------------------
 
-def test_a_webhook_received_by_one_process_reaches_a_socket_on_the_other(app, app_config, sim, connected_account,
+def test_a_webhook_received_by_one_process_reaches_a_socket_on_the_other(app, app_config, sim, connected,
                                                                           factory, tmp_path):
-    alice = connected_account.ig.add_customer("alice", name="Alice")
-    agent = factory.staff_on(connected_account.account, "agent")
+    alice = connected.ig.add_customer("alice", name="Alice")
+    agent = factory.staff_on(connected.account, "agent")
     other_account = factory.account(username="elsewhere")
     outsider = factory.staff_on(other_account, "admin")
     first = GunicornServer(app_config, tmp_path / "one").start()
@@ -247,7 +247,7 @@ def test_a_webhook_received_by_one_process_reaches_a_socket_on_the_other(app, ap
         from tests.support.sim import wire_webhooks
 
         wire_webhooks(sim, first.url)  # Meta posts to the first process
-        member = LiveSocket(second.url, session_cookie(login_client(app, agent)), account=connected_account.account.id)
+        member = LiveSocket(second.url, session_cookie(login_client(app, agent)), account=connected.account.id)
         outsider_socket = LiveSocket(second.url, session_cookie(login_client(app, outsider)))
         try:
             member.wait_for('id="live-state"', timeout=20)

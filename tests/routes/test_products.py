@@ -90,8 +90,8 @@ def test_csv_import_adds_good_rows_and_reports_each_rejected_one(app, client, au
 # --- Posts and links --------------------------------------------------------------------
 
 def test_the_posts_page_shows_link_states_and_links_and_unlinks(
-        app, client, auth, factory, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+        app, client, auth, factory, sim_webhooks, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     auth.login(factory.staff_on(account, "agent", name="Ana"))
     dress = _add(app, account.id, "RD-1", "Red Dress", "dress")
     shop.add_customer("alice").shares_post(caption="A dress for summer")
@@ -117,8 +117,8 @@ def test_the_posts_page_shows_link_states_and_links_and_unlinks(
 
 
 def test_linking_from_a_thread_card_assigns_that_conversation_and_updates_its_header(
-        app, client, auth, factory, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+        app, client, auth, factory, sim_webhooks, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     auth.login(factory.staff_on(account, "agent", name="Ana"))
     dress = _add(app, account.id, "RD-1", "Red Dress")
     alice = shop.add_customer("alice")
@@ -140,8 +140,8 @@ def test_linking_from_a_thread_card_assigns_that_conversation_and_updates_its_he
 
 
 def test_the_dropdown_sets_the_product_by_hand_publishes_and_explains_why(
-        app, client, auth, factory, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+        app, client, auth, factory, sim_webhooks, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     auth.login(factory.staff_on(account, "agent", name="Ana"))
     _add(app, account.id, "RD-1", "Red Dress", "dress")
     scarf = _add(app, account.id, "BS-2", "Blue Scarf")
@@ -175,10 +175,10 @@ def test_the_dropdown_sets_the_product_by_hand_publishes_and_explains_why(
 
 
 def test_another_accounts_products_posts_conversations_and_attachments_are_404(
-        app, client, auth, factory, sim_webhooks, connected_account, run_jobs):
+        app, client, auth, factory, sim_webhooks, connected, run_jobs):
     from tests.support.sim import connect_account
 
-    mine = connected_account
+    mine = connected
     other = connect_account(factory, sim_webhooks, "other_shop")
     auth.login(factory.staff_on(mine.account, "admin"))
     theirs = _add(app, other.account.id, "OT-1", "Their product", "theirs")
@@ -218,8 +218,8 @@ def test_another_accounts_products_posts_conversations_and_attachments_are_404(
 
 
 def test_captions_and_product_names_are_escaped_everywhere(
-        app, client, auth, factory, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+        app, client, auth, factory, sim_webhooks, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     auth.login(factory.staff_on(account, "admin"))
     _add(app, account.id, "X-1", "<script>alert(1)</script>", "boom")
     alice = shop.add_customer("alice")
@@ -238,8 +238,8 @@ def test_captions_and_product_names_are_escaped_everywhere(
 
 # --- CLI --------------------------------------------------------------------------------
 
-def test_cli_adds_lists_links_and_explains(app, runner, sim_webhooks, connected_account, run_jobs, factory):
-    account, shop = connected_account.account, connected_account.ig
+def test_cli_adds_lists_links_and_explains(app, runner, sim_webhooks, connected, run_jobs, factory):
+    account, shop = connected.account, connected.ig
     ig = account.ig_user_id
     r = runner.invoke(args=["products", "add", "--account", ig, "--sku", "RD-1", "--name", "Red Dress",
                             "--keywords", "red dress, ,crimson"])

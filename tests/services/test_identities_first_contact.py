@@ -16,8 +16,8 @@ from tests.support.jobs import failed_jobs  # noqa: E402
 
 
 def test_webhooks_make_one_profile_fetch_per_person_and_never_a_self_row(
-        app, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+        app, sim_webhooks, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     alice = shop.add_customer("alice", name="Alice")
     bob = shop.add_customer("bob", name="Bob")
     for i in range(5):  # a burst from one person
@@ -47,8 +47,8 @@ def test_webhooks_make_one_profile_fetch_per_person_and_never_a_self_row(
 
 
 def test_an_echo_to_someone_who_never_wrote_records_no_consent_and_keeps_the_message(
-        app, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+        app, sim_webhooks, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     carol = shop.add_customer("carol")  # the owner writes first, from the Instagram app
     shop.types_in_app(carol, "Hi Carol, your order is ready")
     run_jobs()

@@ -38,9 +38,9 @@ def _attachment_of(app, account_id, mid):
 
 
 def test_a_post_linked_by_hand_from_one_conversation_assigns_the_next_one_that_shares_it(
-        app, sim_webhooks, connected_account, run_jobs, factory):
+        app, sim_webhooks, connected, run_jobs, factory):
     """The seed case: an existing link is a reason to assign, never a reason to skip."""
-    account, shop = connected_account.account, connected_account.ig
+    account, shop = connected.account, connected.ig
     ana = factory.staff_on(account, "agent", name="Ana")
     dress = _product(app, account.id, "RD-1", "Red Dress")
     post = sim_webhooks.add_foreign_post(caption="Our new summer look")  # matches no product on its own
@@ -69,8 +69,8 @@ def test_a_post_linked_by_hand_from_one_conversation_assigns_the_next_one_that_s
     assert failed_jobs(app) == []
 
 
-def test_auto_link_with_one_match_links_the_post_and_assigns(app, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_auto_link_with_one_match_links_the_post_and_assigns(app, sim_webhooks, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     _product(app, account.id, "RD-1", "Red Dress", keywords="red dress, crimson")
     _product(app, account.id, "BS-2", "Blue Scarf", keywords="scarf")
     alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
@@ -93,8 +93,8 @@ def test_auto_link_with_one_match_links_the_post_and_assigns(app, sim_webhooks, 
 
 
 def test_auto_link_with_no_match_and_with_two_matches_records_the_outcome(
-        app, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+        app, sim_webhooks, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     _product(app, account.id, "RD-1", "Red Dress", keywords="dress")
     _product(app, account.id, "BS-2", "Blue Scarf", keywords="scarf")
     alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
@@ -135,8 +135,8 @@ def _account_id(app):
 
 
 def test_a_choice_by_hand_survives_later_automatic_evidence(
-        app, sim_webhooks, connected_account, run_jobs, factory):
-    account, shop = connected_account.account, connected_account.ig
+        app, sim_webhooks, connected, run_jobs, factory):
+    account, shop = connected.account, connected.ig
     ana = factory.staff_on(account, "agent", name="Ana")
     _product(app, account.id, "RD-1", "Red Dress", keywords="dress")
     scarf = _product(app, account.id, "BS-2", "Blue Scarf", keywords="scarf")
@@ -160,8 +160,8 @@ def test_a_choice_by_hand_survives_later_automatic_evidence(
 
 
 def test_newer_automatic_evidence_replaces_older_and_a_late_job_does_not_undo_it(
-        app, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+        app, sim_webhooks, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     _product(app, account.id, "RD-1", "Red Dress", keywords="dress")
     _product(app, account.id, "BS-2", "Blue Scarf", keywords="scarf")
     alice = shop.add_customer("alice")
@@ -187,8 +187,8 @@ def test_newer_automatic_evidence_replaces_older_and_a_late_job_does_not_undo_it
 
 
 def test_an_ad_referral_with_post_id_assigns_through_the_link_and_reads_own_captions_from_graph(
-        app, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+        app, sim_webhooks, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     _product(app, account.id, "RD-1", "Red Dress", keywords="red dress")
     own = shop.add_post("New in: the red dress, all sizes")  # the account's own post: Graph has its caption
     alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
@@ -209,8 +209,8 @@ def test_an_ad_referral_with_post_id_assigns_through_the_link_and_reads_own_capt
     assert len(sim_webhooks.calls_to("media")) == 1  # linked: no Meta call
 
 
-def test_an_own_post_shared_without_a_caption_is_read_from_graph(app, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_an_own_post_shared_without_a_caption_is_read_from_graph(app, sim_webhooks, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     _product(app, account.id, "BS-2", "Blue Scarf")
     own = shop.add_post("Restocked BS-2")
     alice = shop.add_customer("alice")
@@ -221,8 +221,8 @@ def test_an_own_post_shared_without_a_caption_is_read_from_graph(app, sim_webhoo
     assert "SKU BS-2" in _events(app, conv.id)[-1][2]
 
 
-def test_shop_product_referrals_by_sku_and_unknown_ids(app, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_shop_product_referrals_by_sku_and_unknown_ids(app, sim_webhooks, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     _product(app, account.id, "5551234", "Catalogue Bag")
     alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
     alice.asks_about_product("5551234")
@@ -236,8 +236,8 @@ def test_shop_product_referrals_by_sku_and_unknown_ids(app, sim_webhooks, connec
     assert failed_jobs(app) == []
 
 
-def test_the_assignment_job_is_one_per_message_and_idempotent(app, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_the_assignment_job_is_one_per_message_and_idempotent(app, sim_webhooks, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     _product(app, account.id, "RD-1", "Red Dress", keywords="dress")
     alice = shop.add_customer("alice")
     sent = alice.shares_post(caption="dress")
@@ -254,8 +254,8 @@ def test_the_assignment_job_is_one_per_message_and_idempotent(app, sim_webhooks,
 
 
 def test_a_legacy_share_without_an_id_and_an_ad_without_a_post_are_recorded_plainly(
-        app, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+        app, sim_webhooks, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     _product(app, account.id, "RD-1", "Red Dress", keywords="summer sale")
     alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
     alice.sends_share()

@@ -21,12 +21,12 @@ def app_config(app_config):
 
 
 @pytest.fixture
-def shop(sim_webhooks, connected_account, run_jobs):
+def shop(sim_webhooks, connected, run_jobs):
     """A customer (alice) wrote to the shop through a real webhook."""
-    alice = connected_account.ig.add_customer("alice", name="Alice")
+    alice = connected.ig.add_customer("alice", name="Alice")
     assert alice.sends_text("Do you have the blue one?").delivery.status == 200
     run_jobs()  # her profile
-    return connected_account, alice
+    return connected, alice
 
 
 def conversation_id(app) -> int:

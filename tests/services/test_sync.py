@@ -73,8 +73,8 @@ def _history(shop):
     return alice, bob, sent
 
 
-def test_resync_brings_conversations_messages_and_usernames(app, sim, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_resync_brings_conversations_messages_and_usernames(app, sim, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     alice, bob, sent = _history(shop)
 
     run = _resync(app, account.id, run_jobs)
@@ -122,8 +122,8 @@ def test_resync_brings_conversations_messages_and_usernames(app, sim, connected_
     assert self_rows(app) == []
 
 
-def test_a_second_resync_creates_nothing(app, sim, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_a_second_resync_creates_nothing(app, sim, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     _history(shop)
     _resync(app, account.id, run_jobs)
     before = _messages(app, account.id)
@@ -140,8 +140,8 @@ def test_a_second_resync_creates_nothing(app, sim, connected_account, run_jobs):
     assert {mid: row.id for mid, row in after.items()} == {mid: row.id for mid, row in before.items()}
 
 
-def test_messages_webhooks_already_brought_stay_one_row(app, sim, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_messages_webhooks_already_brought_stay_one_row(app, sim, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     carla = shop.add_customer("carla")
     first = carla.sends_text("first", at=T0, deliver=False)
     second = carla.sends_text("second", at=T0 + 10, deliver=False)
@@ -163,9 +163,9 @@ def test_messages_webhooks_already_brought_stay_one_row(app, sim, connected_acco
         assert thread.last_message_preview == "second" and thread.unread_count == 1
 
 
-def test_a_webhook_late_for_a_message_the_resync_brought_changes_nothing(app, sim_webhooks, connected_account,
+def test_a_webhook_late_for_a_message_the_resync_brought_changes_nothing(app, sim_webhooks, connected,
                                                                          run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+    account, shop = connected.account, connected.ig
     eve = shop.add_customer("eve")
     late = eve.sends_text("are you open on sunday?", at=T0, deliver=False)  # Meta's webhook is delayed
     echo = shop.types_in_app(eve, "Yes, 10 to 4", at=T0 + 5, deliver=False)
@@ -181,11 +181,11 @@ def test_a_webhook_late_for_a_message_the_resync_brought_changes_nothing(app, si
     assert sorted(after) == sorted([late.mid, echo.mid])
 
 
-def test_our_send_still_waiting_for_its_answer_is_claimed_not_doubled(app, sim, connected_account, run_jobs):
+def test_our_send_still_waiting_for_its_answer_is_claimed_not_doubled(app, sim, connected, run_jobs):
     """The Send API delivered, the send job has not recorded the mid yet, and a resync lists the message."""
     from inbox.services.graph import GraphClient
 
-    account, shop = connected_account.account, connected_account.ig
+    account, shop = connected.account, connected.ig
     dora = shop.add_customer("dora")
     dora.sends_text("Is it still available?", at=T0, deliver=False)
     conversation_id = add_conversation(app, account, dora.igsid)
@@ -211,9 +211,9 @@ def test_our_send_still_waiting_for_its_answer_is_claimed_not_doubled(app, sim, 
     assert (ours.id, ours.sender_kind, ours.status) == (pending_id, "staff", "sent")
 
 
-def test_pages_follow_the_rate_limit_without_a_single_throttled_call(app, sim, connected_account, client, auth,
+def test_pages_follow_the_rate_limit_without_a_single_throttled_call(app, sim, connected, client, auth,
                                                                     factory, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+    account, shop = connected.account, connected.ig
     for i in range(7):
         shop.add_customer(f"c{i}").sends_text(f"hi {i}", at=T0 + i, deliver=False)
     assert sim.settings.limits.conversations == 2.0  # Meta's 2 calls per second
@@ -233,8 +233,8 @@ def test_pages_follow_the_rate_limit_without_a_single_throttled_call(app, sim, c
     assert "7 conversations (7 new) · 7 messages (7 new) · 7 usernames updated · 4 Instagram calls." in _text(status)
 
 
-def test_when_meta_asks_for_less_data_the_pages_get_smaller(app, sim, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_when_meta_asks_for_less_data_the_pages_get_smaller(app, sim, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     app.config["SYNC_PAGE_SIZE"] = 4
     for i in range(6):
         shop.add_customer(f"d{i}").sends_text("hi", at=T0 + i, deliver=False)
@@ -247,8 +247,8 @@ def test_when_meta_asks_for_less_data_the_pages_get_smaller(app, sim, connected_
     assert len(ok) == 3  # 2 per page after halving 4
 
 
-def test_a_dead_token_stops_the_resync_and_keeps_nothing_half_done(app, sim, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_a_dead_token_stops_the_resync_and_keeps_nothing_half_done(app, sim, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     shop.add_customer("erik").sends_text("hi", deliver=False)
     shop.expire_token()
     run = _resync(app, account.id, run_jobs)
@@ -259,8 +259,8 @@ def test_a_dead_token_stops_the_resync_and_keeps_nothing_half_done(app, sim, con
         assert db.session.get(Account, account.id).status == "reconnect_needed"
 
 
-def test_only_admins_may_resync(app, sim, connected_account, client, auth, factory):
-    account = connected_account.account
+def test_only_admins_may_resync(app, sim, connected, client, auth, factory):
+    account = connected.account
     auth.login(factory.staff_on(account, "agent"))
     assert client.post(f"/accounts/{account.id}/runs/resync", headers=HTMX).status_code == 403
     assert count(app, JobRun) == 0
@@ -269,8 +269,8 @@ def test_only_admins_may_resync(app, sim, connected_account, client, auth, facto
     assert client.post(f"/accounts/{account.id}/runs/resync", headers=HTMX, csrf=False).status_code == 400
 
 
-def test_resync_from_the_command_line(app, runner, sim, connected_account):
-    account, shop = connected_account.account, connected_account.ig
+def test_resync_from_the_command_line(app, runner, sim, connected):
+    account, shop = connected.account, connected.ig
     shop.add_customer("fatima").sends_text("hi", at=T0, deliver=False)
     result = runner.invoke(args=["sync", "--account", account.ig_user_id])
     assert result.exit_code == 0, result.output
@@ -279,10 +279,10 @@ def test_resync_from_the_command_line(app, runner, sim, connected_account):
     assert "1 conversations (0 new), 1 messages (0 new), 0 usernames updated" in again.output
 
 
-def test_a_crashed_resync_runs_again_without_duplicating_anything(app, app_config, sim, connected_account, run_jobs,
+def test_a_crashed_resync_runs_again_without_duplicating_anything(app, app_config, sim, connected, run_jobs,
                                                                   tmp_path):
     """A real worker process is killed (SIGKILL) in the middle of a resync; the next run completes it."""
-    account, shop = connected_account.account, connected_account.ig
+    account, shop = connected.account, connected.ig
     customers = [shop.add_customer(f"k{i}") for i in range(10)]
     for i, customer in enumerate(customers):
         customer.sends_text(f"first {i}", at=T0 + i, deliver=False)
