@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from inbox import create_app
 from inbox.extensions import db
 from inbox.models import Message, WebhookDelivery
-from tests.conftest import APP_SECRET, VERIFY_TOKEN
+from tests.support.settings import APP_SECRET, VERIFY_TOKEN
 from tests.support.databases import is_postgres
 from tests.support.webhooks import ACCOUNT, encode, envelope, fixture, message, post, sign
 

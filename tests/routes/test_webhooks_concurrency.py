@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from inbox.extensions import db
 from inbox.models import Conversation, Message
-from tests.conftest import APP_SECRET
+from tests.support.settings import APP_SECRET
 from tests.support.databases import is_postgres
 from tests.support.webhooks import ACCOUNT, T0, encode, envelope, message, sign
 

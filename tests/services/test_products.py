@@ -1,4 +1,11 @@
-"""Product assignment through real webhooks from the simulator (ARCHITECTURE.md section 4)."""
+"""Product assignment through real webhooks from the simulator.
+
+A shared post or reel, an ad or a shop product referral is evidence. A post already linked to a
+product assigns the conversation to it (a link is a reason to assign, never to skip); an
+unlinked one is matched by caption against SKUs and keywords (exactly one match links and
+assigns); a choice made by hand wins over later automatic evidence. Every decision is an
+assignment event with its reason.
+"""
 
 from __future__ import annotations
 

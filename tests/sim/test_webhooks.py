@@ -17,7 +17,7 @@ import pytest
 
 from inbox.services.graph import GraphClient
 from inbox.sim import Simulator, WebhookRefused
-from tests.conftest import APP_SECRET, VERIFY_TOKEN
+from tests.support.settings import APP_SECRET, VERIFY_TOKEN
 from tests.support.servers import ThreadedServer
 from tests.support.sim import wire_webhooks
 
@@ -77,13 +77,8 @@ def wired(sim, receiver):
     return sim
 
 
-@pytest.fixture
-def shop(sim):
-    return sim.add_account("shop")
-
-
-def test_signed_delivery_with_non_ascii_escaped_like_meta(wired, shop, receiver):
-    alice = shop.add_customer("alice")
+def test_signed_delivery_with_non_ascii_escaped_like_meta(wired, sim_shop, receiver):
+    alice = sim_shop.add_customer("alice")
     text = "Grüße 👋 ½ price/size <b>"
 
     sent = alice.sends_text(text)
@@ -98,15 +93,15 @@ def test_signed_delivery_with_non_ascii_escaped_like_meta(wired, shop, receiver)
     body = json.loads(raw)
     assert body["object"] == "instagram"
     [entry] = body["entry"]
-    assert entry["id"] == shop.ig_user_id and isinstance(entry["time"], int)
+    assert entry["id"] == sim_shop.ig_user_id and isinstance(entry["time"], int)
     [event] = entry["messaging"]
-    assert event["sender"] == {"id": alice.igsid} and event["recipient"] == {"id": shop.ig_user_id}
+    assert event["sender"] == {"id": alice.igsid} and event["recipient"] == {"id": sim_shop.ig_user_id}
     assert event["message"] == {"mid": sent.mid, "text": text}
     assert event["timestamp"] > 1_600_000_000_000  # milliseconds
 
 
-def test_wrong_verify_token_fails_the_handshake_and_nothing_is_delivered(sim, shop, receiver):
-    alice = shop.add_customer("alice")
+def test_wrong_verify_token_fails_the_handshake_and_nothing_is_delivered(sim, sim_shop, receiver):
+    alice = sim_shop.add_customer("alice")
     result = sim.connect_webhooks(receiver.url + "/hook", verify_token="not-the-token")
 
     assert not result.ok and result.status == 403
@@ -119,10 +114,10 @@ def test_wrong_verify_token_fails_the_handshake_and_nothing_is_delivered(sim, sh
     assert [e["message"]["text"] for e in receiver.events()] == ["hello again"]
 
 
-def test_a_receiver_with_another_secret_rejects_the_signature(sim, shop, receiver):
+def test_a_receiver_with_another_secret_rejects_the_signature(sim, sim_shop, receiver):
     receiver.secret = b"another-secret"
     wire_webhooks(sim, receiver.url, "/hook")
-    sent = shop.add_customer("alice").sends_text("hi")
+    sent = sim_shop.add_customer("alice").sends_text("hi")
     assert not receiver.posts[0]["valid"]
     assert sent.delivery.state == "failed" and sent.delivery.status == 403
 
@@ -166,33 +161,33 @@ def test_echo_can_arrive_before_the_send_answers(wired, app, sim, factory, recei
     assert receiver.events()[0]["message"]["mid"] == result.message_id
 
 
-def test_the_owner_typing_in_the_app_is_an_echo_with_a_new_mid(wired, shop, receiver):
-    alice = shop.add_customer("alice")
+def test_the_owner_typing_in_the_app_is_an_echo_with_a_new_mid(wired, sim_shop, receiver):
+    alice = sim_shop.add_customer("alice")
     first = alice.sends_text("hi")
-    typed = shop.types_in_app(alice, "Hello from my phone")
+    typed = sim_shop.types_in_app(alice, "Hello from my phone")
 
     echo = receiver.events()[1]
     assert echo["message"] == {"mid": typed.mid, "text": "Hello from my phone", "is_echo": True}
     assert typed.mid != first.mid
-    assert echo["sender"] == {"id": shop.ig_user_id}
+    assert echo["sender"] == {"id": sim_shop.ig_user_id}
     assert [(r.origin, r.text) for r in alice.received] == [("app", "Hello from my phone")]
 
 
-def test_duplicate_deliveries_send_the_same_bytes_twice(wired, shop, receiver):
+def test_duplicate_deliveries_send_the_same_bytes_twice(wired, sim_shop, receiver):
     sim = wired
     sim.faults.duplicate_rate = 1.0
-    shop.add_customer("alice").sends_text("once")
+    sim_shop.add_customer("alice").sends_text("once")
     assert len(receiver.posts) == 2
     assert receiver.posts[0]["raw"] == receiver.posts[1]["raw"]
     assert sim.deliveries[1].duplicate_of == sim.deliveries[0].id
 
 
-def test_retries_with_backoff_after_a_non_200(wired, shop, receiver):
+def test_retries_with_backoff_after_a_non_200(wired, sim_shop, receiver):
     sim = wired
     sim.faults.retry_delays = (0.05, 0.1, 0.1)
     receiver.answers.extend([500, 503])
 
-    sent = shop.add_customer("alice").sends_text("are you there?")
+    sent = sim_shop.add_customer("alice").sends_text("are you there?")
     assert sent.delivery.state == "retrying"
     sim.settle()
 
@@ -201,11 +196,11 @@ def test_retries_with_backoff_after_a_non_200(wired, shop, receiver):
     assert sent.delivery.state == "delivered" and len(sent.delivery.attempts) == 3
 
 
-def test_gives_up_after_the_last_retry(wired, shop, receiver):
+def test_gives_up_after_the_last_retry(wired, sim_shop, receiver):
     sim = wired
     sim.faults.retry_delays = (0.01,)
     receiver.answers.extend([500] * 5)
-    sent = shop.add_customer("alice").sends_text("lost?")
+    sent = sim_shop.add_customer("alice").sends_text("lost?")
     sim.settle()
     assert len(receiver.posts) == 2
     assert sent.delivery.state == "failed" and sent.delivery.reason == "HTTP 500"
@@ -248,9 +243,9 @@ def test_several_entries_batched_in_one_post(wired, receiver):
     assert all(len(e["messaging"]) == 1 for e in entries)
 
 
-def test_several_events_packed_in_one_entry(wired, shop, receiver):
+def test_several_events_packed_in_one_entry(wired, sim_shop, receiver):
     sim = wired
-    alice = shop.add_customer("alice")
+    alice = sim_shop.add_customer("alice")
     with sim.hold(batch=True, pack=True):
         first = alice.sends_text("a")
         alice.reacts(first.mid, "like")
@@ -259,9 +254,9 @@ def test_several_events_packed_in_one_entry(wired, shop, receiver):
                                                                                                    ["reaction"]]
 
 
-def test_out_of_order_delivery(wired, shop, receiver):
+def test_out_of_order_delivery(wired, sim_shop, receiver):
     sim = wired
-    alice = shop.add_customer("alice")
+    alice = sim_shop.add_customer("alice")
     with sim.hold(order="reversed"):
         for text in ("first", "second", "third"):
             alice.sends_text(text)
@@ -282,7 +277,7 @@ def test_background_delivery_gathers_events_into_batches(receiver):
     assert [e["message"]["text"] for e in receiver.events()] == ["3", "2", "1"]
 
 
-# --- What each customer action looks like on the wire (reference section 2) ---------------
+# --- What each customer action looks like on the wire (Instagram's webhook event shapes) ---
 
 def _msg(event):
     return event["message"]
@@ -349,18 +344,18 @@ ACTION_CASES = {
 
 
 @pytest.mark.parametrize("case", list(ACTION_CASES))
-def test_customer_action_payloads(wired, shop, receiver, case):
+def test_customer_action_payloads(wired, sim_shop, receiver, case):
     action, check = ACTION_CASES[case]
-    alice = shop.add_customer("alice")
+    alice = sim_shop.add_customer("alice")
     first = alice.sends_text("hello", deliver=False)
-    shop.types_in_app(alice, "hi there", deliver=False)
-    context = {"first": first.mid, "post": shop.add_post("Blue dress"),
+    sim_shop.types_in_app(alice, "hi there", deliver=False)
+    context = {"first": first.mid, "post": sim_shop.add_post("Blue dress"),
                "reply": alice.received[-1].mid}
 
     sent = action(alice, context)
 
     [event] = receiver.events()
     assert receiver.posts[0]["valid"]
-    assert event["sender"] == {"id": alice.igsid} and event["recipient"] == {"id": shop.ig_user_id}
+    assert event["sender"] == {"id": alice.igsid} and event["recipient"] == {"id": sim_shop.ig_user_id}
     assert check(event, context), json.dumps(event)
     assert sent.event == event

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tests.support.settings import APP_SECRET
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 ACCOUNT = "17841400000000001"  # the fixtures' shop (entry.id)
 SECOND_ACCOUNT = "17841400000000002"
@@ -36,8 +38,6 @@ def sign(body: bytes, secret: str) -> str:
 
 def post(client, payload: Any, secret: str | None = None, **headers):
     """POST a delivery to the webhook, signed with the app secret the tests configure."""
-    from tests.conftest import APP_SECRET
-
     body = encode(payload)
     headers.setdefault("X-Hub-Signature-256", sign(body, secret or APP_SECRET))
     # Meta sends no CSRF token; the inbox's own test client would add one unless told not to.
@@ -46,7 +46,7 @@ def post(client, payload: Any, secret: str | None = None, **headers):
                        **extra)
 
 
-# --- Payload builders (reference/meta-api.md section 2) ---------------------------------
+# --- Payload builders: the `messaging` items of Instagram's webhook events -----------
 
 def envelope(*items: dict, account: str = ACCOUNT, key: str = "messaging") -> dict:
     return {"object": "instagram", "entry": [{"id": account, "time": T0, key: [item]} for item in items]}
