@@ -10,7 +10,6 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.support.browser import login, screenshot
-from tests.support.inbox_rows import add_conversation
 
 pytestmark = pytest.mark.browser
 
@@ -46,11 +45,11 @@ def test_refresh_identities_shows_progress_then_names(page, live_server, sim, co
     for i, name in enumerate(names):
         customer = shop.add_customer(name, name=name.replace(".", " ").replace("_", " ").title())
         customer.sends_text("hello", deliver=False)
-        add_conversation(app=factory.app, account=account, customer_igsid=customer.igsid, messages=[
-            {"mid": f"m{i}", "text": "hello", "ts_ms": 1_770_000_000_000 + i * 1000}])
+        factory.conversation(account, customer.igsid, messages=[
+            {"mid": f"m{i}", "text": "hello", "ts": 1_770_000_000_000 + i * 1000}])
     blocked = shop.add_customer("blocked_one")
     blocked.sends_text("hi", deliver=False)
-    add_conversation(factory.app, account, blocked.igsid)
+    factory.conversation(account, blocked.igsid)
     blocked.set(available=False)
     admin = factory.staff_on(account, "admin", name="Olga")
     login(page, live_server.url, admin)
@@ -138,7 +137,7 @@ def test_a_picture_instagram_no_longer_serves_shows_the_initial(page, live_serve
     account, shop = connected.account, connected.ig
     kim = shop.add_customer("kim.lee", name="Kim Lee")
     kim.sends_text("hi", deliver=False)
-    add_conversation(factory.app, account, kim.igsid)
+    factory.conversation(account, kim.igsid)
     from inbox.extensions import db
     from inbox.services import identities
 

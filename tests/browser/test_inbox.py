@@ -7,7 +7,7 @@ import json
 import pytest
 from playwright.sync_api import expect
 
-from tests.support import inbox_state
+from tests.support import stored
 from tests.support.browser import login, screenshot
 from tests.support.webhooks import ACCOUNT, T0, envelope, fixture, message, post
 
@@ -31,7 +31,7 @@ def test_open_a_thread_and_read_it_as_text(page, live_server, app, client, facto
     for i in range(12):
         post(client, envelope(message(f"mid.more.{i}", f"Question number {i} about shipping",
                                       customer=f"91000000000009{i:02d}", ts=T0 - 3_600_000 * (i + 1))))
-    bob = next(c for c in inbox_state.conversations(app) if c.customer_igsid == "9100000000000777")
+    bob = next(c for c in stored.conversations(app) if c.customer_igsid == "9100000000000777")
 
     login(page, live_server.url, user)
     page.goto(f"{live_server.url}/accounts/{shop.id}/")
@@ -51,7 +51,7 @@ def test_open_a_thread_and_read_it_as_text(page, live_server, app, client, facto
     expect(page.locator(f"#conversation-{bob.id} .unread-badge")).to_have_count(0)
     screenshot(page, "live-ui-thread-escaped")
 
-    other = next(c for c in inbox_state.conversations(app) if c.customer_igsid == "9100000000000001")
+    other = next(c for c in stored.conversations(app) if c.customer_igsid == "9100000000000001")
     page.locator(f"#conversation-{other.id} a").click()
     expect(page.locator(f'#thread[data-conversation-id="{other.id}"]')).to_be_visible()
     expect(page.locator("#thread video.att-video-el")).to_have_count(1)
@@ -62,9 +62,6 @@ def test_open_a_thread_and_read_it_as_text(page, live_server, app, client, facto
 def test_every_attachment_kind_from_the_simulator(page, live_server, app, factory, sim_webhooks, connected):
     """A realistic thread through real webhooks and the simulator's CDN; a screenshot to look at."""
     from datetime import datetime, timedelta, timezone
-
-    from inbox.extensions import db
-    from inbox.models import Post, PostProduct, Product
 
     account, shop = connected.account, connected.ig
     user = factory.staff_on(account, "agent")
@@ -95,14 +92,9 @@ def test_every_attachment_kind_from_the_simulator(page, live_server, app, factor
     oops = alice.sends_text("wrong chat, sorry", at=day2 + timedelta(seconds=15))
     alice.unsends(oops.mid, at=day2 + timedelta(seconds=16))
     alice.replies_to(first.mid, "(about the bag, I mean)", at=day2 + timedelta(seconds=17))
-    with app.app_context():
-        product = Product(account_id=account.id, name="Woven bag", sku="BAG-1")
-        post_row = Post(account_id=account.id, media_id=bag.id, caption=bag.caption, is_own=True,
-                        owner_username=shop.username, permalink=bag.permalink or None)
-        db.session.add_all([product, post_row])
-        db.session.flush()
-        db.session.add(PostProduct(account_id=account.id, post_id=post_row.id, product_id=product.id))
-        db.session.commit()
+    product = factory.product(account, "Woven bag", "BAG-1")
+    factory.link(factory.post(account, bag.id, caption=bag.caption, is_own=True, owner_username=shop.username,
+                              permalink=bag.permalink or None), product)
 
     login(page, live_server.url, user)
     page.goto(f"{live_server.url}/accounts/{account.id}/")

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from inbox.extensions import db
 from inbox.models import Account
-from tests.support.inbox_state import deliveries, messages
+from tests.support.stored import deliveries, messages
 from tests.support.webhooks import ACCOUNT, CUSTOMER, FIXTURES, T0
 
 KEYS = ["type", "account", "conversation_id", "customer_igsid", "mid", "direction", "sender_kind", "action", "reason"]

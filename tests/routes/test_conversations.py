@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 
-import json
-import re
-
-import pytest
-
-from tests.support import inbox_state
-from tests.support.webhooks import ACCOUNT, CUSTOMER, T0, envelope, fixture, message, post
+from tests.support import stored
+from tests.support.webhooks import ACCOUNT, T0, envelope, fixture, message, post
 
 ATTACHMENT_FIXTURES = ["image", "video", "audio", "file", "share", "ig_post_media_id", "ig_reel", "reel",
                        "story_mention", "ig_story", "ephemeral", "fallback", "template_product", "sticker",
@@ -25,7 +21,7 @@ def _deliver(client, *names):
 
 
 def _conversation_id(app) -> int:
-    return inbox_state.conversations(app)[0].id
+    return stored.conversations(app)[0].id
 
 
 def test_list_and_thread_show_every_attachment_kind(app, client, account, agent):
@@ -53,10 +49,7 @@ def _assert_inert(html: str) -> None:
     assert "javascript:" not in html
 
 
-def test_customer_strings_are_escaped_everywhere(app, client, account, agent):
-    from inbox.extensions import db
-    from inbox.models import Identity
-
+def test_customer_strings_are_escaped_everywhere(app, client, factory, account, agent):
     customer = "9100000000000666"
     item = message("mid.hostile.1", HOSTILE, customer=customer, ts=T0,
                    attachments=[
@@ -75,11 +68,8 @@ def test_customer_strings_are_escaped_everywhere(app, client, account, agent):
                                                "emoji": HOSTILE}})).status_code == 200
     assert post(client, envelope(message("mid.hostile.2", "re", customer=customer, ts=T0 + 2,
                                          reply_to={"mid": "mid.hostile.1"}))).status_code == 200
-    with app.app_context():
-        db.session.add(Identity(account_id=account.id, igsid=customer, username=HOSTILE, name=HOSTILE,
-                                profile_pic_url="javascript:alert(6)"))
-        db.session.commit()
-    cid = next(c.id for c in inbox_state.conversations(app) if c.customer_igsid == customer)
+    factory.identity(account, customer, username=HOSTILE, name=HOSTILE, profile_pic_url="javascript:alert(6)")
+    cid = next(c.id for c in stored.conversations(app) if c.customer_igsid == customer)
 
     page = client.get(f"/accounts/{account.id}/").get_data(as_text=True)
     _assert_inert(page)
@@ -95,7 +85,7 @@ def test_customer_strings_are_escaped_everywhere(app, client, account, agent):
 def test_quoted_message_reactions_edits_and_unsent(app, client, account, agent):
     _deliver(client, "text", "echo_text", "reply_to_message", "reaction_react", "edit")
     cid = _conversation_id(app)
-    rows = {m.mid: m for m in inbox_state.messages(app)}
+    rows = {m.mid: m for m in stored.messages(app)}
     html = client.get(f"/accounts/{account.id}/c/{cid}").get_data(as_text=True)
     replied = next(m for m in rows.values() if m.reply_to_mid)
     quoted = rows[replied.reply_to_mid]
@@ -117,7 +107,7 @@ def test_outgoing_status_and_failure_reason(app, client, account, agent):
 
     _deliver(client, "text", "echo_text")
     cid = _conversation_id(app)
-    out = next(m for m in inbox_state.messages(app) if m.direction == "out")
+    out = next(m for m in stored.messages(app) if m.direction == "out")
     for status, label in (("pending", "Sending…"), ("sent", "Sent"), ("seen", "Seen"), ("failed", "Not sent")):
         with app.app_context():
             db.session.execute(sql_update(Message).where(Message.id == out.id).values(

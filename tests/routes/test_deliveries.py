@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 from tests.support.browser import screenshot
 from tests.support.factory import PASSWORD
-from tests.support.inbox_state import deliveries, messages
+from tests.support.stored import deliveries, messages
 from tests.support.refusals import refusing
 from tests.support.webhooks import ACCOUNT, envelope, message, post
 

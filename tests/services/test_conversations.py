@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import update
 
 from inbox.extensions import db, get_redis
-from inbox.models import Conversation, Identity, Product
+from inbox.models import Conversation
 from inbox.services import conversations, realtime
-from tests.support import inbox_state
+from tests.support import stored
 from tests.support.webhooks import ACCOUNT, T0, envelope, message, post
 
 SHOP_B = "17841400000000002"
@@ -32,18 +32,12 @@ def _say(client, customer: str, text: str | None, *, mid: str | None = None, ts:
 
 
 def _conversation(app, customer: str, account_id: int | None = None) -> Conversation:
-    return next(c for c in inbox_state.conversations(app)
+    return next(c for c in stored.conversations(app)
                 if c.customer_igsid == customer and (account_id is None or c.account_id == account_id))
 
 
 def _ids_in(html: str) -> list[int]:
     return [int(x) for x in re.findall(r'<li id="conversation-(\d+)"', html)]
-
-
-def _identity(app, account, igsid: str, username: str | None = None, name: str | None = None) -> None:
-    with app.app_context():
-        db.session.add(Identity(account_id=account.id, igsid=igsid, username=username, name=name))
-        db.session.commit()
 
 
 def _list(client, account, **args) -> list[int]:
@@ -54,19 +48,16 @@ def _list(client, account, **args) -> list[int]:
 
 # --- Filters ----------------------------------------------------------------------------
 
-def test_filters_unread_no_product_by_product_and_status(app, client, account, agent):
+def test_filters_unread_no_product_by_product_and_status(app, client, factory, account, agent):
     for i, customer in enumerate(("9001", "9002", "9003", "9004")):
         _say(client, customer, f"hello {i}", ts=T0 + i * 1000)
     c1, c2, c3, c4 = (_conversation(app, c) for c in ("9001", "9002", "9003", "9004"))
+    bag_id = factory.product(account, "Woven bag", "BAG-1").id
+    dress = factory.product(account, "Red dress", "RD-1")
     with app.app_context():
-        bag = Product(account_id=account.id, name="Woven bag", sku="BAG-1")
-        dress = Product(account_id=account.id, name="Red dress", sku="RD-1")
-        db.session.add_all([bag, dress])
-        db.session.flush()
-        db.session.execute(update(Conversation).where(Conversation.id == c1.id).values(product_id=bag.id))
+        db.session.execute(update(Conversation).where(Conversation.id == c1.id).values(product_id=bag_id))
         db.session.execute(update(Conversation).where(Conversation.id == c2.id).values(product_id=dress.id))
         db.session.commit()
-        bag_id = bag.id
     client.get(f"/accounts/{account.id}/c/{c3.id}")  # read
     client.post(f"/accounts/{account.id}/c/{c4.id}/done")
 
@@ -121,8 +112,8 @@ def test_search_finds_username_name_and_message_text(search_path, app, client, f
     _say(client, "9002", "hello")
     _say(client, "9003", "100% linen? and the_size")
     _say(client, "9004", "nothing to see")
-    _identity(app, account, "9002", username="amara.k", name="Amara Kone")
-    _identity(app, account, "9004", name="Zoë Ångström")
+    factory.identity(account, "9002", username="amara.k", name="Amara Kone")
+    factory.identity(account, "9004", name="Zoë Ångström")
     other = factory.account(ig_user_id=SHOP_B, username="other")
     _say(client, "9001", "Do you ship to Lisbon too?", account=SHOP_B, mid="mid.other.1")
     c1, c2, c3, c4 = (_conversation(app, c, account.id) for c in ("9001", "9002", "9003", "9004"))
@@ -140,7 +131,7 @@ def test_search_finds_username_name_and_message_text(search_path, app, client, f
     assert _list(client, account, q="lisbon", status="done") == []
     # Edits and unsends keep the index right.
     post(client, envelope({"sender": {"id": "9001"}, "recipient": {"id": ACCOUNT}, "timestamp": T0 + 5,
-                           "message_edit": {"mid": inbox_state.messages(app, conversation_id=c1.id)[0].mid,
+                           "message_edit": {"mid": stored.messages(app, conversation_id=c1.id)[0].mid,
                                             "text": "Do you ship to Porto?", "num_edit": 1}}))
     assert _list(client, account, q="lisbon") == []
     assert _list(client, account, q="porto") == [c1.id]
@@ -202,8 +193,8 @@ def test_another_accounts_conversation_is_404(app, client, factory, account, age
         response = client.open(f"/accounts/{account.id}/" + path.format(theirs.id), method=method)
         assert response.status_code == 404, path
         assert "secret" not in response.get_data(as_text=True)
-    assert inbox_state.conversations(app)[0].status == "open"
-    assert inbox_state.conversations(app)[0].unread_count == 1
+    assert stored.conversations(app)[0].status == "open"
+    assert stored.conversations(app)[0].unread_count == 1
 
 
 def test_opening_a_thread_reads_it_and_tells_other_tabs(app, client, account, agent):

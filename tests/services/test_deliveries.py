@@ -10,7 +10,7 @@ from sqlalchemy import insert
 from inbox.extensions import db
 from inbox.jobs import enqueue, get_queue, schedule_delivery_recovery
 from inbox.models import WebhookDelivery, utcnow
-from tests.support.inbox_state import deliveries, messages
+from tests.support.stored import deliveries, messages
 from tests.support.webhooks import ACCOUNT, encode, envelope, fixture, message
 
 

@@ -17,7 +17,8 @@ from inbox.models import Account, Conversation, Identity, utcnow
 from inbox.services import identities
 from inbox.services.graph import ConsentRequired
 from inbox.services.identities import SelfIdentityError, needs_fetch, note_participant, picture_url
-from tests.support.inbox_rows import add_conversation, count, identity_rows, self_rows
+from tests.support.stored import count, identity_rows, self_rows
+from tests.support.databases import is_postgres
 from tests.support.jobs import failed_jobs
 
 HTMX = {"HX-Request": "true"}
@@ -38,11 +39,11 @@ def _queued(app, name: str = "default") -> list[str]:
 
 # --- First contact -------------------------------------------------------------------
 
-def test_a_burst_of_messages_from_a_new_customer_fetches_the_profile_once(app, sim, connected, run_jobs):
+def test_a_burst_of_messages_from_a_new_customer_fetches_the_profile_once(app, sim, connected, factory, run_jobs):
     account, shop = connected.account, connected.ig
     alice = shop.add_customer("alice", name="Alice Liddell", follower_count=120, follows_business=True)
     alice.sends_text("hi", deliver=False)
-    add_conversation(app, account, alice.igsid)
+    factory.conversation(account, alice.igsid)
 
     _note_in_transactions(app, account.id, [alice.igsid] * 12)
 
@@ -96,7 +97,8 @@ def test_a_rolled_back_event_decides_again(app, sim, connected):
     ("no_consent", "only after the person has written"),
     ("unknown_id", "does not know this id"),
 ])
-def test_soft_errors_are_recorded_and_the_conversation_stays(app, sim, connected, run_jobs, case, reason):
+def test_soft_errors_are_recorded_and_the_conversation_stays(app, sim, connected, factory, run_jobs, case,
+                                                             reason):
     account, shop = connected.account, connected.ig
     if case == "unknown_id":
         igsid = "17849999999999999"
@@ -106,8 +108,8 @@ def test_soft_errors_are_recorded_and_the_conversation_stays(app, sim, connected
             customer.sends_text("hi", deliver=False)
             customer.set(available=False)
         igsid = customer.igsid  # no_consent: she never wrote, so Instagram keeps her profile
-    conversation_id = add_conversation(app, account, igsid, messages=[{"mid": f"m-{case}", "text": "hi",
-                                                                       "ts_ms": 1_760_000_000_000}])
+    conversation_id = factory.conversation(account, igsid, messages=[{"mid": f"m-{case}", "text": "hi",
+                                                                      "ts": 1_760_000_000_000}]).id
 
     _note_in_transactions(app, account.id, [igsid])
     run_jobs()
@@ -262,26 +264,19 @@ def _raw_identity_update(app, account_id: int, igsid: str, **values) -> None:
 
 # --- The doctor -------------------------------------------------------------------------------
 
-def _raw_identity(app, account_id: int, igsid: str, **values) -> None:
-    with app.app_context():
-        now = utcnow()
-        db.session.add(Identity(account_id=account_id, igsid=igsid, created_at=now, updated_at=now, **values))
-        db.session.commit()
-
-
 def test_doctor_reports_and_repairs_imported_rows(app, runner, factory, session_db):
     account = factory.account(username="importshop")
     other = factory.account(username="othershop")
-    _raw_identity(app, account.id, account.ig_user_id, username="importshop")  # the account itself
-    _raw_identity(app, account.id, "5550001", username="alice")  # fine
-    _raw_identity(app, account.id, " 5550001 ", username="alice")  # the same person with spaces
-    _raw_identity(app, account.id, " 5550002", username="bob")  # spaces only
-    _raw_identity(app, account.id, "not-an-id", username="mallory")
-    _raw_identity(app, account.id, "5550003", username="user_******", name="C***l", last_fetched_at=utcnow())
-    _raw_identity(app, account.id, "5550004", username="@dora")
-    _raw_identity(app, account.id, "5550005", username="eve", profile_pic_url="javascript:alert(1)")
-    _raw_identity(app, account.id, "5550006", username="finn", profile_pic_url="https://tracker.example/p.jpg")
-    _raw_identity(app, other.id, account.ig_user_id, username="importshop")  # another account may talk to it
+    factory.identity(account, account.ig_user_id, username="importshop")  # the account itself
+    factory.identity(account, "5550001", username="alice")  # fine
+    factory.identity(account, " 5550001 ", username="alice")  # the same person with spaces
+    factory.identity(account, " 5550002", username="bob")  # spaces only
+    factory.identity(account, "not-an-id", username="mallory")
+    factory.identity(account, "5550003", username="user_******", name="C***l", last_fetched_at=utcnow())
+    factory.identity(account, "5550004", username="@dora")
+    factory.identity(account, "5550005", username="eve", profile_pic_url="javascript:alert(1)")
+    factory.identity(account, "5550006", username="finn", profile_pic_url="https://tracker.example/p.jpg")
+    factory.identity(other, account.ig_user_id, username="importshop")  # another account may talk to it
 
     report = runner.invoke(args=["identities", "doctor"])
     assert report.exit_code == 1, report.output
@@ -306,11 +301,10 @@ def test_doctor_reports_and_repairs_imported_rows(app, runner, factory, session_
     assert again.exit_code == 0 and "All identity rows follow the rules." in again.output
 
 
-@pytest.mark.skipif("os.environ.get('DATABASE_URL', '').startswith('postgres')",
-                    reason="PostgreSQL enforces the foreign key, so no orphan can exist there")
+@pytest.mark.skipif(is_postgres(), reason="SQLite only: PostgreSQL enforces the foreign key, so no orphan can exist there")
 def test_doctor_removes_rows_of_a_deleted_account(app, runner, factory):
     account = factory.account()
-    _raw_identity(app, account.id, "5550009", username="zed")
+    factory.identity(account, "5550009", username="zed")
     with app.app_context():
         db.session.execute(Account.__table__.delete().where(Account.id == account.id))
         db.session.commit()
@@ -319,12 +313,12 @@ def test_doctor_removes_rows_of_a_deleted_account(app, runner, factory):
     assert count(app, Identity) == 0
 
 
-def test_cli_lists_people_with_the_display_rule_and_its_hint(app, runner, sim, connected, run_jobs):
+def test_cli_lists_people_with_the_display_rule_and_its_hint(app, runner, sim, connected, factory, run_jobs):
     account, shop = connected.account, connected.ig
     hana = shop.add_customer("hana", name="Hana")
     hana.sends_text("hi", deliver=False)
-    add_conversation(app, account, hana.igsid)
-    add_conversation(app, account, "17840000000004242")  # an id Instagram does not know
+    factory.conversation(account, hana.igsid)
+    factory.conversation(account, "17840000000004242")  # an id Instagram does not know
     _note_in_transactions(app, account.id, [hana.igsid, "17840000000004242"])
     run_jobs()
 

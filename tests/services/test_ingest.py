@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
@@ -11,7 +10,7 @@ from sqlalchemy import text
 
 from inbox.extensions import db, get_redis
 from inbox.services.realtime import channel
-from tests.support.inbox_state import conversations, deliveries, last_results, messages, snapshot
+from tests.support.stored import conversations, deliveries, last_results, messages, snapshot
 from tests.support.refusals import refusing
 from tests.support.webhooks import (
     ACCOUNT, CUSTOMER, T0, edit, envelope, fixture, fixture_names, message, post, reaction, seen,

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
-from sqlalchemy import select
 
-from inbox.extensions import db
-from inbox.models import Conversation, Message
+from inbox.models import Message
 from inbox.services.graph import GraphClient
 from inbox.services.ingest import reconcile_sent
-from tests.support.inbox_state import conversations, deliveries, messages
+from tests.support.stored import conversations, deliveries, messages
 
 
 def by_mid(app) -> dict[str, Message]:
@@ -111,21 +108,17 @@ def test_echoes_reactions_edits_unsends_and_seen_receipts(sim_webhooks, connecte
 
 
 @pytest.mark.parametrize("echo_first", [False, True], ids=["send answers first", "echo first"])
-def test_our_send_and_its_echo_make_one_message(sim_webhooks, connected, app, echo_first):
+def test_our_send_and_its_echo_make_one_message(sim_webhooks, connected, app, factory, echo_first):
     sim_webhooks.settings.faults.echo_before_response = echo_first
     sim_webhooks.settings.faults.duplicate_rate = 1.0  # and every webhook POST comes twice
     shop = connected.ig
     alice = shop.add_customer("alice")
     alice.sends_text("Is the red dress in stock?")
     for text in ("Yes, in M and L.", "Yes, in M and L."):  # staff double-sends the same words
+        # What the composer and the send job do: a pending row, the Send API, then reconcile.
+        [conversation] = conversations(app)
+        pending = factory.message(conversation, text, out=True, status="pending", client_token=uuid.uuid4().hex)
         with app.app_context():
-            # What the composer and the send job do: a pending row, the Send API, then reconcile.
-            conversation = db.session.scalar(select(Conversation))
-            pending = Message(account_id=conversation.account_id, conversation_id=conversation.id, direction="out",
-                              sender_kind="staff", sender_igsid=shop.ig_user_id, text=text, status="pending",
-                              client_token=uuid.uuid4().hex, meta_timestamp=int(time.time() * 1000))
-            db.session.add(pending)
-            db.session.commit()
             result = GraphClient.for_account(connected.account).send_text(alice.igsid, text)
             reconcile_sent(pending.id, result.message_id)
     sim_webhooks.settle()

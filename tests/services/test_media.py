@@ -22,7 +22,8 @@ from inbox.sim.cdn import png
 from inbox.extensions import get_redis
 from inbox.services.realtime import channel
 from tests.support.jobs import failed_jobs
-from tests.services.test_jobruns import drain
+from tests.support.stored import identity_rows
+from tests.support.live import drain
 
 
 def _attachments(app, mid: str) -> list[Attachment]:
@@ -297,12 +298,10 @@ def test_failed_downloads_are_retried_from_the_thread_and_the_cli(
 
 def test_a_stored_profile_picture_is_served_to_staff(sim, connected, app, client, auth, factory, run_jobs):
     from inbox.services.identities import note_participant
-    from tests.support.inbox_rows import add_conversation, identity_rows
-
     account = connected.account
     gus = connected.ig.add_customer("gus")
     gus.sends_text("hi", deliver=False)
-    add_conversation(app, account, gus.igsid)
+    factory.conversation(account, gus.igsid)
     with app.app_context():
         note_participant(account.id, gus.igsid)
         db.session.commit()

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from inbox.extensions import db
 from inbox.models import AssignmentEvent, Attachment, Message, Post, PostProduct
 from inbox.services import products
-from tests.support.inbox_state import conversation_of
+from tests.support.stored import conversation_of
 from tests.support.jobs import failed_jobs
 
 
@@ -23,12 +23,6 @@ def _events(app, conversation_id):
         return [(e.source, e.outcome, e.reason) for e in db.session.scalars(
             select(AssignmentEvent).where(AssignmentEvent.conversation_id == conversation_id)
             .order_by(AssignmentEvent.id))]
-
-
-def _product(app, account_id, sku, name, keywords=""):
-    with app.app_context():
-        p = products.create_product(account_id, name=name, sku=sku, keywords=keywords)
-        return p.id
 
 
 def _sku_of(app, conv):
@@ -49,7 +43,7 @@ def test_a_post_linked_by_hand_from_one_conversation_assigns_the_next_one_that_s
     """The seed case: an existing link is a reason to assign, never a reason to skip."""
     account, shop = connected.account, connected.ig
     ana = factory.staff_on(account, "agent", name="Ana")
-    dress = _product(app, account.id, "RD-1", "Red Dress")
+    dress = factory.product(account, "Red Dress", "RD-1").id
     post = sim_webhooks.add_foreign_post(caption="Our new summer look")  # matches no product on its own
     alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
 
@@ -76,10 +70,10 @@ def test_a_post_linked_by_hand_from_one_conversation_assigns_the_next_one_that_s
     assert failed_jobs(app) == []
 
 
-def test_auto_link_with_one_match_links_the_post_and_assigns(app, sim_webhooks, connected, run_jobs):
+def test_auto_link_with_one_match_links_the_post_and_assigns(app, sim_webhooks, connected, run_jobs, factory):
     account, shop = connected.account, connected.ig
-    _product(app, account.id, "RD-1", "Red Dress", keywords="red dress, crimson")
-    _product(app, account.id, "BS-2", "Blue Scarf", keywords="scarf")
+    factory.product(account, "Red Dress", "RD-1", keywords="red dress, crimson")
+    factory.product(account, "Blue Scarf", "BS-2", keywords="scarf")
     alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
     post = sim_webhooks.add_foreign_post(caption="The RED DRESS is back! #summer")
     alice.shares_post(post)
@@ -100,10 +94,10 @@ def test_auto_link_with_one_match_links_the_post_and_assigns(app, sim_webhooks, 
 
 
 def test_auto_link_with_no_match_and_with_two_matches_records_the_outcome(
-        app, sim_webhooks, connected, run_jobs):
+        app, sim_webhooks, connected, run_jobs, factory):
     account, shop = connected.account, connected.ig
-    _product(app, account.id, "RD-1", "Red Dress", keywords="dress")
-    _product(app, account.id, "BS-2", "Blue Scarf", keywords="scarf")
+    factory.product(account, "Red Dress", "RD-1", keywords="dress")
+    factory.product(account, "Blue Scarf", "BS-2", keywords="scarf")
     alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
     alice.shares_post(caption="Look at this sunset")
     bob.shares_reel(caption="Dress and scarf combo, both on sale")
@@ -145,8 +139,8 @@ def test_a_choice_by_hand_survives_later_automatic_evidence(
         app, sim_webhooks, connected, run_jobs, factory):
     account, shop = connected.account, connected.ig
     ana = factory.staff_on(account, "agent", name="Ana")
-    _product(app, account.id, "RD-1", "Red Dress", keywords="dress")
-    scarf = _product(app, account.id, "BS-2", "Blue Scarf", keywords="scarf")
+    factory.product(account, "Red Dress", "RD-1", keywords="dress")
+    scarf = factory.product(account, "Blue Scarf", "BS-2", keywords="scarf").id
     alice = shop.add_customer("alice")
     alice.shares_post(caption="A red dress")
     run_jobs()
@@ -167,10 +161,10 @@ def test_a_choice_by_hand_survives_later_automatic_evidence(
 
 
 def test_newer_automatic_evidence_replaces_older_and_a_late_job_does_not_undo_it(
-        app, sim_webhooks, connected, run_jobs):
+        app, sim_webhooks, connected, run_jobs, factory):
     account, shop = connected.account, connected.ig
-    _product(app, account.id, "RD-1", "Red Dress", keywords="dress")
-    _product(app, account.id, "BS-2", "Blue Scarf", keywords="scarf")
+    factory.product(account, "Red Dress", "RD-1", keywords="dress")
+    factory.product(account, "Blue Scarf", "BS-2", keywords="scarf")
     alice = shop.add_customer("alice")
     alice.shares_post(caption="dress")
     run_jobs()
@@ -194,9 +188,9 @@ def test_newer_automatic_evidence_replaces_older_and_a_late_job_does_not_undo_it
 
 
 def test_an_ad_referral_with_post_id_assigns_through_the_link_and_reads_own_captions_from_graph(
-        app, sim_webhooks, connected, run_jobs):
+        app, sim_webhooks, connected, run_jobs, factory):
     account, shop = connected.account, connected.ig
-    _product(app, account.id, "RD-1", "Red Dress", keywords="red dress")
+    factory.product(account, "Red Dress", "RD-1", keywords="red dress")
     own = shop.add_post("New in: the red dress, all sizes")  # the account's own post: Graph has its caption
     alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
     alice.clicks_ad(post=own, title="Summer sale")  # the ad title matches nothing: the caption does
@@ -216,9 +210,9 @@ def test_an_ad_referral_with_post_id_assigns_through_the_link_and_reads_own_capt
     assert len(sim_webhooks.calls_to("media")) == 1  # linked: no Meta call
 
 
-def test_an_own_post_shared_without_a_caption_is_read_from_graph(app, sim_webhooks, connected, run_jobs):
+def test_an_own_post_shared_without_a_caption_is_read_from_graph(app, sim_webhooks, connected, run_jobs, factory):
     account, shop = connected.account, connected.ig
-    _product(app, account.id, "BS-2", "Blue Scarf")
+    factory.product(account, "Blue Scarf", "BS-2")
     own = shop.add_post("Restocked BS-2")
     alice = shop.add_customer("alice")
     alice.shares_post(own, caption="")
@@ -228,9 +222,9 @@ def test_an_own_post_shared_without_a_caption_is_read_from_graph(app, sim_webhoo
     assert "SKU BS-2" in _events(app, conv.id)[-1][2]
 
 
-def test_shop_product_referrals_by_sku_and_unknown_ids(app, sim_webhooks, connected, run_jobs):
+def test_shop_product_referrals_by_sku_and_unknown_ids(app, sim_webhooks, connected, run_jobs, factory):
     account, shop = connected.account, connected.ig
-    _product(app, account.id, "5551234", "Catalogue Bag")
+    factory.product(account, "Catalogue Bag", "5551234")
     alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
     alice.asks_about_product("5551234")
     bob.asks_about_product("999")
@@ -243,9 +237,9 @@ def test_shop_product_referrals_by_sku_and_unknown_ids(app, sim_webhooks, connec
     assert failed_jobs(app) == []
 
 
-def test_the_assignment_job_is_one_per_message_and_idempotent(app, sim_webhooks, connected, run_jobs):
+def test_the_assignment_job_is_one_per_message_and_idempotent(app, sim_webhooks, connected, run_jobs, factory):
     account, shop = connected.account, connected.ig
-    _product(app, account.id, "RD-1", "Red Dress", keywords="dress")
+    factory.product(account, "Red Dress", "RD-1", keywords="dress")
     alice = shop.add_customer("alice")
     sent = alice.shares_post(caption="dress")
     from inbox.jobs import get_queue
@@ -261,9 +255,9 @@ def test_the_assignment_job_is_one_per_message_and_idempotent(app, sim_webhooks,
 
 
 def test_a_legacy_share_without_an_id_and_an_ad_without_a_post_are_recorded_plainly(
-        app, sim_webhooks, connected, run_jobs):
+        app, sim_webhooks, connected, run_jobs, factory):
     account, shop = connected.account, connected.ig
-    _product(app, account.id, "RD-1", "Red Dress", keywords="summer sale")
+    factory.product(account, "Red Dress", "RD-1", keywords="summer sale")
     alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
     alice.sends_share()
     bob.clicks_ad(title="Our summer sale", post=sim_webhooks.add_foreign_post(caption=None))

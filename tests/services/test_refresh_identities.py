@@ -11,9 +11,10 @@ from inbox.extensions import db, get_redis
 from inbox.models import Account, JobRun
 from inbox.services import identities
 from inbox.services.realtime import channel
-from tests.support.inbox_rows import add_conversation, count, identity_rows, job_run, self_rows
+from tests.support.factory import Factory
+from tests.support.stored import count, identity_rows, job_run, self_rows
 from tests.support.jobs import failed_jobs
-from tests.services.test_jobruns import drain
+from tests.support.live import drain
 
 HTMX = {"HX-Request": "true"}
 
@@ -31,8 +32,8 @@ def _shop_with_customers(app, connected, names: list[str], **flags):
     for i, name in enumerate(names):
         customer = shop.add_customer(name, name=name.title(), **flags)
         customer.sends_text("hello", deliver=False)
-        add_conversation(app, account, customer.igsid, messages=[
-            {"mid": f"mid-{name}", "text": "hello", "ts_ms": 1_770_000_000_000 + i}])
+        Factory(app).conversation(account, customer.igsid, messages=[
+            {"mid": f"mid-{name}", "text": "hello", "ts": 1_770_000_000_000 + i}])
         customers.append(customer)
     return customers
 
@@ -51,8 +52,8 @@ def test_refresh_loads_everyone_and_the_people_page_shows_their_usernames(
     customers = _shop_with_customers(app, connected, ["alice", "bruno", "chen", "dalia", "emeka"])
     customers[-1].set(available=False)
     # The owner once wrote to herself (self messaging): that thread must not make her a participant.
-    add_conversation(app, account, account.ig_user_id, messages=[
-        {"mid": "mid-self", "text": "note to self", "ts_ms": 1_770_000_000_100, "out": True}])
+    factory.conversation(account, account.ig_user_id, messages=[
+        {"mid": "mid-self", "text": "note to self", "ts": 1_770_000_000_100, "out": True}])
     auth.login(factory.staff_on(account, "agent"))
 
     before = client.get(f"/accounts/{account.id}/people/")
@@ -188,10 +189,10 @@ def test_refresh_from_the_command_line(app, runner, sim, connected):
 
 def test_participants_are_the_customers_and_recent_writers_never_the_account(app, factory):
     account = factory.account()
-    add_conversation(app, account, "5550001", messages=[
-        {"mid": "a", "ts_ms": 1_000_000_000_000, "text": "long ago"},
-        {"mid": "b", "ts_ms": 1_000_000_000_500, "text": "reply", "out": True}])
-    add_conversation(app, account, account.ig_user_id)
-    add_conversation(app, factory.account(), "5550002")  # another account's customer
+    factory.conversation(account, "5550001", messages=[
+        {"mid": "a", "ts": 1_000_000_000_000, "text": "long ago"},
+        {"mid": "b", "ts": 1_000_000_000_500, "text": "reply", "out": True}])
+    factory.conversation(account, account.ig_user_id)
+    factory.conversation(factory.account(), "5550002")  # another account's customer
     with app.app_context():
         assert identities.participant_ids(account.id) == ["5550001"]

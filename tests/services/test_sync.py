@@ -17,7 +17,7 @@ from sqlalchemy import select
 from inbox.extensions import db
 from inbox.models import Account, Attachment, Conversation, JobRun, Message, Reaction
 from inbox.services import jobruns, sync
-from tests.support.inbox_rows import add_conversation, count, identity_rows, job_run, self_rows
+from tests.support.stored import count, identity_rows, job_run, self_rows
 from tests.support.jobs import failed_jobs
 
 HTMX = {"HX-Request": "true"}
@@ -140,14 +140,14 @@ def test_a_second_resync_creates_nothing(app, sim, connected, run_jobs):
     assert {mid: row.id for mid, row in after.items()} == {mid: row.id for mid, row in before.items()}
 
 
-def test_messages_webhooks_already_brought_stay_one_row(app, sim, connected, run_jobs):
+def test_messages_webhooks_already_brought_stay_one_row(app, sim, connected, factory, run_jobs):
     account, shop = connected.account, connected.ig
     carla = shop.add_customer("carla")
     first = carla.sends_text("first", at=T0, deliver=False)
     second = carla.sends_text("second", at=T0 + 10, deliver=False)
     # The webhook for the first one arrived (Meta's ms timestamp); the second one was missed.
-    conversation_id = add_conversation(app, account, carla.igsid, messages=[
-        {"mid": first.mid, "text": "first", "ts_ms": T0 * 1000 + 123}])
+    conversation_id = factory.conversation(account, carla.igsid, messages=[
+        {"mid": first.mid, "text": "first", "ts": T0 * 1000 + 123}]).id
     kept = _messages(app, account.id)[first.mid]
 
     run = _resync(app, account.id, run_jobs)
@@ -181,25 +181,17 @@ def test_a_webhook_late_for_a_message_the_resync_brought_changes_nothing(app, si
     assert sorted(after) == sorted([late.mid, echo.mid])
 
 
-def test_our_send_still_waiting_for_its_answer_is_claimed_not_doubled(app, sim, connected, run_jobs):
+def test_our_send_still_waiting_for_its_answer_is_claimed_not_doubled(app, sim, connected, factory, run_jobs):
     """The Send API delivered, the send job has not recorded the mid yet, and a resync lists the message."""
     from inbox.services.graph import GraphClient
 
     account, shop = connected.account, connected.ig
     dora = shop.add_customer("dora")
     dora.sends_text("Is it still available?", at=T0, deliver=False)
-    conversation_id = add_conversation(app, account, dora.igsid)
-    now_ms = int(time.time() * 1000)
+    conversation = factory.conversation(account, dora.igsid)
+    pending_id = factory.message(conversation, "Yes, ships today!", out=True, status="pending",
+                                 client_token="tok-1").id
     with app.app_context():
-        from inbox.models import utcnow
-
-        pending = Message(account_id=account.id, conversation_id=conversation_id, mid=None, direction="out",
-                          sender_kind="staff", sender_igsid=account.ig_user_id, text="Yes, ships today!",
-                          status="pending", client_token="tok-1", meta_timestamp=now_ms, created_at=utcnow(),
-                          updated_at=utcnow())
-        db.session.add(pending)
-        db.session.commit()
-        pending_id = pending.id
         sent = GraphClient.for_account(db.session.get(Account, account.id)).send_text(dora.igsid, "Yes, ships today!")
 
     run = _resync(app, account.id, run_jobs)

@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 
 from tests.support.servers import ThreadedServer, free_port
-from tests.sim.test_webhooks import Receiver
+from tests.support.webhooks import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,17 +1,14 @@
 """The simulator's webhook sender, checked by an independent receiver over real HTTP.
 
-The receiver below is deliberately not our webhook endpoint: it verifies the handshake
-token and recomputes both signatures with its own HMAC over the raw bytes it read.
+The receiver (tests/support/webhooks.Receiver) is deliberately not our webhook endpoint: it
+verifies the handshake token and recomputes both signatures with its own HMAC over the raw
+bytes it read.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
-from collections import deque
-from urllib.parse import parse_qs
 
 import pytest
 
@@ -19,47 +16,8 @@ from inbox.services.graph import GraphClient
 from inbox.sim import Simulator, WebhookRefused
 from tests.support.settings import APP_SECRET, VERIFY_TOKEN
 from tests.support.servers import ThreadedServer
-from tests.support.sim import wire_webhooks
-
-
-class Receiver:
-    """A tiny WSGI webhook receiver that trusts nothing it has not checked itself."""
-
-    def __init__(self, secret: str, verify_token: str) -> None:
-        self.secret = secret.encode()
-        self.verify_token = verify_token
-        self.posts: list[dict] = []
-        self.answers: deque[int] = deque()  # statuses to answer next (then 200)
-        self.on_post = None
-        self._lock = threading.Lock()
-
-    def __call__(self, environ, start_response):
-        if environ["REQUEST_METHOD"] == "GET":
-            query = parse_qs(environ.get("QUERY_STRING", ""))
-            if query.get("hub.mode") == ["subscribe"] and query.get("hub.verify_token") == [self.verify_token]:
-                start_response("200 OK", [("Content-Type", "text/plain")])
-                return [query["hub.challenge"][0].encode()]
-            start_response("403 Forbidden", [("Content-Type", "text/plain")])
-            return [b"wrong verify token"]
-        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        sha256 = "sha256=" + hmac.new(self.secret, raw, hashlib.sha256).hexdigest()
-        sha1 = "sha1=" + hmac.new(self.secret, raw, hashlib.sha1).hexdigest()
-        valid = (hmac.compare_digest(sha256, environ.get("HTTP_X_HUB_SIGNATURE_256", ""))
-                 and hmac.compare_digest(sha1, environ.get("HTTP_X_HUB_SIGNATURE", "")))
-        with self._lock:
-            status = self.answers.popleft() if self.answers else (200 if valid else 403)
-            self.posts.append({"raw": raw, "valid": valid, "status": status,
-                               "content_type": environ.get("CONTENT_TYPE")})
-        if self.on_post:
-            self.on_post(raw)
-        start_response(f"{status} X", [("Content-Type", "text/plain")])
-        return [b"EVENT_RECEIVED" if status == 200 else b"no"]
-
-    def payloads(self) -> list[dict]:
-        return [json.loads(p["raw"]) for p in self.posts]
-
-    def events(self) -> list[dict]:
-        return [e for p in self.payloads() for entry in p["entry"] for e in entry["messaging"]]
+from tests.support.sim import connect_account, wire_webhooks
+from tests.support.webhooks import Receiver
 
 
 @pytest.fixture
@@ -123,8 +81,6 @@ def test_a_receiver_with_another_secret_rejects_the_signature(sim, sim_shop, rec
 
 
 def test_every_send_is_echoed_with_its_message_id(wired, app, sim, factory, receiver):
-    from tests.support.sim import connect_account
-
     connected = connect_account(factory, sim, "echoshop")
     alice = connected.ig.add_customer("alice")
     alice.sends_text("hi", deliver=False)
@@ -143,8 +99,6 @@ def test_every_send_is_echoed_with_its_message_id(wired, app, sim, factory, rece
 
 
 def test_echo_can_arrive_before_the_send_answers(wired, app, sim, factory, receiver):
-    from tests.support.sim import connect_account
-
     connected = connect_account(factory, sim, "raceshop")
     alice = connected.ig.add_customer("alice")
     alice.sends_text("hi", deliver=False)
@@ -207,8 +161,6 @@ def test_gives_up_after_the_last_retry(wired, sim_shop, receiver):
 
 
 def test_continuous_failure_unsubscribes_until_subscribed_again(wired, app, sim, factory, receiver):
-    from tests.support.sim import connect_account
-
     connected = connect_account(factory, sim, "flaky")
     alice = connected.ig.add_customer("alice")
     receiver.answers.extend([500, 500])
