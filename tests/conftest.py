@@ -23,7 +23,7 @@ Fixture vocabulary: one name means one kind of thing everywhere in the suite.
   conversations, messages, identities, products, posts, links); `run_jobs`: run what is
   queued; `sim`, `sim_webhooks`, `live_server`, `browser`, `page`: the real parts.
 
-Marks: `browser` (drives Chromium), `postgres` (skipped, with the reason, unless
+Marks: `browser` (drives Chromium), `postgres("why")` (skipped, saying why, unless
 DATABASE_URL is PostgreSQL).
 """
 
@@ -50,8 +50,10 @@ from tests.support.webhooks import ACCOUNT, SECOND_ACCOUNT
 
 
 def pytest_runtest_setup(item):
-    if item.get_closest_marker("postgres") and not is_postgres():
-        pytest.skip("needs PostgreSQL: set DATABASE_URL to a PostgreSQL server")
+    marker = item.get_closest_marker("postgres")
+    if marker is not None and not is_postgres():
+        why = f" ({marker.args[0]})" if marker.args else ""
+        pytest.skip(f"needs PostgreSQL{why}: set DATABASE_URL to a PostgreSQL server")
 
 
 @pytest.fixture(scope="session")

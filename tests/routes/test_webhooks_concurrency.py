@@ -11,7 +11,6 @@ from sqlalchemy import func, select
 from inbox.extensions import db
 from inbox.models import Conversation, Message
 from tests.support.settings import APP_SECRET
-from tests.support.databases import is_postgres
 from tests.support.webhooks import ACCOUNT, T0, encode, envelope, message, sign
 
 
@@ -36,10 +35,8 @@ def post_together(url: str, bodies: list[bytes]) -> list[int]:
     return statuses
 
 
-@pytest.mark.postgres
+@pytest.mark.postgres("SQLite takes one writer at a time, so the two deliveries cannot race")
 def test_two_deliveries_for_one_new_customer_make_one_conversation(app, factory, live_server):
-    if not is_postgres():
-        pytest.skip("needs PostgreSQL (DATABASE_URL)")
     factory.account(ACCOUNT, "shop")
     customers = [f"91000000000{n:05d}" for n in range(12)]
     for customer in customers:

@@ -1,18 +1,11 @@
-"""Identities through real webhooks: ingestion notes each participant, first contact fetches once.
-
-Runs once ingestion (services/ingest.py, the webhook endpoint) is on the branch.
-"""
+"""Identities through real webhooks: ingestion notes each participant, first contact fetches once."""
 
 from __future__ import annotations
 
-import pytest
-
-pytest.importorskip("inbox.services.ingest", reason="ingestion (webhooks) is not on this branch yet")
-
-from inbox.jobs import get_queue  # noqa: E402
-from inbox.models import Message  # noqa: E402
-from tests.support.stored import count, identity_rows, self_rows  # noqa: E402
-from tests.support.jobs import failed_jobs  # noqa: E402
+from inbox.jobs import get_queue
+from inbox.models import Message
+from tests.support.jobs import failed_jobs
+from tests.support.stored import count, identity_rows, self_rows
 
 
 def test_webhooks_make_one_profile_fetch_per_person_and_never_a_self_row(
