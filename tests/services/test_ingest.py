@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from sqlalchemy import text
@@ -11,6 +10,7 @@ from sqlalchemy import text
 from inbox.extensions import db, get_redis
 from inbox.services.realtime import channel
 from tests.support.stored import conversations, deliveries, last_results, messages, snapshot
+from tests.support.live import drain
 from tests.support.refusals import refusing
 from tests.support.webhooks import (
     ACCOUNT, CUSTOMER, T0, edit, envelope, fixture, fixture_names, message, post, reaction, seen,
@@ -353,30 +353,17 @@ def test_live_events_are_published_after_commit_and_not_for_repeats(app, client,
     with app.app_context():
         pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(channel(account.id))
-    received: list[dict] = []
-
-    def drain():
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
-            item = pubsub.get_message(timeout=0.1)
-            if item:
-                received.append(json.loads(item["data"]))
-
     deliver(client, fixture("text"))
-    drain()
+    received = drain(pubsub, close=False)
     [msg] = messages(app)
     assert received == [
         {"type": "message.created", "account_id": account.id, "conversation_id": msg.conversation_id, "message_id": msg.id},
         {"type": "conversation.updated", "account_id": account.id, "conversation_id": msg.conversation_id},
     ]
-    received.clear()
     deliver(client, fixture("text"))
-    drain()
-    assert received == []
+    assert drain(pubsub, close=False) == []
     deliver(client, fixture("edit"))
-    drain()
-    assert [e["type"] for e in received] == ["message.updated", "conversation.updated"]
-    pubsub.close()
+    assert [e["type"] for e in drain(pubsub)] == ["message.updated", "conversation.updated"]
 
 
 # --- One event fails, the rest applies; replay ------------------------------------------

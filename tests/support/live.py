@@ -14,8 +14,8 @@ import websocket
 MARKER = "test.marker"
 
 
-def drain(pubsub, timeout: float = 10) -> list[dict]:
-    """Every live event published so far on the channels pubsub listens to, in order (then closed).
+def drain(pubsub, *, close: bool = True, timeout: float = 10) -> list[dict]:
+    """Every live event published so far on the channels pubsub listens to, in order.
 
     Publishes a marker on each channel and reads up to the last one: Redis hands a channel's
     messages to a subscriber in the order it took the PUBLISH commands, so whatever was
@@ -39,7 +39,8 @@ def drain(pubsub, timeout: float = 10) -> list[dict]:
             markers.pop(event["marker"], None)
         else:
             events.append(event)
-    pubsub.close()
+    if close:
+        pubsub.close()
     return events
 
 
