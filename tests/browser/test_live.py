@@ -116,7 +116,9 @@ def test_the_owner_typing_in_the_instagram_app_appears_once_with_its_badge(page,
     expect(mine.first).to_contain_text("Typed on my phone")
     expect(mine.first.locator(".msg-badge-app")).to_have_text("From the Instagram app")
     expect(page.locator("#conversation-list .conv-row").first).to_contain_text("From the Instagram app:")
-    page.wait_for_timeout(500)
+    # A later event: whatever the echo pushed to this page arrived before it.
+    alice.sends_text("Perfect, thanks")
+    expect(page.locator("#messages .msg-in").last).to_contain_text("Perfect, thanks", timeout=LIVE_TIMEOUT)
     expect(mine).to_have_count(1)
 
 
@@ -229,8 +231,14 @@ def test_the_counter_stops_a_message_over_1000_bytes(page, app, live_server, con
     box.fill("é" * 501)
     expect(page.locator("#composer [data-bytes]")).to_have_text("1002")
     expect(page.locator("#composer button[type=submit]")).to_be_disabled()
+    action = page.locator("#composer").get_attribute("action")
+    replies = []
+    page.on("request", lambda request: replies.append(request.url) if request.url.endswith(action) else None)
     box.press("Enter")
-    page.wait_for_timeout(300)
+    # A later request from the page: a reply sent on Enter would have gone out before it.
+    with page.expect_request(lambda request: request.url.endswith("/healthz")):
+        page.evaluate("fetch('/healthz')")
+    assert replies == []
     expect(page.locator("#messages .msg-out")).to_have_count(0)
     box.press("Backspace")
     expect(page.locator("#composer button[type=submit]")).to_be_enabled()

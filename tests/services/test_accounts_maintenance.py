@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from inbox.services.accounts import access_token
 from inbox.services.accounts_maintenance import refresh_tokens
 from inbox.services.graph import WEBHOOK_FIELDS, GraphClient
 from tests.support.sim import connect_account
+from tests.support.waiting import wait_until
 
 NEEDED = set(WEBHOOK_FIELDS["instagram"])
 
@@ -253,13 +253,9 @@ def test_python_worker_py_runs_the_daily_check_without_cron(sim, app, app_config
     worker = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parents[2] / "worker.py")], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not connected.ig.subscribed_fields:
-            time.sleep(0.2)
+        wait_until(lambda: connected.ig.subscribed_fields, timeout=60, what="the worker's account check")
         assert connected.ig.subscribed_fields >= NEEDED  # the worker's scheduler ran it
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and due.id in scheduled(app):
-            time.sleep(0.2)
+        wait_until(lambda: due.id not in scheduled(app), timeout=30, what="the run that came due to leave the schedule")
         [following] = scheduled(app).values()  # and it named tomorrow's run
         assert timedelta(0) < following - datetime.now(timezone.utc) <= timedelta(days=1)
     finally:

@@ -19,6 +19,7 @@ from inbox.models import Account, Attachment, Conversation, JobRun, Message, Rea
 from inbox.services import jobruns, sync
 from tests.support.stored import count, identity_rows, job_run, self_rows
 from tests.support.jobs import failed_jobs
+from tests.support.waiting import wait_until
 
 HTMX = {"HX-Request": "true"}
 T0 = int(time.time()) - 6 * 3600  # whole seconds: the API's created_time has no milliseconds
@@ -293,11 +294,13 @@ def test_a_crashed_resync_runs_again_without_duplicating_anything(app, app_confi
     worker = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parents[2] / "worker.py"), "--burst"],
                               env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while count(app, Conversation) < 2:
+        def committed_a_page() -> bool:
+            if count(app, Conversation) >= 2:
+                return True
             assert worker.poll() is None, worker.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the worker never committed a page"
-            time.sleep(0.02)
+            return False
+
+        wait_until(committed_a_page, timeout=60, interval=0.02, what="the worker to commit a page")
     finally:
         _kill_with_children(worker.pid)
         worker.wait(timeout=10)
@@ -306,14 +309,15 @@ def test_a_crashed_resync_runs_again_without_duplicating_anything(app, app_confi
     assert 2 <= partial < 10
     assert job_run(app, crashed_id).state == "running"  # nothing ended it: the process just vanished
 
-    # Once its heartbeat has gone quiet, the dead run no longer blocks a new one.
+    # Once its heartbeat has gone quiet (0.3 s must pass), the dead run no longer blocks a new one.
     app.config["JOB_HEARTBEAT_SECONDS"] = 0.3
-    deadline = time.monotonic() + 10
+
+    def dead() -> bool:
+        db.session.expire_all()
+        return not jobruns.is_alive(db.session.get(JobRun, crashed_id))
+
     with app.app_context():
-        while jobruns.is_alive(db.session.get(JobRun, crashed_id)):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-            db.session.expire_all()
+        wait_until(dead, timeout=10, interval=0.1, what="the dead run's heartbeat to go quiet")
     sim.faults.latency = 0
     second = _resync(app, account.id, run_jobs)
     assert job_run(app, crashed_id).state == "failed" and job_run(app, crashed_id).error == jobruns.DIED
