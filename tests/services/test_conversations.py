@@ -16,9 +16,7 @@ from inbox.models import Conversation
 from inbox.services import conversations, realtime
 from tests.support import stored
 from tests.support.live import drain
-from tests.support.webhooks import ACCOUNT, T0, envelope, message, post
-
-SHOP_B = "17841400000000002"
+from tests.support.webhooks import ACCOUNT, SECOND_ACCOUNT, T0, envelope, message, post
 
 
 def _say(client, customer: str, text: str | None, *, mid: str | None = None, ts: int = T0,
@@ -106,15 +104,15 @@ def search_path(request, app_config):
     return request.param
 
 
-def test_search_finds_username_name_and_message_text(search_path, app, client, factory, account, agent):
+def test_search_finds_username_name_and_message_text(search_path, app, client, factory, account, second_account,
+                                                      agent):
     _say(client, "9001", "Do you ship to Lisbon?")
     _say(client, "9002", "hello")
     _say(client, "9003", "100% linen? and the_size")
     _say(client, "9004", "nothing to see")
     factory.identity(account, "9002", username="amara.k", name="Amara Kone")
     factory.identity(account, "9004", name="Zoë Ångström")
-    other = factory.account(ig_user_id=SHOP_B, username="other")
-    _say(client, "9001", "Do you ship to Lisbon too?", account=SHOP_B, mid="mid.other.1")
+    _say(client, "9001", "Do you ship to Lisbon too?", account=SECOND_ACCOUNT, mid="mid.other.1")
     c1, c2, c3, c4 = (_conversation(app, c, account.id) for c in ("9001", "9002", "9003", "9004"))
 
     assert _list(client, account, q="lisbon") == [c1.id]          # text, any case; not the other account's
@@ -136,7 +134,7 @@ def test_search_finds_username_name_and_message_text(search_path, app, client, f
     assert _list(client, account, q="porto") == [c1.id]
     page = client.get(f"/accounts/{account.id}/?q=porto").get_data(as_text=True)
     assert _ids_in(page) == [c1.id] and 'value="porto"' in page
-    assert other.id != account.id
+    assert second_account.id != account.id
 
 
 # --- Pagination -------------------------------------------------------------------------
@@ -183,9 +181,8 @@ def test_infinite_scroll_walks_every_conversation_once(app, client, account, age
 
 # --- Threads, read state, status ----------------------------------------------------------
 
-def test_another_accounts_conversation_is_404(app, client, factory, account, agent):
-    factory.account(ig_user_id=SHOP_B, username="other")
-    _say(client, "9001", "secret of the other account", account=SHOP_B, mid="mid.b.1")
+def test_another_accounts_conversation_is_404(app, client, account, second_account, agent):
+    _say(client, "9001", "secret of the other shop", account=SECOND_ACCOUNT, mid="mid.b.1")
     theirs = _conversation(app, "9001")
     for method, path in (("GET", "c/{}"), ("GET", "c/{}/row"), ("GET", "c/{}/earlier"), ("POST", "c/{}/done"),
                          ("POST", "c/{}/reopen")):

@@ -18,13 +18,12 @@ from inbox.models import Conversation, Message, Reaction
 from inbox.services import ingest
 from inbox.services.deliveries import receive_delivery
 from tests.support.factory import Factory
-from tests.support.webhooks import ACCOUNT, T0, encode, envelope, message, reaction, seen
+from tests.support.webhooks import T0, encode, envelope, message, reaction, seen
 
 
 @pytest.fixture
-def conversation(app, factory):
+def conversation(app, account):
     """A customer has written; returns the conversation id."""
-    factory.account(ACCOUNT, "shop")
     with app.app_context():
         receive_delivery(encode(envelope(message("m-customer", "Do you have it in M?", ts=T0))))
         return db.session.scalar(select(Conversation.id))
