@@ -301,7 +301,8 @@ def test_doctor_reports_and_repairs_imported_rows(app, runner, factory, session_
     assert again.exit_code == 0 and "All identity rows follow the rules." in again.output
 
 
-@pytest.mark.skipif(is_postgres(), reason="SQLite only: PostgreSQL enforces the foreign key, so no orphan can exist there")
+@pytest.mark.skipif(is_postgres(),
+                    reason="SQLite only: PostgreSQL enforces the foreign key, so no orphan can exist there")
 def test_doctor_removes_rows_of_a_deleted_account(app, runner, factory):
     account = factory.account()
     factory.identity(account, "5550009", username="zed")

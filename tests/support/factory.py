@@ -182,10 +182,11 @@ class Factory:
         n = next(_seq)
         if not isinstance(keywords, str):
             keywords = ", ".join(keywords)
+        if price is not None:
+            price = Decimal(str(price)).quantize(Decimal("0.01"))
         with self.app.app_context():
             product = Product(account_id=_id(account), name=name or f"Product {n}", sku=sku or f"SKU-{n}",
-                              keywords=keywords, price=None if price is None else Decimal(str(price)).quantize(Decimal("0.01")),
-                              currency=currency, active=active)
+                              keywords=keywords, price=price, currency=currency, active=active)
             db.session.add(product)
             db.session.commit()
             return _detached(product)
