@@ -11,7 +11,6 @@ from sqlalchemy import select
 from inbox.extensions import db
 from inbox.models import Conversation, Message
 from inbox.services import jobruns, products
-from tests.support.inbox_rows import add_conversation
 
 SECRET = "their private words"
 
@@ -20,8 +19,8 @@ def test_another_accounts_ids_are_404_under_ones_own_account(app, client, auth, 
     mine = factory.account(username="mine")
     theirs = factory.account(username="theirs")
     auth.login(factory.staff_on(mine, "admin"))
-    add_conversation(app, mine, "111", messages=[{"mid": "m.mine", "text": "hello", "ts_ms": 1_700_000_000_000}])
-    cid = add_conversation(app, theirs, "555", messages=[{"mid": "m.theirs", "text": SECRET, "ts_ms": 1_700_000_000_000}])
+    factory.conversation(mine, "111", messages=[{"mid": "m.mine", "text": "hello", "ts": 1_700_000_000_000}])
+    cid = factory.conversation(theirs, "555", messages=[{"mid": "m.theirs", "text": SECRET, "ts": 1_700_000_000_000}]).id
     with app.app_context():
         mid = db.session.scalar(select(Message.id).where(Message.conversation_id == cid))
         product = products.create_product(theirs.id, name="Their scarf", sku="TS-1")

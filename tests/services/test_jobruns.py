@@ -12,23 +12,10 @@ from inbox.live import frames
 from inbox.live.publish import channel
 from inbox.models import JobRun
 from inbox.services import jobruns
-from tests.support.inbox_rows import job_run
+from tests.support.live import drain
+from tests.support.stored import job_run
 
 KIND = "refresh_identities"
-
-
-def drain(pubsub, quiet: float = 0.5) -> list[dict]:
-    """Every live event published so far (until the channel stays quiet)."""
-    events = []
-    for _ in range(1000):
-        message = pubsub.get_message(timeout=quiet)
-        if message is None:
-            if events or _ > 2:
-                break
-            continue
-        events.append(json.loads(message["data"]))
-    pubsub.close()
-    return events
 FUNC = "inbox.jobs.refresh_identities"
 
 
