@@ -107,9 +107,7 @@ def test_retry_requeues_a_failed_reply(app, client, connected, alice, agent, run
     assert alice.received_texts == ["Try this"]
 
 
-def test_a_refused_retry_keeps_the_failed_bubble_and_says_why(app, client, auth, shop, run_jobs, sim):
-    connected, alice, agent = shop
-    auth.login(agent)
+def test_a_refused_retry_keeps_the_failed_bubble_and_says_why(app, client, connected, alice, agent, run_jobs, sim):
     sim.fail_next("send", 551)
     url = f"/accounts/{connected.account.id}/conversations/{the_conversation(app)}/reply"
     client.post(url, data={"text": "Try this", "client_token": uuid.uuid4().hex}, headers=hx())
