@@ -32,7 +32,7 @@ def start_processes(*, host: str, port: int, threads: int, env: dict[str, str],
     )
     procs = [web]
     for _ in range(workers):
-        procs.append(subprocess.Popen([sys.executable, "-m", "inbox.worker"], env=env))
+        procs.append(subprocess.Popen([sys.executable, "-m", "inbox.cli", "worker"], env=env))
     return procs
 
 

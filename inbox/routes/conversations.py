@@ -38,7 +38,7 @@ def conversation_product(conversation):
 @bp.app_template_global()
 def media_url(url: str | None) -> str | None:
     """A media link the browser may load (an allowed Instagram host), else None."""
-    from ..services.identities import allowed_media_host
+    from ..services.media import allowed_media_host
 
     return url if url and allowed_media_host(url) else None
 

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from ..auth import account_scoped
 from ..extensions import db
 from ..models import Attachment, Conversation, Identity
-from ..services import media
+from ..services import media, sending
 from ..services.storage import StorageError, get_storage
 from ..templating import is_htmx_fragment_request
 
@@ -98,7 +98,7 @@ def upload(conversation_id: int):
         return _upload_refused(conversation, str(exc))
     token = request.form.get("client_token") or secrets.token_hex(12)
     try:
-        messages = media.queue_attachment_replies(g.account.id, conversation.id, current_user.id, uploads, token)
+        messages = sending.queue_attachment_replies(g.account.id, conversation.id, current_user.id, uploads, token)
     except SendRefused as refused:
         return _upload_refused(conversation, refused.reason)
     if not is_htmx_fragment_request():

@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Account, utcnow
+from ..queue import enqueue
 from . import graph, realtime
 from .accounts import mark_reconnect_needed, set_token
 
@@ -82,9 +83,7 @@ def refresh_tokens(*, now: datetime | None = None) -> list[AccountCheck]:
 
 def request_check(account_id: int) -> None:
     """Run one account's check soon, in the worker ("Check now"); a repeat while queued is one job."""
-    from ..jobs import enqueue
-
-    enqueue("inbox.jobs.check_account", account_id, job_id=f"check-account-{account_id}", timeout=300)
+    enqueue("inbox.tasks.check_account", account_id, queue="default", timeout=300)
 
 
 def refresh_due(account: Account, now: datetime) -> bool:

@@ -27,9 +27,8 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from flask import current_app
 from sqlalchemy import event, func, select
@@ -39,7 +38,8 @@ from sqlalchemy.orm import Session
 from ..display import display_name
 from ..extensions import db, on_commit
 from ..models import Account, Conversation, Identity, JobRun, Message, utcnow
-from . import jobruns, realtime
+from ..queue import enqueue
+from . import jobruns, media, realtime
 from .graph import (
     ConsentRequired, GraphClient, GraphError, NotFound, PermissionDenied, RateLimited, TokenInvalid, Transient,
     UserUnavailable,
@@ -127,17 +127,6 @@ def error_code(exc: GraphError) -> str:
 
 # --- Profile pictures ------------------------------------------------------------------
 
-def profile_pic_expires_at(url: str | None) -> datetime | None:
-    """When an Instagram CDN link stops working: its `oe` parameter (hex epoch seconds)."""
-    if not url:
-        return None
-    try:
-        query = dict(parse_qsl(urlsplit(url).query))
-        return datetime.fromtimestamp(int(query["oe"], 16), tz=timezone.utc)
-    except (KeyError, ValueError, OverflowError, OSError):
-        return None
-
-
 def picture_url(identity: Any | None, now: datetime | None = None) -> str | None:
     """The picture to show for an identity, or None (the UI shows initials instead).
 
@@ -148,36 +137,16 @@ def picture_url(identity: Any | None, now: datetime | None = None) -> str | None
     """
     if identity is None:
         return None
-    from .media import picture_src
-
-    stored = picture_src(identity)
+    stored = media.picture_src(identity)
     if stored:
         return stored
     url = getattr(identity, "profile_pic_url", None)
-    if not url or not allowed_media_host(url):
+    if not url or not media.allowed_media_host(url):
         return None
-    expires = profile_pic_expires_at(url)
+    expires = media.link_expires_at(url)
     if expires is not None and expires <= (now or utcnow()):
         return None
     return url
-
-
-def allowed_media_host(url: str, config=None) -> bool:
-    """Whether a link points at an allowed Instagram media host (https unless told otherwise)."""
-    cfg = config or current_app.config
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    schemes = ("https",) if cfg.get("MEDIA_REQUIRE_HTTPS", True) else ("https", "http")
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in schemes or not host:
-        return False
-    for allowed in cfg.get("MEDIA_ALLOWED_HOSTS") or ():
-        allowed = allowed.lower()
-        if host == allowed or (allowed.startswith("*.") and host.endswith(allowed[1:])):
-            return True
-    return False
 
 
 # --- Writing identities (the only place that does) ----------------------------------------
@@ -209,9 +178,7 @@ def save_profile(account: Account, igsid: str, profile: Profile, *, now: datetim
     }
     _upsert({"account_id": account.id, "igsid": igsid, "created_at": now, **fields}, fields)
     if profile.profile_pic_url:
-        from .media import note_profile_picture
-
-        note_profile_picture(account.id, igsid)  # a copy that outlives the link, after the commit
+        media.note_profile_picture(account.id, igsid)  # a copy that outlives the link, after the commit
 
 
 def save_participant(account: Account, igsid: str, username: str | None, *, now: datetime | None = None) -> bool:
@@ -268,7 +235,7 @@ def needs_fetch(row: Any | None, now: datetime | None = None, config=None) -> bo
     if fetched is None or now - fetched >= timedelta(seconds=cfg["IDENTITY_TTL_SECONDS"]):
         return True
     if row.profile_pic_url and row.profile_pic_state != "stored":
-        expires = profile_pic_expires_at(row.profile_pic_url)
+        expires = media.link_expires_at(row.profile_pic_url)
         margin = timedelta(seconds=cfg["IDENTITY_PIC_REFRESH_MARGIN_SECONDS"])
         if expires is not None and expires - now <= margin:
             return True
@@ -281,10 +248,6 @@ def _staleness_row(account_id: int, igsid: str):
                Identity.profile_pic_state)
         .where(Identity.account_id == account_id, Identity.igsid == igsid)
     ).first()
-
-
-def fetch_job_id(account_id: int, igsid: str) -> str:
-    return f"fetch_profile-{account_id}-{igsid}"
 
 
 def note_participant(account_id: int, igsid: str) -> None:
@@ -321,10 +284,8 @@ def note_participants(account_id: int, igsids: list[str]) -> None:
 
 
 def _enqueue_fetch(account_id: int, igsid: str) -> None:
-    from ..jobs import enqueue
-
-    enqueue("inbox.jobs.fetch_profile", account_id, igsid, job_id=fetch_job_id(account_id, igsid),
-            queue="default", retries=3, retry_intervals=[10, 60, 300])
+    enqueue("inbox.tasks.fetch_profile", account_id, igsid, queue="default", retries=3,
+            retry_intervals=[10, 60, 300])
 
 
 @event.listens_for(Session, "after_commit")
@@ -383,7 +344,7 @@ def _publish_conversation_after_commit(account_id: int, igsid: str) -> None:
 
 def start_refresh(account_id: int, user_id: int | None = None, *, enqueue_job: bool = True) -> tuple[JobRun, bool]:
     """Start "Refresh identities" for the account, or return the one already running."""
-    return jobruns.start_or_get_running(REFRESH, account_id, "inbox.jobs.refresh_identities", user_id=user_id,
+    return jobruns.start_or_get_running(REFRESH, account_id, "inbox.tasks.refresh_identities", user_id=user_id,
                                         queue="low", enqueue_job=enqueue_job)
 
 
@@ -694,7 +655,7 @@ def _problems(row: Identity, account: Account | None, seen: set[tuple[int, str]]
     cleaned = (row.username or "").strip().lstrip("@").strip()
     if row.username and _usable(row.username) and row.username != cleaned:
         yield "username_format", f"username {row.username!r}", lambda r: setattr(r, "username", cleaned)
-    if row.profile_pic_url and not allowed_media_host(row.profile_pic_url):
+    if row.profile_pic_url and not media.allowed_media_host(row.profile_pic_url):
         yield "bad_picture", f"picture {row.profile_pic_url[:60]!r}", lambda r: _clear(r, "profile_pic_url")
 
 

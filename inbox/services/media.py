@@ -4,8 +4,8 @@ The rules (reference 8, issue 8):
 
 - `note_attachments(ids)` runs inside the ingest transaction. Attachments whose media may
   be kept (image, video, audio, file, and the previews of shared posts and reels) become
-  `pending` and get a `download_media` job on the `low` queue after the commit (job id
-  `download_media-<id>`, so a replay never doubles it). Story media (`story_mention`,
+  `pending` and get a `download_media` job on the `low` queue after the commit (one job
+  per attachment, so a replay never doubles it). Story media (`story_mention`,
   `ig_story`) is never downloaded (Meta's story rules): `not_kept`, the link only, shown
   while it lives.
 - `download_attachment(id)` fetches through `safe_fetch` (allow-listed hosts, no private
@@ -15,18 +15,20 @@ The rules (reference 8, issue 8):
 - A deleted Attachment row (unsend, merge) deletes its file after the commit; rows removed
   by database cascades leave orphans that `media sweep` deletes.
 - Profile pictures go the same way (`note_profile_picture` → `keep_profile_picture`).
-- Staff uploads (`queue_attachment_replies`) are checked against the Send API's limits,
-  stored, and sent one message per attachment through a short-lived signed public URL.
+- Staff uploads are checked against the Send API's limits and stored (`store_upload`);
+  `sending.queue_attachment_replies` sends them, one message per attachment, and
+  Instagram fetches each through a short-lived signed public URL (`public_url`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 import unicodedata
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, BinaryIO
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import current_app, has_request_context, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -34,7 +36,8 @@ from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from ..extensions import db, on_commit
-from ..models import Account, Attachment, Conversation, Identity, Message, utcnow
+from ..models import Account, Attachment, Identity, Message, utcnow
+from ..queue import enqueue
 from . import realtime, safe_fetch
 from .storage import StorageError, get_storage, new_key
 
@@ -57,10 +60,6 @@ class MediaUnavailable(RuntimeError):
 
 # --- Ingestion's hook ------------------------------------------------------------------------
 
-def download_job_id(attachment_id: int) -> str:
-    return f"download_media-{attachment_id}"
-
-
 def note_attachments(attachment_ids: list[int]) -> None:
     """Called inside the ingest transaction once new attachments have ids (after flush)."""
     ids = [int(i) for i in attachment_ids or () if i is not None]
@@ -78,11 +77,9 @@ def note_attachments(attachment_ids: list[int]) -> None:
 
 
 def _enqueue_downloads(ids: list[int]) -> None:
-    from ..jobs import enqueue
-
     for attachment_id in ids:
-        enqueue("inbox.jobs.download_media", attachment_id, job_id=download_job_id(attachment_id), queue="low",
-                timeout=300, retries=3, retry_intervals=[30, 300, 1800])
+        enqueue("inbox.tasks.download_media", attachment_id, queue="low", timeout=300, retries=3,
+                retry_intervals=[30, 300, 1800])
 
 
 # --- Downloading -----------------------------------------------------------------------------
@@ -199,6 +196,29 @@ def retry_attachments(account_id: int, *, states: tuple[str, ...] = ("failed",),
 
 # --- What the browser loads ------------------------------------------------------------------
 
+def allowed_media_host(url: str, config=None) -> bool:
+    """Whether a link points at an allowed Instagram media host (https unless told otherwise)."""
+    cfg = config or current_app.config
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    schemes = ("https",) if cfg.get("MEDIA_REQUIRE_HTTPS", True) else ("https", "http")
+    hosts = cfg.get("MEDIA_ALLOWED_HOSTS") or ()
+    return parts.scheme in schemes and safe_fetch.host_allowed(parts.hostname or "", hosts)
+
+
+def link_expires_at(url: str | None) -> datetime | None:
+    """When an Instagram CDN link stops working: its `oe` parameter (hex epoch seconds)."""
+    if not url:
+        return None
+    try:
+        query = dict(parse_qsl(urlsplit(url).query))
+        return datetime.fromtimestamp(int(query["oe"], 16), tz=timezone.utc)
+    except (KeyError, ValueError, OverflowError, OSError):
+        return None
+
+
 def attachment_src(attachment: Any) -> str | None:
     """The URL the browser should load for an attachment's media, or None (show a placeholder).
 
@@ -216,11 +236,9 @@ def attachment_src(attachment: Any) -> str | None:
         return None
     if getattr(attachment, "type", None) in STORY_TYPES and _story_gone(attachment):
         return None
-    from .identities import allowed_media_host, profile_pic_expires_at
-
     if not allowed_media_host(url):
         return None
-    expires = profile_pic_expires_at(url)
+    expires = link_expires_at(url)
     if expires is not None and expires <= utcnow():
         return None
     return url
@@ -334,19 +352,10 @@ def sweep(*, grace_seconds: float = 3600, dry_run: bool = False) -> list[str]:
 
 # --- Profile pictures ------------------------------------------------------------------------
 
-def picture_job_id(account_id: int, igsid: str) -> str:
-    return f"keep_picture-{account_id}-{igsid}"
-
-
 def note_profile_picture(account_id: int, igsid: str) -> None:
     """Called inside the transaction that saved a profile with a picture: keep it after the commit."""
-    def enqueue_it() -> None:
-        from ..jobs import enqueue
-
-        enqueue("inbox.jobs.keep_profile_picture", account_id, igsid, job_id=picture_job_id(account_id, igsid),
-                queue="low", timeout=120, retries=2, retry_intervals=[60, 600])
-
-    on_commit(enqueue_it)
+    on_commit(lambda: enqueue("inbox.tasks.keep_profile_picture", account_id, igsid, queue="low", timeout=120,
+                              retries=2, retry_intervals=[60, 600]))
 
 
 def keep_profile_picture(account_id: int, igsid: str) -> str:
@@ -482,63 +491,6 @@ def discard_uploads(uploads: list[Upload]) -> None:
     store = get_storage()
     for upload in uploads:
         store.delete(upload.key)
-
-
-def queue_attachment_replies(account_id: int, conversation_id: int, user_id: int | None, uploads: list[Upload],
-                             client_token: str) -> list[Message]:
-    """One pending outgoing message per stored upload, each sent by its own job (committed)."""
-    from .ingest import _touch_conversation, preview_text
-
-    if not uploads:
-        return []
-    token = re.sub(r"[^A-Za-z0-9_-]", "", client_token or "")[:48]
-    if token:
-        existing = list(db.session.scalars(select(Message).where(
-            Message.account_id == account_id, Message.client_token.like(f"{token}-a%")).order_by(Message.id)))
-        if existing:  # the same form sent twice: nothing new
-            discard_uploads(uploads)
-            return existing
-    conversation = db.session.scalars(select(Conversation).where(
-        Conversation.id == conversation_id, Conversation.account_id == account_id).with_for_update()).first()
-    if conversation is None:
-        discard_uploads(uploads)
-        raise LookupError("no such conversation")
-    account = db.session.get(Account, account_id)
-    from .sending import SendRefused, _enqueue_send, refusal_reason
-
-    reason = refusal_reason(conversation, account)
-    if reason:
-        db.session.rollback()
-        discard_uploads(uploads)
-        raise SendRefused(reason)
-    now = utcnow()
-    base_ms = int(now.timestamp() * 1000)
-    messages = []
-    for index, upload in enumerate(uploads):
-        message = Message(account_id=account_id, conversation_id=conversation.id, direction="out",
-                          sender_kind="staff", sender_igsid=account.ig_user_id, status="pending",
-                          sent_by_user_id=user_id, client_token=f"{token}-a{index}" if token else None,
-                          meta_timestamp=base_ms + index, send_attempts=0, created_at=now, updated_at=now)
-        message.attachments = [Attachment(account_id=account_id, position=0, type=upload.kind,
-                                          storage_key=upload.key, media_state="stored",
-                                          content_type=upload.content_type, size_bytes=upload.size,
-                                          filename=upload.filename, fetched_at=now)]
-        db.session.add(message)
-        db.session.flush()
-        _touch_conversation(conversation, message, new=True, preview=preview_text(None, [upload.kind]))
-        messages.append(message)
-    for message in messages:
-        _enqueue_send(message.id)  # sending.send_message sends it (outgoing_attachment)
-        realtime.publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
-                                      message_id=message.id)
-    realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
-    try:
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        discard_uploads(uploads)
-        raise
-    return messages
 
 
 def public_url(attachment: Attachment) -> str:

@@ -451,7 +451,7 @@ def _publish(account_id: int, applied: list[Applied]) -> None:
 
 def start_resync(account_id: int, user_id: int | None = None, *, enqueue_job: bool = True) -> tuple[JobRun, bool]:
     """Start a resync of the account, or return the one already running."""
-    return jobruns.start_or_get_running(RESYNC, account_id, "inbox.jobs.resync_account", user_id=user_id,
+    return jobruns.start_or_get_running(RESYNC, account_id, "inbox.tasks.resync_account", user_id=user_id,
                                         queue="low", enqueue_job=enqueue_job)
 
 

@@ -24,8 +24,8 @@ def app_config(app_config):
 def _worker(app, stop: threading.Event) -> threading.Thread:
     """A worker in the background, as `inbox run` has one: it takes jobs while the page watches."""
     from inbox.extensions import get_redis
-    from inbox.jobs import all_queues
-    from inbox.worker import ThreadWorker
+    from inbox.queue import all_queues
+    from tests.support.jobs import ThreadWorker
 
     def work() -> None:
         with app.app_context():

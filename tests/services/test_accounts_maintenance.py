@@ -15,7 +15,7 @@ from rq.registry import ScheduledJobRegistry
 from sqlalchemy import update
 
 from inbox.extensions import db
-from inbox.jobs import enqueue, get_queue, schedule_account_checks
+from inbox.queue import enqueue, get_queue, schedule_daily_check
 from inbox.models import Account, utcnow
 from inbox.services.accounts import access_token
 from inbox.services.accounts_maintenance import refresh_tokens
@@ -221,19 +221,19 @@ def test_the_daily_check_is_scheduled_once_a_day(app):
     noon = datetime(2030, 5, 6, 12, 0, tzinfo=timezone.utc)
     with app.app_context():
         for _ in range(3):  # every worker that starts asks again
-            schedule_account_checks(now=noon)
-        schedule_account_checks(now=morning)
+            schedule_daily_check(now=noon)
+        schedule_daily_check(now=morning)
 
     jobs = scheduled(app)
     assert sorted(t.isoformat() for t in jobs.values()) == ["2030-05-06T04:00:00+00:00",
                                                             "2030-05-07T04:00:00+00:00"]
-    assert all("refresh-tokens" in job_id for job_id in jobs)
+    assert all("daily_check" in job_id for job_id in jobs)
 
 
 def test_each_daily_run_schedules_the_next(sim, app, connected_account, run_jobs):
     connected_account.ig.unsubscribe()
     with app.app_context():
-        enqueue("inbox.jobs.refresh_tokens", queue="low")
+        enqueue("inbox.tasks.daily_check", queue="low")
     assert run_jobs() == 1
 
     assert connected_account.ig.subscribed_fields >= NEEDED
@@ -246,7 +246,7 @@ def test_python_worker_py_runs_the_daily_check_without_cron(sim, app, app_config
     connected_account.ig.unsubscribe()
     with app.app_context():
         # A run that came due while no worker was up (the day before, seen from now).
-        due = schedule_account_checks(now=utcnow() - timedelta(days=1))
+        due = schedule_daily_check(now=utcnow() - timedelta(days=1))
     env = {**os.environ, "INBOX_INSTANCE_PATH": str(tmp_path / "instance"), "GRAPH_API_BASE": sim.url,
            **{k: str(app_config[k]) for k in ("DATABASE_URL", "REDIS_URL", "REDIS_NAMESPACE", "SECRET_KEY",
                                               "TOKEN_ENCRYPTION_KEY", "META_APP_SECRET", "META_VERIFY_TOKEN")}}
@@ -265,4 +265,4 @@ def test_python_worker_py_runs_the_daily_check_without_cron(sim, app, app_config
     finally:
         worker.send_signal(signal.SIGTERM)
         output, _ = worker.communicate(timeout=30)
-    assert "refresh_tokens" in output, output
+    assert "daily_check" in output, output

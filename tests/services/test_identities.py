@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import select
 
 from inbox.extensions import db
-from inbox.jobs import get_queue
+from inbox.queue import get_queue
 from inbox.models import Account, Conversation, Identity, utcnow
-from inbox.services import identities
+from inbox.services import identities, media
 from inbox.services.graph import ConsentRequired
 from inbox.services.identities import SelfIdentityError, needs_fetch, note_participant, picture_url
 from tests.support.inbox_rows import add_conversation, count, identity_rows, self_rows
@@ -213,7 +213,7 @@ def test_an_expired_or_foreign_picture_is_never_handed_out(app):
         for url in ("https://tracker.example/pixel.jpg", "javascript:alert(1)", "https://cdninstagram.com.evil.example/a",
                     "data:image/png;base64,AAAA"):
             assert picture_url(SimpleNamespace(profile_pic_url=url)) is None, url
-    assert identities.profile_pic_expires_at("https://x.example/a.jpg?oe=zz") is None
+    assert media.link_expires_at("https://x.example/a.jpg?oe=zz") is None
 
 
 def test_a_picture_about_to_expire_is_fetched_again_at_the_next_message(app, sim, connected_account, run_jobs):

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("inbox.services.ingest", reason="ingestion (webhooks) is not on this branch yet")
 
-from inbox.jobs import get_queue  # noqa: E402
+from inbox.queue import get_queue  # noqa: E402
 from inbox.models import Message  # noqa: E402
 from tests.support.inbox_rows import count, identity_rows, self_rows  # noqa: E402
 from tests.support.jobs import failed_jobs  # noqa: E402
