@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 from rq.registry import ScheduledJobRegistry
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from inbox.extensions import db
-from inbox.queue import enqueue, get_queue, schedule_daily_check
-from inbox.models import Account, utcnow
+from inbox.models import Account, Message, utcnow
+from inbox.queue import all_queues, enqueue, get_queue, schedule_daily_check
+from inbox.services import products
 from inbox.services.accounts import access_token
 from inbox.services.accounts_maintenance import refresh_tokens
 from inbox.services.graph import WEBHOOK_FIELDS, GraphClient
@@ -206,6 +207,26 @@ def test_check_now_on_the_accounts_page(sim, app, client, auth, factory, connect
     assert connected_account.ig.subscribed_fields >= NEEDED
     page = client.get("/admin/accounts").get_data(as_text=True)
     assert "Subscribed" in page and "Not confirmed" not in page
+
+
+def test_a_token_found_dead_while_assigning_and_check_now_are_one_check(app, client, auth, factory, sim_webhooks,
+                                                                       connected_account):
+    """The same account's check, asked for by product assignment and by "Check now", is one job."""
+    account, shop = connected_account.account, connected_account.ig
+    own = shop.add_post("Restocked BS-2")
+    alice = shop.add_customer("alice")
+    sent = alice.shares_post(own, caption="")  # no caption: assignment reads the post from Meta
+    sim_webhooks.fail_next("media", 190, 460)  # ... and Meta refuses the token
+    with app.app_context():
+        products.create_product(account.id, name="Blue Scarf", sku="BS-2")
+        message_id = db.session.scalar(select(Message.id).where(Message.mid == sent.mid))
+        products.assign_from_message(message_id)  # what the assignment job runs
+    auth.login(factory.user(superadmin=True))
+    client.post("/admin/accounts/check", data={"account_id": account.id})  # "Check now" meanwhile
+
+    with app.app_context():
+        checks = [(q.name, job_id) for q in all_queues() for job_id in q.job_ids if "check" in job_id]
+    assert len(checks) == 1, checks
 
 
 # --- The schedule -------------------------------------------------------------------------
