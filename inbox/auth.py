@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from .extensions import db, get_redis, login_manager, rkey
 from .models import Account, Membership, StaffUser
+from .services.staff import has_staff
 
 # Endpoints reachable without a login (everything else needs one).
 PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.setup", "health.healthz"}
@@ -60,8 +61,6 @@ def _has_staff() -> bool:
     """Whether setup is done; once true it stays true for the life of the process."""
     if current_app.extensions.get("inbox_has_staff"):
         return True
-    from .services.staff import has_staff
-
     done = has_staff()
     if done:
         current_app.extensions["inbox_has_staff"] = True

@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 
 import requests
+from flask_migrate import upgrade
 
 from . import create_app, embedded_redis
 
 
 def apply_migrations(app) -> None:
-    from flask_migrate import upgrade
-
     with app.app_context():
         upgrade()
 

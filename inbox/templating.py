@@ -8,6 +8,8 @@ from flask import Flask, g, make_response, render_template, request
 from flask_login import current_user
 
 from .display import display_name, dom_id, is_fallback_name
+from .services.media import attachment_src
+from .services.staff import accounts_for
 
 
 def init_app(app: Flask) -> None:
@@ -23,8 +25,6 @@ def init_app(app: Flask) -> None:
 def _staff_context() -> dict:
     if not current_user.is_authenticated:
         return {"staff_accounts": [], "account": None}
-    from .services.staff import accounts_for
-
     if "staff_accounts" not in g:
         g.staff_accounts = accounts_for(current_user)
     return {"staff_accounts": g.staff_accounts, "account": g.get("account")}
@@ -60,17 +60,6 @@ def reltime(value: datetime | None, now: datetime | None = None) -> str:
     if value.year == now.year:
         return value.strftime("%-d %b")
     return value.strftime("%-d %b %Y")
-
-
-def attachment_src(attachment) -> str | None:
-    """The URL the browser loads for an attachment's media, or None (the template says it is gone).
-
-    The stored copy when the media pipeline kept one; else Instagram's link while it points
-    at an allowed media host and has not expired (stories: a day); see services/media.py.
-    """
-    from .services.media import attachment_src as src
-
-    return src(attachment)
 
 
 def ms_datetime(ms: int | None) -> datetime | None:

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..extensions import db
-from ..models import Account, utcnow
+from ..models import Account, Membership, utcnow
 from ..queue import enqueue
 from . import graph, realtime
 from .accounts import mark_reconnect_needed, set_token
@@ -192,10 +192,6 @@ class AccountRow:
 
 def accounts_overview(now: datetime | None = None) -> list[AccountRow]:
     """Every account with its token state and how many staff work it (the accounts page)."""
-    from sqlalchemy import func
-
-    from ..models import Membership
-
     now = now or utcnow()
     counts = dict(db.session.execute(select(Membership.account_id, func.count()).group_by(Membership.account_id)).all())
     accounts = db.session.scalars(select(Account).order_by(Account.username, Account.id))

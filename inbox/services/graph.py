@@ -35,6 +35,7 @@ from flask import current_app
 from requests.adapters import HTTPAdapter
 
 from . import ratelimit
+from .accounts import access_token
 
 log = logging.getLogger(__name__)
 
@@ -273,8 +274,6 @@ class GraphClient:
     @classmethod
     def for_account(cls, account, *, app=None) -> GraphClient:
         """A client for an Account row; its token is decrypted here and kept in memory only."""
-        from .accounts import access_token
-
         token = access_token(account)
         if not token:
             raise TokenInvalid(f"{account.label} has no access token.", code=190)

@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from flask import current_app
@@ -35,11 +36,12 @@ from sqlalchemy import event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from ..display import display_name
+from ..display import display_name, is_fallback_name, usable_name
 from ..extensions import db, on_commit
 from ..models import Account, Conversation, Identity, JobRun, Message, utcnow
 from ..queue import enqueue
 from . import jobruns, media, realtime
+from .accounts import mark_reconnect_needed
 from .graph import (
     ConsentRequired, GraphClient, GraphError, NotFound, PermissionDenied, RateLimited, TokenInvalid, Transient,
     UserUnavailable,
@@ -327,8 +329,6 @@ def fetch_profile(account_id: int, igsid: str, *, force: bool = False) -> str:
 
 def account_dead(account_id: int, exc: GraphError) -> None:
     """The token died: flag the account (the inbox shows the reconnect banner)."""
-    from .accounts import mark_reconnect_needed
-
     db.session.rollback()
     mark_reconnect_needed(account_id, f"Instagram refused the access token: {exc}"[:500])
 
@@ -544,10 +544,6 @@ def people(account_id: int, *, limit: int = 500) -> list[Person]:
 
 def identity_counts(account_id: int) -> dict[str, int]:
     """How many customers have a name, only an id, or a failed last fetch."""
-    from types import SimpleNamespace
-
-    from ..display import is_fallback_name
-
     rows = db.session.execute(
         select(Identity.username, Identity.name, Identity.last_fetched_at, Identity.last_error_at)
         .select_from(Conversation)
@@ -625,8 +621,6 @@ _DELETE = object()
 
 def _problems(row: Identity, account: Account | None, seen: set[tuple[int, str]]) -> Iterator[tuple]:
     """(rule, detail, repair) for each rule the row breaks; a row to delete yields nothing more."""
-    from ..display import _usable
-
     if account is None:
         yield "orphan", f"account {row.account_id} does not exist", _DELETE
         return
@@ -649,11 +643,11 @@ def _problems(row: Identity, account: Account | None, seen: set[tuple[int, str]]
         yield "bad_igsid", f"written with spaces; {clean} once cleaned", rename
     for column in ("username", "name"):
         value = getattr(row, column)
-        if value is not None and not _usable(value):
+        if value is not None and not usable_name(value):
             # Cleared and due again: first contact or a refresh loads the real one.
             yield "masked_name", f"{column} {value!r}", lambda r, c=column: _clear(r, c)
     cleaned = (row.username or "").strip().lstrip("@").strip()
-    if row.username and _usable(row.username) and row.username != cleaned:
+    if row.username and usable_name(row.username) and row.username != cleaned:
         yield "username_format", f"username {row.username!r}", lambda r: setattr(r, "username", cleaned)
     if row.profile_pic_url and not media.allowed_media_host(row.profile_pic_url):
         yield "bad_picture", f"picture {row.profile_pic_url[:60]!r}", lambda r: _clear(r, "profile_pic_url")

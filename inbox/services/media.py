@@ -32,13 +32,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 from flask import current_app, has_request_context, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import event, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from ..extensions import db, on_commit
 from ..models import Account, Attachment, Identity, Message, utcnow
 from ..queue import enqueue
 from . import realtime, safe_fetch
+from .graph import GraphClient, GraphError, NotFound
 from .storage import StorageError, get_storage, new_key
 
 log = logging.getLogger(__name__)
@@ -140,8 +141,6 @@ def download_attachment(attachment_id: int, *, force: bool = False) -> str:
 
 def fresh_link(account_id: int, message_id: int, mid: str, attachment_id: int) -> tuple[str | None, str | None]:
     """A new link for one attachment from the Conversations API, or (None, why not)."""
-    from .graph import GraphClient, GraphError, NotFound
-
     account = db.session.get(Account, account_id)
     siblings = list(db.session.execute(
         select(Attachment.id, Attachment.type).where(Attachment.message_id == message_id)
@@ -535,8 +534,6 @@ def outgoing_attachment(message: Message) -> tuple[str, str] | None:
 
 def media_summary(account_id: int) -> dict[str, int]:
     """How many attachments of an account are in each state (the CLI prints it)."""
-    from sqlalchemy import func
-
     rows = db.session.execute(select(Attachment.media_state, func.count()).where(Attachment.account_id == account_id)
                               .group_by(Attachment.media_state))
     return {state or "none": count for state, count in rows}

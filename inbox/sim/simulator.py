@@ -13,6 +13,7 @@ from flask import after_this_request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from . import events
+from .app import create_sim_app
 from .cdn import Cdn
 from .control import AccountHandle, CustomerHandle
 from .graph import GraphFault, RateBuckets, check_can_send, message_from_record, not_found, parse_send
@@ -71,8 +72,6 @@ class Simulator:
         self._server = None
         self._thread: threading.Thread | None = None
         self.url: str | None = None
-        from .app import create_sim_app
-
         self.app = create_sim_app(self)
 
     # --- Serving ----------------------------------------------------------------------
