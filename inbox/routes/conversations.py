@@ -8,6 +8,7 @@ from flask import Blueprint, abort, g, redirect, request, session, url_for
 
 from ..auth import account_scoped
 from ..services import conversations
+from ..services.media import allowed_media_host
 from ..templating import is_htmx_fragment_request, render
 
 bp = account_scoped(Blueprint("conversations", __name__, url_prefix="/accounts/<int:account_id>"))
@@ -38,8 +39,6 @@ def conversation_product(conversation):
 @bp.app_template_global()
 def media_url(url: str | None) -> str | None:
     """A media link the browser may load (an allowed Instagram host), else None."""
-    from ..services.media import allowed_media_host
-
     return url if url and allowed_media_host(url) else None
 
 
