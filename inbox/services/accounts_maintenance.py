@@ -1,8 +1,9 @@
 """The daily account check: refresh long-lived tokens before they expire, keep webhooks subscribed.
 
 Instagram Login tokens live 60 days and can be refreshed once they are a day old
-(reference section 0); Meta may drop an app's webhook subscription after a run of
-failed deliveries (reference 1.4). So once a day, for every active account:
+(https://developers.facebook.com/docs/instagram-platform/instagram-api-with-instagram-login);
+Meta unsubscribes an app whose webhook keeps failing
+(https://developers.facebook.com/docs/messenger-platform/faq). So once a day, for every active account:
 
 - a token that expires within TOKEN_REFRESH_WITHIN_DAYS (or whose expiry is unknown)
   is refreshed; Page tokens (the Facebook flavour) do not expire and are left alone;
@@ -165,7 +166,7 @@ def _record_subscription(account_id: int, flavour: str, now: datetime) -> None:
         db.session.commit()
 
 
-# Why a token died, by 190 subcode (reference 7.4), in words for the banner.
+# Why a token died, by 190 subcode (Graph API error handling), in words for the banner.
 _TOKEN_DEATHS = {
     463: "the token expired",
     460: "the owner changed their Instagram password, or Instagram ended the session",

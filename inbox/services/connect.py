@@ -1,6 +1,8 @@
 """Connecting an Instagram account through Business Login for Instagram.
 
-The flow (reference section 0): the admin's browser goes to Meta's authorize URL with a
+The flow (Business Login for Instagram,
+https://developers.facebook.com/docs/instagram-platform/instagram-api-with-instagram-login):
+the admin's browser goes to Meta's authorize URL with a
 `state` bound to their session; Meta sends it back to our callback with a one-time
 code. The callback records a `JobRun` (the code encrypted in it) and enqueues
 `inbox.tasks.connect_account`, because routes never call Meta. The job trades the code for a

@@ -1,6 +1,6 @@
 """Participant identities: the cached profile of each IGSID, per account.
 
-The rules (ARCHITECTURE.md section 5, invariant 4):
+The rules:
 
 - One row per (account, igsid). The account's own id is never stored: every write goes
   through save_profile / save_participant / save_error, which refuse it.

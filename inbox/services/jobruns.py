@@ -197,7 +197,7 @@ class _Heartbeat:
         self._key = rkey("jobrun", run_id, "alive", app=app)
         self._interval = float(app.config["JOB_HEARTBEAT_SECONDS"])
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"jobrun-{run_id}-heartbeat", daemon=True)
+        self._thread = threading.Thread(target=self._beat, name=f"run-{run_id}-heartbeat", daemon=True)
 
     def start(self) -> None:
         self._set()
@@ -211,7 +211,7 @@ class _Heartbeat:
         try:
             get_redis(self._app).set(self._key, "1", px=int(self._interval * 3000))
         except Exception:
-            log.warning("job run heartbeat failed", exc_info=True)
+            log.warning("run heartbeat failed", exc_info=True)
 
     def _beat(self) -> None:
         while not self._stop.wait(self._interval):
@@ -253,7 +253,7 @@ def _end_dead(run: JobRun) -> None:
     db.session.commit()
     db.session.refresh(run)
     if ended:
-        log.warning("job run %s (%s) had died; marked failed", run.id, run.kind)
+        log.warning("run %s (%s) had died; marked failed", run.id, run.kind)
         _publish(run.account_id, run.id)
 
 

@@ -1,13 +1,15 @@
 """Attachment media: keep a copy before Instagram's links expire, serve it, send staff files.
 
-The rules (reference 8, issue 8):
+Instagram's media links are signed and stop working after hours or days (CDN links carry
+their expiry as `oe`), so the inbox keeps its own copy. The rules:
 
 - `note_attachments(ids)` runs inside the ingest transaction. Attachments whose media may
   be kept (image, video, audio, file, and the previews of shared posts and reels) become
   `pending` and get a `download_media` job on the `low` queue after the commit (one job
   per attachment, so a replay never doubles it). Story media (`story_mention`,
-  `ig_story`) is never downloaded (Meta's story rules): `not_kept`, the link only, shown
-  while it lives.
+  `ig_story`) is never downloaded: `not_kept`, the link only, shown while it lives
+  (Meta's rules forbid storing it:
+  https://developers.facebook.com/docs/messenger-platform/instagram/features/story-mention).
 - `download_attachment(id)` fetches through `safe_fetch` (allow-listed hosts, no private
   addresses, size cap, content-type check) into `storage`, records the state (stored,
   expired, too_large, refused, failed) and publishes `message.updated`. No transaction is
@@ -106,7 +108,7 @@ def download_attachment(attachment_id: int, *, force: bool = False) -> str:
     else:
         fetched = safe_fetch.fetch(row.source_url, kind, area="att")
     if fetched.outcome == "expired" and row.mid:
-        # The Conversations API hands out a fresh link for a thread's 20 newest messages (reference 8).
+        # The Conversations API hands out a fresh link for a thread's 20 newest messages.
         fresh_url, why = fresh_link(row.account_id, row.message_id, row.mid, attachment_id)
         if fresh_url and fresh_url != row.source_url:
             fetched = safe_fetch.fetch(fresh_url, kind, area="att")
@@ -244,7 +246,7 @@ def attachment_src(attachment: Any) -> str | None:
 
 
 def _story_gone(attachment: Any) -> bool:
-    """Stories vanish a day after they were posted (reference 8); the mention came at most then."""
+    """Stories vanish a day after they were posted; the mention came at most then."""
     message = getattr(attachment, "message", None)
     ms = getattr(message, "meta_timestamp", None)
     if not ms:
@@ -389,7 +391,8 @@ def keep_profile_picture(account_id: int, igsid: str) -> str:
 # --- Staff uploads: outgoing attachments ------------------------------------------------------
 
 MB = 1024 * 1024
-# What the Send API takes (reference 5.3): kind -> (content types, largest size).
+# What the Send API takes: kind -> (content types, largest size).
+# https://developers.facebook.com/docs/instagram-platform/instagram-api-with-instagram-login/messaging-api/
 SEND_LIMITS = {
     "image": ({"image/png", "image/jpeg"}, 8 * MB),
     "audio": ({"audio/aac", "audio/mp4", "audio/x-m4a", "audio/wav", "audio/x-wav", "video/mp4"}, 25 * MB),

@@ -1,6 +1,6 @@
 """Staff replies: a pending row at once, then the Send API in a job, reconciled with the echo.
 
-The life of a reply (ARCHITECTURE.md section 2, "Staff reply" and "Echo"):
+The life of a reply:
 
 - `queue_reply` checks what can be checked here (text, size, the 24-hour window, the
   account's token), writes a pending outgoing `Message` with the composer's client token

@@ -235,7 +235,7 @@ class Simulator:
                     target=fire, args=(account.ig_user_id, "echo", event), name="sim-echo", daemon=True).start())
                 return response
         if ambiguous:
-            # The send went through, but the answer says otherwise (reference 7.4: 1/1357046).
+            # The send went through, but the answer says otherwise (error 1/1357046).
             raise GraphFault(1, "Received Invalid JSON reply.", subcode=1357046, http_status=500)
         return {"recipient_id": customer.igsid, "message_id": stored.mid}
 
@@ -276,7 +276,7 @@ class Simulator:
                 target.reactions[account.ig_user_id] = str(payload.get("reaction") or "love")
             else:
                 target.reactions.pop(account.ig_user_id, None)
-        # The business's own reactions and other sender actions produce no webhook (reference 2.2).
+        # The business's own reactions and other sender actions produce no webhook.
         customer.actions.append({"action": action, "payload": payload, "at_ms": self.clock.now_ms()})
         return {"recipient_id": customer.igsid}
 
