@@ -181,18 +181,6 @@ def test_facebook_page_tokens_are_not_refreshed(sim, app, factory):
     assert check.restored_fields and page.ig.subscribed_fields
 
 
-def test_the_cli_runs_the_check_now(sim, app, runner, connected_account):
-    connected_account.ig.unsubscribe()
-    result = runner.invoke(args=["accounts", "refresh-tokens"])
-    assert result.exit_code == 0, result.output
-    assert f"@{connected_account.ig.username}: webhook subscription restored" in result.output
-    assert connected_account.ig.subscribed_fields >= NEEDED
-
-    one = runner.invoke(args=["accounts", "refresh-tokens", "--account", connected_account.ig.ig_user_id])
-    assert one.exit_code == 0 and "webhooks subscribed" in one.output
-    assert runner.invoke(args=["accounts", "refresh-tokens", "--account", "999"]).exit_code != 0
-
-
 def test_check_now_on_the_accounts_page(sim, app, client, auth, factory, connected_account, run_jobs):
     connected_account.ig.unsubscribe()
     auth.login(factory.user(superadmin=True))
