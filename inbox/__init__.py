@@ -12,6 +12,7 @@ def create_app(config: dict | None = None) -> Flask:
     """Build the app: config layers, then one init_app per subsystem."""
     # Not at the top: inbox.cli imports create_app from here, and every inbox.* import runs this file.
     from . import auth, cli, config as config_module, extensions, models, routes, templating  # noqa: F401
+    from .live import hub  # the same reason
 
     # INBOX_INSTANCE_PATH moves instance/ (config, secrets, SQLite, embedded Redis, media).
     app = Flask(__name__, instance_path=os.environ.get("INBOX_INSTANCE_PATH") or None,
@@ -22,6 +23,7 @@ def create_app(config: dict | None = None) -> Flask:
     auth.init_app(app)
     templating.init_app(app)
     routes.init_app(app)
+    hub.init_app(app)
     cli.init_app(app)
     return app
 

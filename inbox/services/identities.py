@@ -38,9 +38,10 @@ from sqlalchemy.orm import Session
 
 from ..display import display_name, is_fallback_name, usable_name
 from ..extensions import db, on_commit
+from ..live.publish import publish_after_commit
 from ..models import Account, Conversation, Identity, JobRun, Message, utcnow
 from ..queue import enqueue
-from . import jobruns, media, realtime
+from . import jobruns, media
 from .accounts import mark_reconnect_needed
 from .graph import (
     ConsentRequired, GraphClient, GraphError, NotFound, PermissionDenied, RateLimited, TokenInvalid, Transient,
@@ -337,7 +338,7 @@ def _publish_conversation_after_commit(account_id: int, igsid: str) -> None:
     conversation_id = db.session.scalar(select(Conversation.id).where(
         Conversation.account_id == account_id, Conversation.customer_igsid == igsid))
     if conversation_id is not None:
-        realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id)
+        publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id)
 
 
 # --- Refresh identities (a JobRun) ----------------------------------------------------------

@@ -29,8 +29,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
+from ..live.publish import publish_after_commit
 from ..models import Account, Attachment, Conversation, Message, Reaction, utcnow
-from . import identities, media, products, realtime
+from . import identities, media, products
 from .events import (
     POST_ATTACHMENT_TYPES, AttachmentData, EditEvent, Event, IgnoredEvent, MessageEvent, PostbackEvent,
     ReactionEvent, ReferralEvent, SeenEvent, referral_ad, referral_is_evidence,
@@ -473,7 +474,7 @@ def _bulk(plan: list[tuple[MessageEvent, int, str, str]]) -> list[Outcome]:
             participants.setdefault(account_id, []).append(customer)
             if any(t in POST_ATTACHMENT_TYPES for t in types) or referral_is_evidence(event.referral):
                 products.note_evidence(message_id)
-            realtime.publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
+            publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
                                           message_id=message_id)
         else:
             found = existing.get(key)
@@ -497,7 +498,7 @@ def _bulk(plan: list[tuple[MessageEvent, int, str, str]]) -> list[Outcome]:
         if delta:
             changed.append({"_id": conversation.id, **{k: after[k] for k in _CONVERSATION_FIELDS[3:]},
                             "updated_at": now})
-            realtime.publish_after_commit(conversation.account_id, "conversation.updated",
+            publish_after_commit(conversation.account_id, "conversation.updated",
                                           conversation_id=conversation.id)
     if changed:
         columns = (*_CONVERSATION_FIELDS[3:], "updated_at")
@@ -542,9 +543,9 @@ def _apply_message(event: MessageEvent, account_id: int, account_ig: str, custom
         claimed = _claim_pending(conversation.id, event)
         if claimed is not None:
             _touch_conversation(conversation, claimed, new=False, preview=_message_preview(claimed))
-            realtime.publish_after_commit(account_id, "message.updated", conversation_id=conversation.id,
+            publish_after_commit(account_id, "message.updated", conversation_id=conversation.id,
                                           message_id=claimed.id)
-            realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
+            publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
             return _fill(outcome, claimed, "claimed", "echo matched a pending send by its content")
 
     message = _create_message(event, account_id, account_ig, conversation, customer,
@@ -604,9 +605,9 @@ def _create_message(event: MessageEvent, account_id: int, account_ig: str, conve
     identities.note_participant(account_id, customer)
     if not is_deleted and _has_evidence(message, event.attachments):
         products.note_evidence(message.id)
-    realtime.publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
+    publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
                                   message_id=message.id)
-    realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
+    publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
     return message
 
 
@@ -700,9 +701,9 @@ def _apply_new_customer_message(event: MessageEvent, account_id: int, account_ig
     identities.note_participant(account_id, customer)
     if any(t in POST_ATTACHMENT_TYPES for t in types) or referral_is_evidence(event.referral):
         products.note_evidence(message_id)
-    realtime.publish_after_commit(account_id, "message.created", conversation_id=conversation_id,
+    publish_after_commit(account_id, "message.created", conversation_id=conversation_id,
                                   message_id=message_id)
-    realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id)
+    publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id)
     outcome.action, outcome.conversation_id, outcome.message_id = "created", conversation_id, message_id
     outcome.direction, outcome.sender_kind = "in", "customer"
     return outcome
@@ -723,7 +724,7 @@ def _existing_message(event: MessageEvent, message: Message, echo: bool, outcome
         if changed:
             conversation = _lock_conversation(message.conversation_id)
             _touch_conversation(conversation, message, new=False, preview=_message_preview(message))
-            realtime.publish_after_commit(message.account_id, "message.updated",
+            publish_after_commit(message.account_id, "message.updated",
                                           conversation_id=message.conversation_id, message_id=message.id)
         return _fill(outcome, message, "confirmed", "echo of our send")
     return _fill(outcome, message, "duplicate", "mid already stored")
@@ -777,9 +778,9 @@ def _apply_unsend(event: MessageEvent, message: Message | None, account_id: int,
         conversation = _lock_conversation(message.conversation_id)
         _tombstone(message)
         _refresh_last_message(conversation, message)
-        realtime.publish_after_commit(account_id, "message.updated", conversation_id=message.conversation_id,
+        publish_after_commit(account_id, "message.updated", conversation_id=message.conversation_id,
                                       message_id=message.id)
-        realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=message.conversation_id)
+        publish_after_commit(account_id, "conversation.updated", conversation_id=message.conversation_id)
         return _fill(outcome, message, "deleted")
     if customer is None:
         outcome.reason = "unsend of an unknown message without a customer id"
@@ -842,9 +843,9 @@ def _apply_edit(event: EditEvent, account_id: int, account_ig: str, customer: st
     message.edit_count = event.num_edit if event.num_edit is not None else message.edit_count + 1
     message.edited_at = utcnow()
     _refresh_last_message(conversation, message)
-    realtime.publish_after_commit(account_id, "message.updated", conversation_id=message.conversation_id,
+    publish_after_commit(account_id, "message.updated", conversation_id=message.conversation_id,
                                   message_id=message.id)
-    realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=message.conversation_id)
+    publish_after_commit(account_id, "conversation.updated", conversation_id=message.conversation_id)
     return _fill(outcome, message, "updated", f"edited ({message.edit_count})")
 
 
@@ -888,7 +889,7 @@ def _apply_reaction(event: ReactionEvent, account_id: int, outcome: Outcome) -> 
         else:
             existing.reaction, existing.emoji, existing.meta_timestamp = event.reaction, event.emoji, event.timestamp
         reason = f"reacted {event.emoji or event.reaction or ''}".strip()
-    realtime.publish_after_commit(account_id, "message.updated", conversation_id=message.conversation_id,
+    publish_after_commit(account_id, "message.updated", conversation_id=message.conversation_id,
                                   message_id=message.id)
     outcome.action = "updated"
     outcome.reason = reason
@@ -919,7 +920,7 @@ def _apply_seen(event: SeenEvent, account_id: int, account_ig: str, customer: st
         # The owner read the thread in the Instagram app.
         if conversation.unread_count:
             conversation.unread_count = 0
-            realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
+            publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
             outcome.action, outcome.reason = "updated", "read by the account"
         else:
             outcome.action, outcome.reason = "duplicate", "already read"
@@ -937,7 +938,7 @@ def _apply_seen(event: SeenEvent, account_id: int, account_ig: str, customer: st
         outcome.action, outcome.reason = "duplicate", "nothing new was seen"
         return outcome
     for message_id in seen_ids[-20:]:  # the thread refetches on reconnect; the newest matter
-        realtime.publish_after_commit(account_id, "message.updated", conversation_id=conversation.id,
+        publish_after_commit(account_id, "message.updated", conversation_id=conversation.id,
                                       message_id=message_id)
     outcome.action = "updated"
     outcome.reason = f"{len(seen_ids)} outgoing message(s) seen"
@@ -969,7 +970,7 @@ def _apply_referral(event: ReferralEvent, account_id: int, customer: str | None,
     conversation.last_ad_id = ad_id or conversation.last_ad_id
     conversation.last_ad_title = ad_title or conversation.last_ad_title
     identities.note_participant(account_id, customer)
-    realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
+    publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
     outcome.action, outcome.reason = "updated", f"came from ad {ad_id or ad_title}"
     return outcome
 
@@ -1038,10 +1039,10 @@ def _reconcile(message_id: int, mid: str) -> Message | None:
     ours.sent_at = ours.sent_at or now
     _refresh_last_message(conversation, ours)
     for changed in sorted(changed_ids):
-        realtime.publish_after_commit(ours.account_id, "message.updated", conversation_id=conversation.id,
+        publish_after_commit(ours.account_id, "message.updated", conversation_id=conversation.id,
                                       message_id=changed)
     if removed_id is not None:
-        realtime.publish_after_commit(ours.account_id, "conversation.updated", conversation_id=conversation.id,
+        publish_after_commit(ours.account_id, "conversation.updated", conversation_id=conversation.id,
                                       removed_message_id=removed_id)
     return ours
 
@@ -1114,5 +1115,5 @@ def _rehome_mid(ours: Message, mid: str, meta_ts: int) -> None:
     if copy is None:
         raise _Conflict(f"message {mid} inserted concurrently")
     _touch_conversation(conversation, copy, new=False, preview=_message_preview(copy))
-    realtime.publish_after_commit(ours.account_id, "message.created", conversation_id=ours.conversation_id,
+    publish_after_commit(ours.account_id, "message.created", conversation_id=ours.conversation_id,
                                   message_id=copy.id)

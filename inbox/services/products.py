@@ -42,10 +42,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db, on_commit
+from ..live.publish import publish_after_commit
 from ..models import (Account, AssignmentEvent, Attachment, Conversation, Message, Post, PostProduct, Product,
                       StaffUser, utcnow)
 from ..queue import enqueue
-from . import accounts_maintenance, jobruns, realtime
+from . import accounts_maintenance, jobruns
 from .events import POST_ATTACHMENT_TYPES, read_id
 
 log = logging.getLogger(__name__)
@@ -912,7 +913,7 @@ def _publish_product(account_id: int, conversation_id: int) -> None:
     published: set = db.session.info.setdefault("products_published", set())
     if conversation_id not in published:
         published.add(conversation_id)
-        realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id, product=1)
+        publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id, product=1)
 
 
 # --- A choice by hand ---------------------------------------------------------------------

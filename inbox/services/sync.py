@@ -35,8 +35,9 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..display import display_name
 from ..extensions import db
+from ..live.publish import publish
 from ..models import Account, Attachment, Conversation, JobRun, Message, Reaction, utcnow
-from . import identities, jobruns, media, products, realtime
+from . import identities, jobruns, media, products
 from .events import (
     POST_ATTACHMENT_TYPES, AttachmentData, MessageEvent, clean_text, read_id, read_mid, read_short, read_time,
 )
@@ -438,14 +439,14 @@ def _publish(account_id: int, applied: list[Applied]) -> None:
         if not item.changed:
             continue
         for message_id in item.updated_message_ids:
-            realtime.publish(account_id, "message.updated", conversation_id=item.conversation_id,
+            publish(account_id, "message.updated", conversation_id=item.conversation_id,
                              message_id=message_id)
         if not item.created:
             # A thread that is open somewhere gets its missed messages; new threads come with the list.
             for message_id in item.new_message_ids:
-                realtime.publish(account_id, "message.created", conversation_id=item.conversation_id,
+                publish(account_id, "message.created", conversation_id=item.conversation_id,
                                  message_id=message_id)
-        realtime.publish(account_id, "conversation.updated", conversation_id=item.conversation_id)
+        publish(account_id, "conversation.updated", conversation_id=item.conversation_id)
 
 
 # --- The run ------------------------------------------------------------------------------

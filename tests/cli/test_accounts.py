@@ -43,13 +43,13 @@ def test_accounts_add_list_set_token_and_grant(runner, app):
         assert db.session.get(StaffUser, membership.user_id).email == "agent@shop.example"
 
 
-def test_the_cli_runs_the_check_now(sim, app, runner, connected_account):
-    connected_account.ig.unsubscribe()
+def test_the_cli_runs_the_check_now(sim, app, runner, connected):
+    connected.ig.unsubscribe()
     result = runner.invoke(args=["accounts", "refresh-tokens"])
     assert result.exit_code == 0, result.output
-    assert f"@{connected_account.ig.username}: webhook subscription restored" in result.output
-    assert connected_account.ig.subscribed_fields >= NEEDED
+    assert f"@{connected.ig.username}: webhook subscription restored" in result.output
+    assert connected.ig.subscribed_fields >= NEEDED
 
-    one = runner.invoke(args=["accounts", "refresh-tokens", "--account", connected_account.ig.ig_user_id])
+    one = runner.invoke(args=["accounts", "refresh-tokens", "--account", connected.ig.ig_user_id])
     assert one.exit_code == 0 and "webhooks subscribed" in one.output
     assert runner.invoke(args=["accounts", "refresh-tokens", "--account", "999"]).exit_code != 0

@@ -8,19 +8,13 @@ from inbox.extensions import db
 from inbox.models import Account, Identity, utcnow
 from tests.services.test_identities import _note_in_transactions
 from tests.services.test_refresh_identities import _shop_with_customers
-from tests.support.inbox_rows import add_conversation, count, identity_rows, self_rows
+from tests.support.databases import is_postgres
+from tests.support.stored import count, identity_rows, self_rows
 
 
-def _raw_identity(app, account_id: int, igsid: str, **values) -> None:
-    with app.app_context():
-        now = utcnow()
-        db.session.add(Identity(account_id=account_id, igsid=igsid, created_at=now, updated_at=now, **values))
-        db.session.commit()
-
-
-def test_refresh_from_the_command_line(app, runner, sim, connected_account):
-    account = connected_account.account
-    _shop_with_customers(app, connected_account, ["jude", "kemal"])
+def test_refresh_from_the_command_line(app, runner, sim, connected):
+    account = connected.account
+    _shop_with_customers(app, connected, ["jude", "kemal"])
     result = runner.invoke(args=["identities", "refresh", "--account", account.ig_user_id])
     assert result.exit_code == 0, result.output
     assert "Refreshed 2 of 2, 0 failed." in result.output
@@ -32,12 +26,12 @@ def test_refresh_from_the_command_line(app, runner, sim, connected_account):
     assert runner.invoke(args=["identities", "refresh", "--account", "1234"]).exit_code != 0
 
 
-def test_cli_lists_people_with_the_display_rule_and_its_hint(app, runner, sim, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_cli_lists_people_with_the_display_rule_and_its_hint(app, runner, sim, connected, factory, run_jobs):
+    account, shop = connected.account, connected.ig
     hana = shop.add_customer("hana", name="Hana")
     hana.sends_text("hi", deliver=False)
-    add_conversation(app, account, hana.igsid)
-    add_conversation(app, account, "17840000000004242")  # an id Instagram does not know
+    factory.conversation(account, hana.igsid)
+    factory.conversation(account, "17840000000004242")  # an id Instagram does not know
     _note_in_transactions(app, account.id, [hana.igsid, "17840000000004242"])
     run_jobs()
 
@@ -51,16 +45,16 @@ def test_cli_lists_people_with_the_display_rule_and_its_hint(app, runner, sim, c
 def test_doctor_reports_and_repairs_imported_rows(app, runner, factory, session_db):
     account = factory.account(username="importshop")
     other = factory.account(username="othershop")
-    _raw_identity(app, account.id, account.ig_user_id, username="importshop")  # the account itself
-    _raw_identity(app, account.id, "5550001", username="alice")  # fine
-    _raw_identity(app, account.id, " 5550001 ", username="alice")  # the same person with spaces
-    _raw_identity(app, account.id, " 5550002", username="bob")  # spaces only
-    _raw_identity(app, account.id, "not-an-id", username="mallory")
-    _raw_identity(app, account.id, "5550003", username="user_******", name="C***l", last_fetched_at=utcnow())
-    _raw_identity(app, account.id, "5550004", username="@dora")
-    _raw_identity(app, account.id, "5550005", username="eve", profile_pic_url="javascript:alert(1)")
-    _raw_identity(app, account.id, "5550006", username="finn", profile_pic_url="https://tracker.example/p.jpg")
-    _raw_identity(app, other.id, account.ig_user_id, username="importshop")  # another account may talk to it
+    factory.identity(account, account.ig_user_id, username="importshop")  # the account itself
+    factory.identity(account, "5550001", username="alice")  # fine
+    factory.identity(account, " 5550001 ", username="alice")  # the same person with spaces
+    factory.identity(account, " 5550002", username="bob")  # spaces only
+    factory.identity(account, "not-an-id", username="mallory")
+    factory.identity(account, "5550003", username="user_******", name="C***l", last_fetched_at=utcnow())
+    factory.identity(account, "5550004", username="@dora")
+    factory.identity(account, "5550005", username="eve", profile_pic_url="javascript:alert(1)")
+    factory.identity(account, "5550006", username="finn", profile_pic_url="https://tracker.example/p.jpg")
+    factory.identity(other, account.ig_user_id, username="importshop")  # another account may talk to it
 
     report = runner.invoke(args=["identities", "doctor"])
     assert report.exit_code == 1, report.output
@@ -85,11 +79,11 @@ def test_doctor_reports_and_repairs_imported_rows(app, runner, factory, session_
     assert again.exit_code == 0 and "All identity rows follow the rules." in again.output
 
 
-@pytest.mark.skipif("os.environ.get('DATABASE_URL', '').startswith('postgres')",
-                    reason="PostgreSQL enforces the foreign key, so no orphan can exist there")
+@pytest.mark.skipif(is_postgres(),
+                    reason="SQLite only: PostgreSQL enforces the foreign key, so no orphan can exist there")
 def test_doctor_removes_rows_of_a_deleted_account(app, runner, factory):
     account = factory.account()
-    _raw_identity(app, account.id, "5550009", username="zed")
+    factory.identity(account, "5550009", username="zed")
     with app.app_context():
         db.session.execute(Account.__table__.delete().where(Account.id == account.id))
         db.session.commit()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from tests.support.inbox_state import conversation_of
+from tests.support.stored import conversation_of
 
 
-def test_cli_adds_lists_links_and_explains(app, runner, sim_webhooks, connected_account, run_jobs, factory):
-    account, shop = connected_account.account, connected_account.ig
+def test_cli_adds_lists_links_and_explains(app, runner, sim_webhooks, connected, run_jobs, factory):
+    account, shop = connected.account, connected.ig
     ig = account.ig_user_id
     r = runner.invoke(args=["products", "add", "--account", ig, "--sku", "RD-1", "--name", "Red Dress",
                             "--keywords", "red dress, ,crimson"])

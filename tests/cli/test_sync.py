@@ -5,8 +5,8 @@ from __future__ import annotations
 from tests.services.test_sync import T0
 
 
-def test_resync_from_the_command_line(app, runner, sim, connected_account):
-    account, shop = connected_account.account, connected_account.ig
+def test_resync_from_the_command_line(app, runner, sim, connected):
+    account, shop = connected.account, connected.ig
     shop.add_customer("fatima").sends_text("hi", at=T0, deliver=False)
     result = runner.invoke(args=["sync", "--account", account.ig_user_id])
     assert result.exit_code == 0, result.output

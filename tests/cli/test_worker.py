@@ -19,15 +19,15 @@ def _env(app_config, **extra) -> dict[str, str]:
     return {**os.environ, **{name: str(app_config[name]) for name in names}, **extra}
 
 
-def test_inbox_worker_burst_runs_what_is_queued_then_exits(sim, app, app_config, connected_account, tmp_path):
-    connected_account.ig.unsubscribe()
+def test_inbox_worker_burst_runs_what_is_queued_then_exits(sim, app, app_config, connected, tmp_path):
+    connected.ig.unsubscribe()
     with app.app_context():
         enqueue("inbox.tasks.daily_check", queue="low")
     env = _env(app_config, INBOX_INSTANCE_PATH=str(tmp_path / "instance"), GRAPH_API_BASE=sim.url)
     done = subprocess.run([sys.executable, "-m", "inbox.cli", "worker", "--burst", "--name", "burst-test"], env=env,
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert connected_account.ig.subscribed_fields >= set(WEBHOOK_FIELDS["instagram"])  # the daily check ran
+    assert connected.ig.subscribed_fields >= set(WEBHOOK_FIELDS["instagram"])  # the daily check ran
     with app.app_context():
         assert sum(q.count for q in all_queues()) == 0
 

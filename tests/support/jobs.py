@@ -1,6 +1,10 @@
-"""Run queued RQ jobs for real, in this process (a burst of the app's queues)."""
+"""Run queued RQ jobs for real, in this process: a burst of the app's queues, or a worker in a thread."""
 
 from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
 
 from rq import SimpleWorker
 from rq.registry import FailedJobRegistry
@@ -45,3 +49,25 @@ def failed_jobs(app) -> list:
                 if job is not None:
                     out.append(job)
         return out
+
+
+@contextmanager
+def background_worker(app):
+    """A worker taking jobs in a thread while the test watches, as `inbox run` has one."""
+    stop = threading.Event()
+
+    def work() -> None:
+        with app.app_context():
+            while not stop.is_set():
+                queues = all_queues(app)
+                if any(q.count for q in queues):
+                    ThreadWorker(queues, connection=get_redis(app)).work(burst=True, logging_level="WARNING")
+                time.sleep(0.1)  # an idle worker looks at its queues again a moment later
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
