@@ -10,22 +10,16 @@ from flask import Flask
 
 def create_app(config: dict | None = None) -> Flask:
     """Build the app: config layers, then one init_app per subsystem."""
+    # Not at the top: inbox.cli imports create_app from here, and every inbox.* import runs this file.
+    from . import auth, cli, config as config_module, extensions, models, routes, templating  # noqa: F401
+    from .live import hub  # the same reason
+
     # INBOX_INSTANCE_PATH moves instance/ (config, secrets, SQLite, embedded Redis, media).
     app = Flask(__name__, instance_path=os.environ.get("INBOX_INSTANCE_PATH") or None,
                 instance_relative_config=True)
-
-    from . import config as config_module
-
     config_module.load_config(app, config)
     _configure_logging(app)
-
-    from . import extensions, models  # noqa: F401  (models register their tables)
-
-    extensions.init_app(app)
-
-    from . import auth, cli, routes, templating
-    from .live import hub
-
+    extensions.init_app(app)  # the models registered their tables when imported
     auth.init_app(app)
     templating.init_app(app)
     routes.init_app(app)

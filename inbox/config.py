@@ -22,7 +22,7 @@ class Defaults:
     REDIS_NAMESPACE = "inbox"
     META_APP_SECRET: str | None = None
     # The Instagram app secret may sign Business Login webhooks instead of the Meta
-    # app secret (reference 1.2); either is accepted when both are configured.
+    # app secret; either is accepted when both are configured.
     META_INSTAGRAM_APP_SECRET: str | None = None
     META_VERIFY_TOKEN: str | None = None
     META_APP_ID: str | None = None
@@ -65,7 +65,7 @@ class Defaults:
     # On PostgreSQL, applied events commit without waiting for the disk; the delivery row
     # itself always commits durably first (services/ingest.py says why nothing is lost).
     WEBHOOK_ASYNC_COMMIT = True
-    # Apply a run of plain customer messages of one delivery in one set-based transaction.
+    # Apply consecutive plain customer messages of one delivery in one set-based transaction.
     WEBHOOK_BULK = True
     # The worker replays interrupted deliveries (still "received" after 5 minutes) and
     # failed ones this often, each failed one up to WEBHOOK_AUTO_REPLAY_ATTEMPTS tries in all.

@@ -14,10 +14,16 @@ import os
 import random
 import shutil
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+from flask import Flask
+
+from . import create_app, runner
+from .extensions import db
+from .services import accounts, products, staff
+from .sim import Simulator
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +68,6 @@ OWNER_LINES = ["Hi! Yes, we ship everywhere in the EU.", "It is, in every size ð
 
 
 def default_instance() -> Path:
-    from flask import Flask
-
     return Path(Flask("inbox").instance_path) / "demo"
 
 
@@ -106,21 +110,17 @@ def write_config(instance: Path, sim_url: str, public_url: str) -> None:
 
 def seed_database(app, world: DemoWorld) -> None:
     """Staff, the account (with the simulator's token) and the catalogue with its posts."""
-    from .extensions import db
-    from .services import accounts as account_service
-    from .services import products, staff
-
     with app.app_context():
         admin = staff.find_user(ADMIN_EMAIL) or staff.create_user(
             ADMIN_EMAIL, ADMIN_PASSWORD, name="Ana (admin)", superadmin=True)
         agent = staff.find_user(AGENT_EMAIL) or staff.create_user(AGENT_EMAIL, AGENT_PASSWORD, name="Ben (agent)")
         shop = world.shop
-        account = account_service.find_account(shop.ig_user_id)
+        account = accounts.find_account(shop.ig_user_id)
         if account is None:
-            account = account_service.add_account(shop.ig_user_id, shop.username, token=shop.token,
+            account = accounts.add_account(shop.ig_user_id, shop.username, token=shop.token,
                                                   name="Demo Shop")
         else:
-            account_service.set_token(account.id, shop.token)
+            accounts.set_token(account.id, shop.token)
         staff.grant_role(admin.id, account.id, "admin")
         staff.grant_role(agent.id, account.id, "agent")
 
@@ -141,8 +141,6 @@ def seed_database(app, world: DemoWorld) -> None:
 
 def load_own_media(app, world: DemoWorld) -> None:
     """Fill in the posts' details from the (simulated) Graph API, as the Posts page's button does."""
-    from .services import products
-
     with app.app_context():
         products.start_load_own_media(world.account_id, world.admin_id)
 
@@ -261,9 +259,6 @@ def run_demo(*, host: str = "127.0.0.1", port: int = 5000, sim_port: int = 0, pa
              web_processes: int = 2, instance: str | os.PathLike | None = None, reset: bool = True,
              seed: int | None = None) -> int:
     """Start the simulator and the inbox, seed them, keep customers writing; until Ctrl-C."""
-    from . import create_app, runner
-    from .sim import Simulator
-
     instance_path = Path(instance) if instance else default_instance()
     prepare_instance(instance_path, reset=reset)
     os.environ["INBOX_INSTANCE_PATH"] = str(instance_path)

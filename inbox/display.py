@@ -7,10 +7,10 @@ from typing import Any
 
 def display_name(identity: Any | None, igsid: str | None = None) -> str:
     """@username, else name, else "Instagram user ·" and the id's last 4 digits; never a mask."""
-    username = _usable(getattr(identity, "username", None))
+    username = usable_name(getattr(identity, "username", None))
     if username:
         return f"@{username.lstrip('@')}"
-    name = _usable(getattr(identity, "name", None))
+    name = usable_name(getattr(identity, "name", None))
     if name:
         return name
     igsid = (igsid or getattr(identity, "igsid", None) or "").strip()
@@ -19,7 +19,7 @@ def display_name(identity: Any | None, igsid: str | None = None) -> str:
 
 def is_fallback_name(identity: Any | None) -> bool:
     """True when only the id is known (display_name fell back to its last digits)."""
-    return not (_usable(getattr(identity, "username", None)) or _usable(getattr(identity, "name", None)))
+    return not (usable_name(getattr(identity, "username", None)) or usable_name(getattr(identity, "name", None)))
 
 
 # What staff read next to a fallback name (a tooltip in the UI, a note in the CLI).
@@ -31,7 +31,7 @@ def name_hint(identity: Any | None) -> str:
     return FALLBACK_HINT if is_fallback_name(identity) else ""
 
 
-def _usable(value: Any) -> str | None:
+def usable_name(value: Any) -> str | None:
     """A name worth showing: text on one line, not blank, not a masked placeholder like user_******."""
     if not isinstance(value, str):
         return None

@@ -1,6 +1,7 @@
 """Gunicorn settings for the inbox: threads, because every open websocket holds one."""
 
 import os
+import signal
 
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -16,8 +17,6 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 def post_worker_init(worker):
     """SIGTERM: close the app's websockets (1012) first, or gunicorn waits for them to end."""
-    import signal
-
     previous = signal.getsignal(signal.SIGTERM)
 
     def handle_term(signum, frame):

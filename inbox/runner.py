@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 
 import requests
+from flask_migrate import upgrade
 
 from . import create_app, embedded_redis
 
 
 def apply_migrations(app) -> None:
-    from flask_migrate import upgrade
-
     with app.app_context():
         upgrade()
 
@@ -32,7 +31,7 @@ def start_processes(*, host: str, port: int, threads: int, env: dict[str, str],
     )
     procs = [web]
     for _ in range(workers):
-        procs.append(subprocess.Popen([sys.executable, "-m", "inbox.worker"], env=env))
+        procs.append(subprocess.Popen([sys.executable, "-m", "inbox.cli", "worker"], env=env))
     return procs
 
 

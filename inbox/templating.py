@@ -85,7 +85,7 @@ def reply_refusal(conversation, account=None) -> str | None:
 
 def media_url(url: str | None) -> str | None:
     """A media link the browser may load (an allowed Instagram host), else None."""
-    return url if url and identities.allowed_media_host(url) else None
+    return url if url and media.allowed_media_host(url) else None
 
 
 def template_element(attachment) -> dict:

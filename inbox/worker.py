@@ -1,4 +1,7 @@
-"""The background worker: RQ in the app context, with a heartbeat /healthz can see."""
+"""The background worker: RQ in the app context, with a heartbeat /healthz can see.
+
+Started by `inbox worker` (and `python worker.py`, the same command), and by `inbox run`.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,11 @@ import signal
 import sys
 import threading
 
-from rq import SimpleWorker, Worker
-from rq.timeouts import TimerDeathPenalty
+from flask import Flask
+from rq import Worker
 
-from . import create_app
+from . import queue
 from .extensions import db, get_redis, rkey
-from .jobs import all_queues
 
 log = logging.getLogger(__name__)
 
@@ -24,16 +26,7 @@ def _reset_connections_in_child() -> None:
         engine.dispose(close=False)
 
 
-class ThreadWorker(SimpleWorker):
-    """Runs jobs in its own thread (tests and `inbox demo`): timeouts by timer, not SIGALRM."""
-
-    death_penalty_class = TimerDeathPenalty
-
-    def _install_signal_handlers(self):  # signals belong to the main thread
-        pass
-
-
-def heartbeat(app, name: str, stop: threading.Event) -> None:
+def heartbeat(app: Flask, name: str, stop: threading.Event) -> None:
     """Tell /healthz this worker is alive, every few seconds, until stopped."""
     interval = app.config["WORKER_HEARTBEAT_SECONDS"]
     key = rkey("worker", "heartbeat", name, app=app)
@@ -50,9 +43,8 @@ def heartbeat(app, name: str, stop: threading.Event) -> None:
         pass
 
 
-def run_worker(*, burst: bool = False, name: str | None = None, app=None) -> int:
+def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> int:
     """Work the app's queues in the app context; returns an exit status."""
-    app = app or create_app()
     name = name or f"worker.{os.getpid()}"
     # Until RQ installs its own handlers, SIGTERM still unwinds through `finally`.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
@@ -63,17 +55,12 @@ def run_worker(*, burst: bool = False, name: str | None = None, app=None) -> int
         beat.start()
         try:
             if not burst:
-                from .jobs import schedule_account_checks, schedule_delivery_recovery
-
-                schedule_account_checks(app)  # the daily token and webhook check, without cron
-                schedule_delivery_recovery(app)  # interrupted webhook deliveries, every few minutes
-            worker = Worker(all_queues(app), connection=get_redis(app), name=f"{app.config['REDIS_NAMESPACE']}.{name}")
+                queue.schedule_daily_check(app)  # the daily token and webhook check, without cron
+                queue.schedule_recovery(app)  # interrupted webhook deliveries, every few minutes
+            worker = Worker(queue.all_queues(app), connection=get_redis(app),
+                            name=f"{app.config['REDIS_NAMESPACE']}.{name}")
             worker.work(burst=burst, with_scheduler=not burst, logging_level="INFO")
         finally:
             stop.set()
             beat.join(timeout=2)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(run_worker())

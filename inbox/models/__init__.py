@@ -1,4 +1,4 @@
-"""The data model: every table of ARCHITECTURE.md section 3."""
+"""The data model: one module per table family, every table re-exported here."""
 
 from .accounts import Account, Membership, StaffUser
 from .catalog import AssignmentEvent, Post, PostProduct, Product

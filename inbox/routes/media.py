@@ -82,7 +82,7 @@ def upload(conversation_id: int):
         return _upload_refused(conversation, str(exc))
     token = request.form.get("client_token") or secrets.token_hex(12)
     try:
-        messages = media.queue_attachment_replies(g.account.id, conversation.id, current_user.id, uploads, token)
+        messages = sending.queue_attachment_replies(g.account.id, conversation.id, current_user.id, uploads, token)
     except sending.SendRefused as refused:
         return _upload_refused(conversation, refused.reason)
     if not is_htmx_fragment_request():

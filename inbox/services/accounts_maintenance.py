@@ -1,8 +1,9 @@
 """The daily account check: refresh long-lived tokens before they expire, keep webhooks subscribed.
 
 Instagram Login tokens live 60 days and can be refreshed once they are a day old
-(reference section 0); Meta may drop an app's webhook subscription after a run of
-failed deliveries (reference 1.4). So once a day, for every active account:
+(https://developers.facebook.com/docs/instagram-platform/instagram-api-with-instagram-login);
+Meta unsubscribes an app whose webhook keeps failing
+(https://developers.facebook.com/docs/messenger-platform/faq). So once a day, for every active account:
 
 - a token that expires within TOKEN_REFRESH_WITHIN_DAYS (or whose expiry is unknown)
   is refreshed; Page tokens (the Facebook flavour) do not expire and are left alone;
@@ -21,11 +22,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..extensions import db
 from ..live.publish import publish
-from ..models import Account, utcnow
+from ..models import Account, Membership, utcnow
+from ..queue import enqueue
 from . import graph
 from .accounts import mark_reconnect_needed, set_token
 
@@ -83,9 +85,7 @@ def refresh_tokens(*, now: datetime | None = None) -> list[AccountCheck]:
 
 def request_check(account_id: int) -> None:
     """Run one account's check soon, in the worker ("Check now"); a repeat while queued is one job."""
-    from ..jobs import enqueue
-
-    enqueue("inbox.jobs.check_account", account_id, job_id=f"check-account-{account_id}", timeout=300)
+    enqueue("inbox.tasks.check_account", account_id, queue="default", timeout=300)
 
 
 def refresh_due(account: Account, now: datetime) -> bool:
@@ -167,7 +167,7 @@ def _record_subscription(account_id: int, flavour: str, now: datetime) -> None:
         db.session.commit()
 
 
-# Why a token died, by 190 subcode (reference 7.4), in words for the banner.
+# Why a token died, by 190 subcode (Graph API error handling), in words for the banner.
 _TOKEN_DEATHS = {
     463: "the token expired",
     460: "the owner changed their Instagram password, or Instagram ended the session",
@@ -194,10 +194,6 @@ class AccountRow:
 
 def accounts_overview(now: datetime | None = None) -> list[AccountRow]:
     """Every account with its token state and how many staff work it (the accounts page)."""
-    from sqlalchemy import func
-
-    from ..models import Membership
-
     now = now or utcnow()
     counts = dict(db.session.execute(select(Membership.account_id, func.count()).group_by(Membership.account_id)).all())
     accounts = db.session.scalars(select(Account).order_by(Account.username, Account.id))

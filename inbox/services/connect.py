@@ -1,9 +1,11 @@
 """Connecting an Instagram account through Business Login for Instagram.
 
-The flow (reference section 0): the admin's browser goes to Meta's authorize URL with a
+The flow (Business Login for Instagram,
+https://developers.facebook.com/docs/instagram-platform/instagram-api-with-instagram-login):
+the admin's browser goes to Meta's authorize URL with a
 `state` bound to their session; Meta sends it back to our callback with a one-time
 code. The callback records a `JobRun` (the code encrypted in it) and enqueues
-`jobs.connect_account`, because routes never call Meta. The job trades the code for a
+`inbox.tasks.connect_account`, because routes never call Meta. The job trades the code for a
 short-lived token, that for a long-lived one (60 days), reads `/me?fields=user_id,...`
 (`user_id` is the webhook `entry.id`; `/me` `id` is app-scoped and useless to us),
 subscribes the webhook fields, and stores the account with its token encrypted. The
@@ -27,6 +29,7 @@ from ..crypto import TokenDecryptError, decrypt_token, encrypt_token
 from ..extensions import db, on_commit
 from ..live.publish import publish_after_commit
 from ..models import Account, JobRun, Membership, utcnow
+from ..queue import enqueue, job_id
 from . import graph
 from .accounts import store_token
 
@@ -74,17 +77,15 @@ def authorization_url(redirect_uri: str, state: str) -> str:
 
 def begin_connect(user_id: int, code: str, redirect_uri: str) -> int:
     """Record a connect run for the code Meta returned and enqueue it; returns the JobRun id."""
-    from ..jobs import enqueue
-
-    job_id = f"connect-{uuid.uuid4().hex}"
     # The code is single-use and short-lived, but it is still a credential: kept encrypted,
     # and only until the job reads it.
-    run = JobRun(kind="connect", rq_job_id=job_id, state="queued", started_by_user_id=user_id,
-                 summary={"redirect_uri": redirect_uri, "code": encrypt_token(code)})
+    run = JobRun(kind="connect", rq_job_id=f"connect-{uuid.uuid4().hex}", state="queued",
+                 started_by_user_id=user_id, summary={"redirect_uri": redirect_uri, "code": encrypt_token(code)})
     db.session.add(run)
     db.session.flush()
     run_id = run.id
-    on_commit(lambda: enqueue("inbox.jobs.connect_account", run_id, job_id=job_id, timeout=120))
+    run.rq_job_id = job_id("inbox.tasks.connect_account", run_id)
+    on_commit(lambda: enqueue("inbox.tasks.connect_account", run_id, timeout=120))
     db.session.commit()
     return run_id
 

@@ -1,7 +1,8 @@
 """Parse a webhook body into typed events: pure functions, no database, no network.
 
-Meta's payloads vary between API flavours, versions and integrators' observations
-(reference/meta-api.md section 2), so every reader here is defensive: ids may be numbers
+Meta's payloads vary between API flavours and versions, and differ in places from what
+Meta documents (https://developers.facebook.com/docs/instagram-platform/webhooks/examples),
+so every reader here is defensive: ids may be numbers
 or strings, times may be ms, s or ISO strings, `attachments` may be one object instead of
 a list. Anything we cannot use becomes an IgnoredEvent with a reason, never an exception.
 """
@@ -80,7 +81,7 @@ class MessageEvent(Event):
     quick_reply_payload: str | None = None
     postback_payload: str | None = None
     referral: dict[str, Any] | None = None
-    # A message_edit with num_edit 0 for a mid we do not have is a new message (reference 2.9).
+    # A message_edit with num_edit 0 for a mid we do not have is a new message (seen in development mode).
     from_edit: bool = False
 
     kind = "message"
@@ -293,7 +294,7 @@ def read_attachment(item: dict[str, Any]) -> AttachmentData:
     url = _read_url(payload.get("url"))
     media_id = None
     if kind == "ig_post":
-        # Messenger documents `id`; Instagram traffic shows `ig_post_media_id` (reference 2.3).
+        # Messenger documents `id`; Instagram traffic shows `ig_post_media_id`.
         media_id = read_id(payload.get("ig_post_media_id")) or read_id(payload.get("id"))
     elif kind in ("ig_reel", "reel"):
         media_id = read_id(payload.get("reel_video_id")) or read_id(payload.get("id"))

@@ -7,7 +7,8 @@
 Instagram Login (graph.instagram.com, paths under `me`) is the default flavour; an
 account with `api_flavour == "facebook"` talks to graph.facebook.com through its Page
 (`/<page_id>/...`). Meta's errors become the typed exceptions below, chosen by
-`code`/`error_subcode` (reference section 7), never by HTTP status.
+`code`/`error_subcode`, never by HTTP status
+(https://developers.facebook.com/docs/graph-api/guides/error-handling).
 
 Reads retry transient and throttling errors with backoff. Sends are tried once: a send
 that may have gone through (1/1357046, a timeout after the request left) raises
@@ -35,6 +36,7 @@ from flask import current_app
 from requests.adapters import HTTPAdapter
 
 from . import ratelimit
+from .accounts import access_token
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,8 @@ PROFILE_FIELDS = ("name,username,profile_pic,follower_count,is_user_follow_busin
 MESSAGE_FIELDS = "id,created_time,from,to,message,attachments,shares,story,reply_to,reactions,is_unsupported"
 MEDIA_FIELDS = "id,caption,media_type,media_product_type,media_url,permalink,thumbnail_url,timestamp,username"
 ME_FIELDS = "user_id,username,name,profile_picture_url"
-# Webhook fields the inbox needs, in each flavour's own names (reference 1.6).
+# Webhook fields the inbox needs, in each flavour's own names
+# (https://developers.facebook.com/docs/graph-api/webhooks/reference/instagram).
 WEBHOOK_FIELDS = {
     "instagram": ("messages", "message_echoes", "message_reactions", "messaging_postbacks",
                   "messaging_seen", "messaging_referral"),
@@ -273,8 +276,6 @@ class GraphClient:
     @classmethod
     def for_account(cls, account, *, app=None) -> GraphClient:
         """A client for an Account row; its token is decrypted here and kept in memory only."""
-        from .accounts import access_token
-
         token = access_token(account)
         if not token:
             raise TokenInvalid(f"{account.label} has no access token.", code=190)
@@ -364,7 +365,7 @@ class GraphClient:
             return self.send_images(recipient_id, [url] if url else [],
                                     attachment_ids=[attachment_id] if attachment_id else None, human_agent=human_agent)
         payload = {"attachment_id": attachment_id} if attachment_id else {"url": url}
-        # Audio, video and files use the singular `attachment` (reference 5.3).
+        # Audio, video and files use the singular `attachment` (images may be several).
         return self._send(recipient_id, {"attachment": {"type": kind, "payload": payload}},
                           human_agent=human_agent, media=kind in ("audio", "video"))
 

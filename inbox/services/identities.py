@@ -1,6 +1,6 @@
 """Participant identities: the cached profile of each IGSID, per account.
 
-The rules (ARCHITECTURE.md section 5, invariant 4):
+The rules:
 
 - One row per (account, igsid). The account's own id is never stored: every write goes
   through save_profile / save_participant / save_error, which refuse it.
@@ -27,20 +27,22 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from flask import current_app
 from sqlalchemy import event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from ..display import display_name
+from ..display import display_name, is_fallback_name, usable_name
 from ..extensions import db, on_commit
 from ..live.publish import publish_after_commit
 from ..models import Account, Conversation, Identity, JobRun, Message, utcnow
-from . import jobruns
+from ..queue import enqueue
+from . import jobruns, media
+from .accounts import mark_reconnect_needed
 from .graph import (
     ConsentRequired, GraphClient, GraphError, NotFound, PermissionDenied, RateLimited, TokenInvalid, Transient,
     UserUnavailable,
@@ -128,17 +130,6 @@ def error_code(exc: GraphError) -> str:
 
 # --- Profile pictures ------------------------------------------------------------------
 
-def profile_pic_expires_at(url: str | None) -> datetime | None:
-    """When an Instagram CDN link stops working: its `oe` parameter (hex epoch seconds)."""
-    if not url:
-        return None
-    try:
-        query = dict(parse_qsl(urlsplit(url).query))
-        return datetime.fromtimestamp(int(query["oe"], 16), tz=timezone.utc)
-    except (KeyError, ValueError, OverflowError, OSError):
-        return None
-
-
 def picture_url(identity: Any | None, now: datetime | None = None) -> str | None:
     """The picture to show for an identity, or None (the UI shows initials instead).
 
@@ -149,36 +140,16 @@ def picture_url(identity: Any | None, now: datetime | None = None) -> str | None
     """
     if identity is None:
         return None
-    from .media import picture_src
-
-    stored = picture_src(identity)
+    stored = media.picture_src(identity)
     if stored:
         return stored
     url = getattr(identity, "profile_pic_url", None)
-    if not url or not allowed_media_host(url):
+    if not url or not media.allowed_media_host(url):
         return None
-    expires = profile_pic_expires_at(url)
+    expires = media.link_expires_at(url)
     if expires is not None and expires <= (now or utcnow()):
         return None
     return url
-
-
-def allowed_media_host(url: str, config=None) -> bool:
-    """Whether a link points at an allowed Instagram media host (https unless told otherwise)."""
-    cfg = config or current_app.config
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    schemes = ("https",) if cfg.get("MEDIA_REQUIRE_HTTPS", True) else ("https", "http")
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in schemes or not host:
-        return False
-    for allowed in cfg.get("MEDIA_ALLOWED_HOSTS") or ():
-        allowed = allowed.lower()
-        if host == allowed or (allowed.startswith("*.") and host.endswith(allowed[1:])):
-            return True
-    return False
 
 
 # --- Writing identities (the only place that does) ----------------------------------------
@@ -210,9 +181,7 @@ def save_profile(account: Account, igsid: str, profile: Profile, *, now: datetim
     }
     _upsert({"account_id": account.id, "igsid": igsid, "created_at": now, **fields}, fields)
     if profile.profile_pic_url:
-        from .media import note_profile_picture
-
-        note_profile_picture(account.id, igsid)  # a copy that outlives the link, after the commit
+        media.note_profile_picture(account.id, igsid)  # a copy that outlives the link, after the commit
 
 
 def save_participant(account: Account, igsid: str, username: str | None, *, now: datetime | None = None) -> bool:
@@ -269,7 +238,7 @@ def needs_fetch(row: Any | None, now: datetime | None = None, config=None) -> bo
     if fetched is None or now - fetched >= timedelta(seconds=cfg["IDENTITY_TTL_SECONDS"]):
         return True
     if row.profile_pic_url and row.profile_pic_state != "stored":
-        expires = profile_pic_expires_at(row.profile_pic_url)
+        expires = media.link_expires_at(row.profile_pic_url)
         margin = timedelta(seconds=cfg["IDENTITY_PIC_REFRESH_MARGIN_SECONDS"])
         if expires is not None and expires - now <= margin:
             return True
@@ -282,10 +251,6 @@ def _staleness_row(account_id: int, igsid: str):
                Identity.profile_pic_state)
         .where(Identity.account_id == account_id, Identity.igsid == igsid)
     ).first()
-
-
-def fetch_job_id(account_id: int, igsid: str) -> str:
-    return f"fetch_profile-{account_id}-{igsid}"
 
 
 def note_participant(account_id: int, igsid: str) -> None:
@@ -322,10 +287,8 @@ def note_participants(account_id: int, igsids: list[str]) -> None:
 
 
 def _enqueue_fetch(account_id: int, igsid: str) -> None:
-    from ..jobs import enqueue
-
-    enqueue("inbox.jobs.fetch_profile", account_id, igsid, job_id=fetch_job_id(account_id, igsid),
-            queue="default", retries=3, retry_intervals=[10, 60, 300])
+    enqueue("inbox.tasks.fetch_profile", account_id, igsid, queue="default", retries=3,
+            retry_intervals=[10, 60, 300])
 
 
 @event.listens_for(Session, "after_commit")
@@ -367,8 +330,6 @@ def fetch_profile(account_id: int, igsid: str, *, force: bool = False) -> str:
 
 def account_dead(account_id: int, exc: GraphError) -> None:
     """The token died: flag the account (the inbox shows the reconnect banner)."""
-    from .accounts import mark_reconnect_needed
-
     db.session.rollback()
     mark_reconnect_needed(account_id, f"Instagram refused the access token: {exc}"[:500])
 
@@ -384,7 +345,7 @@ def _publish_conversation_after_commit(account_id: int, igsid: str) -> None:
 
 def start_refresh(account_id: int, user_id: int | None = None, *, enqueue_job: bool = True) -> tuple[JobRun, bool]:
     """Start "Refresh identities" for the account, or return the one already running."""
-    return jobruns.start_or_get_running(REFRESH, account_id, "inbox.jobs.refresh_identities", user_id=user_id,
+    return jobruns.start_or_get_running(REFRESH, account_id, "inbox.tasks.refresh_identities", user_id=user_id,
                                         queue="low", enqueue_job=enqueue_job)
 
 
@@ -584,10 +545,6 @@ def people(account_id: int, *, limit: int = 500) -> list[Person]:
 
 def identity_counts(account_id: int) -> dict[str, int]:
     """How many customers have a name, only an id, or a failed last fetch."""
-    from types import SimpleNamespace
-
-    from ..display import is_fallback_name
-
     rows = db.session.execute(
         select(Identity.username, Identity.name, Identity.last_fetched_at, Identity.last_error_at)
         .select_from(Conversation)
@@ -665,8 +622,6 @@ _DELETE = object()
 
 def _problems(row: Identity, account: Account | None, seen: set[tuple[int, str]]) -> Iterator[tuple]:
     """(rule, detail, repair) for each rule the row breaks; a row to delete yields nothing more."""
-    from ..display import _usable
-
     if account is None:
         yield "orphan", f"account {row.account_id} does not exist", _DELETE
         return
@@ -689,13 +644,13 @@ def _problems(row: Identity, account: Account | None, seen: set[tuple[int, str]]
         yield "bad_igsid", f"written with spaces; {clean} once cleaned", rename
     for column in ("username", "name"):
         value = getattr(row, column)
-        if value is not None and not _usable(value):
+        if value is not None and not usable_name(value):
             # Cleared and due again: first contact or a refresh loads the real one.
             yield "masked_name", f"{column} {value!r}", lambda r, c=column: _clear(r, c)
     cleaned = (row.username or "").strip().lstrip("@").strip()
-    if row.username and _usable(row.username) and row.username != cleaned:
+    if row.username and usable_name(row.username) and row.username != cleaned:
         yield "username_format", f"username {row.username!r}", lambda r: setattr(r, "username", cleaned)
-    if row.profile_pic_url and not allowed_media_host(row.profile_pic_url):
+    if row.profile_pic_url and not media.allowed_media_host(row.profile_pic_url):
         yield "bad_picture", f"picture {row.profile_pic_url[:60]!r}", lambda r: _clear(r, "profile_pic_url")
 
 

@@ -1,6 +1,6 @@
 """Background runs staff start and watch: a JobRun row with live progress that always ends.
 
-    run, created = start_or_get_running("refresh_identities", account_id, "inbox.jobs.refresh_identities",
+    run, created = start_or_get_running("refresh_identities", account_id, "inbox.tasks.refresh_identities",
                                         user_id=user.id)          # the running one when there is one
 
     def refresh_identities(job_run_id):                           # the service behind the RQ job
@@ -39,6 +39,7 @@ from sqlalchemy import select, update
 from ..extensions import db, get_redis, rkey
 from ..live.publish import publish
 from ..models import JobRun, utcnow
+from ..queue import enqueue, job_id
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +119,14 @@ def start_or_get_running(kind: str, account_id: int, func: str, *, user_id: int 
             if is_alive(run):
                 return run, False
             _end_dead(run)
-        token = secrets.token_hex(6)
-        origin = "rq" if enqueue_job else "cli"
+        # A run the CLI works in its own process has no RQ job: its id only has to be unique.
         run = JobRun(kind=kind, account_id=account_id, state="queued", started_by_user_id=user_id,
-                     rq_job_id=f"{origin}-{kind}-{account_id}-{token}", progress_done=0, created_at=utcnow())
+                     rq_job_id=f"cli-{kind}-{account_id}-{secrets.token_hex(6)}", progress_done=0,
+                     created_at=utcnow())
         db.session.add(run)
+        db.session.flush()
+        if enqueue_job:
+            run.rq_job_id = job_id(func, run.id)
         db.session.commit()
     if enqueue_job:
         _enqueue(run, func, queue)
@@ -130,21 +134,13 @@ def start_or_get_running(kind: str, account_id: int, func: str, *, user_id: int 
 
 
 def _enqueue(run: JobRun, func: str, queue: str) -> None:
-    from ..jobs import enqueue
-
     try:
-        job = enqueue(func, run.id, job_id=f"jobrun-{run.id}", queue=queue,
-                      timeout=int(current_app.config["JOB_TIMEOUT_SECONDS"]))
+        enqueue(func, run.id, queue=queue, timeout=int(current_app.config["JOB_TIMEOUT_SECONDS"]))
     except Exception as exc:  # Redis is down: the run says so instead of waiting forever
-        log.exception("could not enqueue job run %s", run.id)
+        log.exception("could not enqueue run %s", run.id)
         run.state, run.error, run.finished_at = "failed", f"Could not queue the run: {exc}", utcnow()
         db.session.commit()
         return
-    if job is not None and job.id != run.rq_job_id:
-        # Only the id column: the worker may already be moving the run to "running".
-        db.session.execute(update(JobRun).where(JobRun.id == run.id).values(rq_job_id=job.id))
-        db.session.commit()
-        db.session.refresh(run)
     _publish(run.account_id, run.id)
 
 
@@ -201,7 +197,7 @@ class _Heartbeat:
         self._key = rkey("jobrun", run_id, "alive", app=app)
         self._interval = float(app.config["JOB_HEARTBEAT_SECONDS"])
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"jobrun-{run_id}-heartbeat", daemon=True)
+        self._thread = threading.Thread(target=self._beat, name=f"run-{run_id}-heartbeat", daemon=True)
 
     def start(self) -> None:
         self._set()
@@ -215,7 +211,7 @@ class _Heartbeat:
         try:
             get_redis(self._app).set(self._key, "1", px=int(self._interval * 3000))
         except Exception:
-            log.warning("job run heartbeat failed", exc_info=True)
+            log.warning("run heartbeat failed", exc_info=True)
 
     def _beat(self) -> None:
         while not self._stop.wait(self._interval):
@@ -257,7 +253,7 @@ def _end_dead(run: JobRun) -> None:
     db.session.commit()
     db.session.refresh(run)
     if ended:
-        log.warning("job run %s (%s) had died; marked failed", run.id, run.kind)
+        log.warning("run %s (%s) had died; marked failed", run.id, run.kind)
         _publish(run.account_id, run.id)
 
 

@@ -1,13 +1,15 @@
 """Attachment media: keep a copy before Instagram's links expire, serve it, send staff files.
 
-The rules (reference 8, issue 8):
+Instagram's media links are signed and stop working after hours or days (CDN links carry
+their expiry as `oe`), so the inbox keeps its own copy. The rules:
 
 - `note_attachments(ids)` runs inside the ingest transaction. Attachments whose media may
   be kept (image, video, audio, file, and the previews of shared posts and reels) become
-  `pending` and get a `download_media` job on the `low` queue after the commit (job id
-  `download_media-<id>`, so a replay never doubles it). Story media (`story_mention`,
-  `ig_story`) is never downloaded (Meta's story rules): `not_kept`, the link only, shown
-  while it lives.
+  `pending` and get a `download_media` job on the `low` queue after the commit (one job
+  per attachment, so a replay never doubles it). Story media (`story_mention`,
+  `ig_story`) is never downloaded: `not_kept`, the link only, shown while it lives
+  (Meta's rules forbid storing it:
+  https://developers.facebook.com/docs/messenger-platform/instagram/features/story-mention).
 - `download_attachment(id)` fetches through `safe_fetch` (allow-listed hosts, no private
   addresses, size cap, content-type check) into `storage`, records the state (stored,
   expired, too_large, refused, failed) and publishes `message.updated`. No transaction is
@@ -15,28 +17,32 @@ The rules (reference 8, issue 8):
 - A deleted Attachment row (unsend, merge) deletes its file after the commit; rows removed
   by database cascades leave orphans that `media sweep` deletes.
 - Profile pictures go the same way (`note_profile_picture` → `keep_profile_picture`).
-- Staff uploads (`queue_attachment_replies`) are checked against the Send API's limits,
-  stored, and sent one message per attachment through a short-lived signed public URL.
+- Staff uploads are checked against the Send API's limits and stored (`store_upload`);
+  `sending.queue_attachment_replies` sends them, one message per attachment, and
+  Instagram fetches each through a short-lived signed public URL (`public_url`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 import unicodedata
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, BinaryIO
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import current_app, has_request_context, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import event, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from ..extensions import db, on_commit
 from ..live.publish import publish_after_commit
-from ..models import Account, Attachment, Conversation, Identity, Message, utcnow
+from ..models import Account, Attachment, Identity, Message, utcnow
+from ..queue import enqueue
 from . import safe_fetch
+from .graph import GraphClient, GraphError, NotFound
 from .storage import StorageError, get_storage, new_key
 
 log = logging.getLogger(__name__)
@@ -58,10 +64,6 @@ class MediaUnavailable(RuntimeError):
 
 # --- Ingestion's hook ------------------------------------------------------------------------
 
-def download_job_id(attachment_id: int) -> str:
-    return f"download_media-{attachment_id}"
-
-
 def note_attachments(attachment_ids: list[int]) -> None:
     """Called inside the ingest transaction once new attachments have ids (after flush)."""
     ids = [int(i) for i in attachment_ids or () if i is not None]
@@ -79,11 +81,9 @@ def note_attachments(attachment_ids: list[int]) -> None:
 
 
 def _enqueue_downloads(ids: list[int]) -> None:
-    from ..jobs import enqueue
-
     for attachment_id in ids:
-        enqueue("inbox.jobs.download_media", attachment_id, job_id=download_job_id(attachment_id), queue="low",
-                timeout=300, retries=3, retry_intervals=[30, 300, 1800])
+        enqueue("inbox.tasks.download_media", attachment_id, queue="low", timeout=300, retries=3,
+                retry_intervals=[30, 300, 1800])
 
 
 # --- Downloading -----------------------------------------------------------------------------
@@ -109,7 +109,7 @@ def download_attachment(attachment_id: int, *, force: bool = False) -> str:
     else:
         fetched = safe_fetch.fetch(row.source_url, kind, area="att")
     if fetched.outcome == "expired" and row.mid:
-        # The Conversations API hands out a fresh link for a thread's 20 newest messages (reference 8).
+        # The Conversations API hands out a fresh link for a thread's 20 newest messages.
         fresh_url, why = fresh_link(row.account_id, row.message_id, row.mid, attachment_id)
         if fresh_url and fresh_url != row.source_url:
             fetched = safe_fetch.fetch(fresh_url, kind, area="att")
@@ -144,8 +144,6 @@ def download_attachment(attachment_id: int, *, force: bool = False) -> str:
 
 def fresh_link(account_id: int, message_id: int, mid: str, attachment_id: int) -> tuple[str | None, str | None]:
     """A new link for one attachment from the Conversations API, or (None, why not)."""
-    from .graph import GraphClient, GraphError, NotFound
-
     account = db.session.get(Account, account_id)
     siblings = list(db.session.execute(
         select(Attachment.id, Attachment.type).where(Attachment.message_id == message_id)
@@ -200,6 +198,29 @@ def retry_attachments(account_id: int, *, states: tuple[str, ...] = ("failed",),
 
 # --- What the browser loads ------------------------------------------------------------------
 
+def allowed_media_host(url: str, config=None) -> bool:
+    """Whether a link points at an allowed Instagram media host (https unless told otherwise)."""
+    cfg = config or current_app.config
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    schemes = ("https",) if cfg.get("MEDIA_REQUIRE_HTTPS", True) else ("https", "http")
+    hosts = cfg.get("MEDIA_ALLOWED_HOSTS") or ()
+    return parts.scheme in schemes and safe_fetch.host_allowed(parts.hostname or "", hosts)
+
+
+def link_expires_at(url: str | None) -> datetime | None:
+    """When an Instagram CDN link stops working: its `oe` parameter (hex epoch seconds)."""
+    if not url:
+        return None
+    try:
+        query = dict(parse_qsl(urlsplit(url).query))
+        return datetime.fromtimestamp(int(query["oe"], 16), tz=timezone.utc)
+    except (KeyError, ValueError, OverflowError, OSError):
+        return None
+
+
 def attachment_src(attachment: Any) -> str | None:
     """The URL the browser should load for an attachment's media, or None (show a placeholder).
 
@@ -217,18 +238,16 @@ def attachment_src(attachment: Any) -> str | None:
         return None
     if getattr(attachment, "type", None) in STORY_TYPES and _story_gone(attachment):
         return None
-    from .identities import allowed_media_host, profile_pic_expires_at
-
     if not allowed_media_host(url):
         return None
-    expires = profile_pic_expires_at(url)
+    expires = link_expires_at(url)
     if expires is not None and expires <= utcnow():
         return None
     return url
 
 
 def _story_gone(attachment: Any) -> bool:
-    """Stories vanish a day after they were posted (reference 8); the mention came at most then."""
+    """Stories vanish a day after they were posted; the mention came at most then."""
     message = getattr(attachment, "message", None)
     ms = getattr(message, "meta_timestamp", None)
     if not ms:
@@ -335,19 +354,10 @@ def sweep(*, grace_seconds: float = 3600, dry_run: bool = False) -> list[str]:
 
 # --- Profile pictures ------------------------------------------------------------------------
 
-def picture_job_id(account_id: int, igsid: str) -> str:
-    return f"keep_picture-{account_id}-{igsid}"
-
-
 def note_profile_picture(account_id: int, igsid: str) -> None:
     """Called inside the transaction that saved a profile with a picture: keep it after the commit."""
-    def enqueue_it() -> None:
-        from ..jobs import enqueue
-
-        enqueue("inbox.jobs.keep_profile_picture", account_id, igsid, job_id=picture_job_id(account_id, igsid),
-                queue="low", timeout=120, retries=2, retry_intervals=[60, 600])
-
-    on_commit(enqueue_it)
+    on_commit(lambda: enqueue("inbox.tasks.keep_profile_picture", account_id, igsid, queue="low", timeout=120,
+                              retries=2, retry_intervals=[60, 600]))
 
 
 def keep_profile_picture(account_id: int, igsid: str) -> str:
@@ -382,7 +392,8 @@ def keep_profile_picture(account_id: int, igsid: str) -> str:
 # --- Staff uploads: outgoing attachments ------------------------------------------------------
 
 MB = 1024 * 1024
-# What the Send API takes (reference 5.3): kind -> (content types, largest size).
+# What the Send API takes: kind -> (content types, largest size).
+# https://developers.facebook.com/docs/instagram-platform/instagram-api-with-instagram-login/messaging-api/
 SEND_LIMITS = {
     "image": ({"image/png", "image/jpeg"}, 8 * MB),
     "audio": ({"audio/aac", "audio/mp4", "audio/x-m4a", "audio/wav", "audio/x-wav", "video/mp4"}, 25 * MB),
@@ -485,63 +496,6 @@ def discard_uploads(uploads: list[Upload]) -> None:
         store.delete(upload.key)
 
 
-def queue_attachment_replies(account_id: int, conversation_id: int, user_id: int | None, uploads: list[Upload],
-                             client_token: str) -> list[Message]:
-    """One pending outgoing message per stored upload, each sent by its own job (committed)."""
-    from .ingest import _touch_conversation, preview_text
-
-    if not uploads:
-        return []
-    token = re.sub(r"[^A-Za-z0-9_-]", "", client_token or "")[:48]
-    if token:
-        existing = list(db.session.scalars(select(Message).where(
-            Message.account_id == account_id, Message.client_token.like(f"{token}-a%")).order_by(Message.id)))
-        if existing:  # the same form sent twice: nothing new
-            discard_uploads(uploads)
-            return existing
-    conversation = db.session.scalars(select(Conversation).where(
-        Conversation.id == conversation_id, Conversation.account_id == account_id).with_for_update()).first()
-    if conversation is None:
-        discard_uploads(uploads)
-        raise LookupError("no such conversation")
-    account = db.session.get(Account, account_id)
-    from .sending import SendRefused, _enqueue_send, refusal_reason
-
-    reason = refusal_reason(conversation, account)
-    if reason:
-        db.session.rollback()
-        discard_uploads(uploads)
-        raise SendRefused(reason)
-    now = utcnow()
-    base_ms = int(now.timestamp() * 1000)
-    messages = []
-    for index, upload in enumerate(uploads):
-        message = Message(account_id=account_id, conversation_id=conversation.id, direction="out",
-                          sender_kind="staff", sender_igsid=account.ig_user_id, status="pending",
-                          sent_by_user_id=user_id, client_token=f"{token}-a{index}" if token else None,
-                          meta_timestamp=base_ms + index, send_attempts=0, created_at=now, updated_at=now)
-        message.attachments = [Attachment(account_id=account_id, position=0, type=upload.kind,
-                                          storage_key=upload.key, media_state="stored",
-                                          content_type=upload.content_type, size_bytes=upload.size,
-                                          filename=upload.filename, fetched_at=now)]
-        db.session.add(message)
-        db.session.flush()
-        _touch_conversation(conversation, message, new=True, preview=preview_text(None, [upload.kind]))
-        messages.append(message)
-    for message in messages:
-        _enqueue_send(message.id)  # sending.send_message sends it (outgoing_attachment)
-        publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
-                                      message_id=message.id)
-    publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
-    try:
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        discard_uploads(uploads)
-        raise
-    return messages
-
-
 def public_url(attachment: Attachment) -> str:
     """A short-lived signed link Instagram fetches the file from (MEDIA_PUBLIC_URL_SECONDS)."""
     base = current_app.config.get("PUBLIC_BASE_URL")
@@ -584,8 +538,6 @@ def outgoing_attachment(message: Message) -> tuple[str, str] | None:
 
 def media_summary(account_id: int) -> dict[str, int]:
     """How many attachments of an account are in each state (the CLI prints it)."""
-    from sqlalchemy import func
-
     rows = db.session.execute(select(Attachment.media_state, func.count()).where(Attachment.account_id == account_id)
                               .group_by(Attachment.media_state))
     return {state or "none": count for state, count in rows}

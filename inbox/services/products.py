@@ -45,7 +45,8 @@ from ..extensions import db, on_commit
 from ..live.publish import publish_after_commit
 from ..models import (Account, AssignmentEvent, Attachment, Conversation, Message, Post, PostProduct, Product,
                       StaffUser, utcnow)
-from . import jobruns
+from ..queue import enqueue
+from . import accounts_maintenance, jobruns
 from .events import POST_ATTACHMENT_TYPES, read_id
 
 log = logging.getLogger(__name__)
@@ -552,7 +553,7 @@ def _cached_products(account_id: int) -> list[Product]:
 
 def start_load_own_media(account_id: int, user_id: int | None = None, *, enqueue_job: bool = True):
     """Start loading the account's own posts through the Graph API, or return the run going."""
-    return jobruns.start_or_get_running(LOAD_OWN_MEDIA, account_id, "inbox.jobs.load_own_media",
+    return jobruns.start_or_get_running(LOAD_OWN_MEDIA, account_id, "inbox.tasks.load_own_media",
                                         user_id=user_id, queue="low", enqueue_job=enqueue_job)
 
 
@@ -616,16 +617,10 @@ def _own_media(account: Account, post: Post) -> str | None:
         # The daily check's job marks the account reconnect-needed (with the banner); the
         # decision goes on with what the webhook said.
         account_id = account.id
-        on_commit(lambda: _enqueue_check(account_id))
+        on_commit(lambda: accounts_maintenance.request_check(account_id))
         return None
     _store_own_media(account.id, post.media_id, item)
     return post.caption
-
-
-def _enqueue_check(account_id: int) -> None:
-    from ..jobs import enqueue
-
-    enqueue("inbox.jobs.check_account", account_id, job_id=f"check_account-{account_id}", queue="low")
 
 
 # --- Evidence -----------------------------------------------------------------------------
@@ -693,7 +688,7 @@ def _what(ev: Evidence) -> str:
 def note_evidence(message_id: int) -> None:
     """Called inside the ingest (or resync) transaction for a message that carries evidence.
 
-    Registers, on commit, the job `assign-<message_id>` (one per message however often it
+    Registers, on commit, the `assign_from_message` job (one per message however often it
     is noted). The decision is the job's: see the module docstring.
     """
     noted: set = db.session.info.setdefault("products_noted", set())
@@ -704,10 +699,8 @@ def note_evidence(message_id: int) -> None:
 
 
 def _enqueue_assignment(message_id: int) -> None:
-    from ..jobs import enqueue
-
-    enqueue("inbox.jobs.assign_from_message", message_id, job_id=f"assign-{message_id}", queue="default",
-            retries=3, retry_intervals=[10, 60, 300])
+    enqueue("inbox.tasks.assign_from_message", message_id, queue="default", retries=3,
+            retry_intervals=[10, 60, 300])
 
 
 from sqlalchemy import event as _sa_event  # noqa: E402

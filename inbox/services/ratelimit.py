@@ -3,7 +3,8 @@
 Each call reserves the next free slot of its bucket atomically (GCRA, with Redis' own
 clock, so every process agrees on the time) and sleeps until that slot. N processes
 asking at once therefore get N distinct slots spaced 1/rate apart, which is what Meta's
-per-account per-second limits (reference 7.1) need.
+per-account per-second limits need (Conversations API 2/s, sends 100/s, audio and video
+sends 10/s: https://developers.facebook.com/documentation/instagram-platform/overview).
 """
 
 from __future__ import annotations

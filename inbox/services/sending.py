@@ -1,6 +1,6 @@
 """Staff replies: a pending row at once, then the Send API in a job, reconciled with the echo.
 
-The life of a reply (ARCHITECTURE.md section 2, "Staff reply" and "Echo"):
+The life of a reply:
 
 - `queue_reply` checks what can be checked here (text, size, the 24-hour window, the
   account's token), writes a pending outgoing `Message` with the composer's client token
@@ -13,6 +13,7 @@ The life of a reply (ARCHITECTURE.md section 2, "Staff reply" and "Echo"):
   it pending and raise, so RQ retries the job; an ambiguous failure (the send may have
   left) is never resent: the row waits for its echo ("waiting for Instagram") and
   `expire_unconfirmed` fails it if none came within SEND_ECHO_WAIT_SECONDS.
+- `queue_attachment_replies` does the same for staff files, one message per file.
 - `retry_send` puts a failed row back in the queue.
 
 Every status change publishes `message.updated`.
@@ -23,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from flask import current_app
 from sqlalchemy import select, update
@@ -31,7 +32,8 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db, on_commit
 from ..live.publish import publish_after_commit
-from ..models import Account, Conversation, Message, utcnow
+from ..models import Account, Attachment, Conversation, Message, utcnow
+from ..queue import enqueue
 from . import graph, ingest, media
 from .accounts import mark_reconnect_needed
 
@@ -147,7 +149,7 @@ def queue_reply(account_id: int, conversation_id: int, user_id: int | None, text
             raise
         return _same_reply(existing, account_id, conversation_id)
     ingest._touch_conversation(conversation, message, new=True, preview=ingest.preview_text(text))
-    _enqueue_send(message.id)
+    enqueue_send(message.id)
     publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
                                   message_id=message.id)
     publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
@@ -172,14 +174,65 @@ def _same_reply(message: Message, account_id: int, conversation_id: int) -> Mess
     return message
 
 
-def _enqueue_send(message_id: int) -> None:
+def enqueue_send(message_id: int) -> None:
     """After the commit: the send job on the high queue, one per message at a time."""
-    from .. import jobs
-
     intervals = list(current_app.config.get("SEND_RETRY_INTERVALS", DEFAULT_RETRY_INTERVALS))
-    on_commit(lambda: jobs.enqueue("inbox.jobs.send_message", message_id, job_id=f"send-{message_id}",
-                                   queue="high", timeout=120, retries=len(intervals),
-                                   retry_intervals=intervals))
+    on_commit(lambda: enqueue("inbox.tasks.send_message", message_id, queue="high", timeout=120,
+                              retries=len(intervals), retry_intervals=intervals))
+
+
+def queue_attachment_replies(account_id: int, conversation_id: int, user_id: int | None, uploads: list[media.Upload],
+                             client_token: str) -> list[Message]:
+    """One pending outgoing message per stored upload, each sent by its own job (committed)."""
+    if not uploads:
+        return []
+    token = re.sub(r"[^A-Za-z0-9_-]", "", client_token or "")[:48]
+    if token:
+        existing = list(db.session.scalars(select(Message).where(
+            Message.account_id == account_id, Message.client_token.like(f"{token}-a%")).order_by(Message.id)))
+        if existing:  # the same form sent twice: nothing new
+            media.discard_uploads(uploads)
+            return existing
+    conversation = db.session.scalars(select(Conversation).where(
+        Conversation.id == conversation_id, Conversation.account_id == account_id).with_for_update()).first()
+    if conversation is None:
+        media.discard_uploads(uploads)
+        raise LookupError("no such conversation")
+    account = db.session.get(Account, account_id)
+    reason = refusal_reason(conversation, account)
+    if reason:
+        db.session.rollback()
+        media.discard_uploads(uploads)
+        raise SendRefused(reason)
+    now = utcnow()
+    base_ms = int(now.timestamp() * 1000)
+    messages = []
+    for index, upload in enumerate(uploads):
+        message = Message(account_id=account_id, conversation_id=conversation.id, direction="out",
+                          sender_kind="staff", sender_igsid=account.ig_user_id, status="pending",
+                          sent_by_user_id=user_id, client_token=f"{token}-a{index}" if token else None,
+                          meta_timestamp=base_ms + index, send_attempts=0, created_at=now, updated_at=now)
+        message.attachments = [Attachment(account_id=account_id, position=0, type=upload.kind,
+                                          storage_key=upload.key, media_state="stored",
+                                          content_type=upload.content_type, size_bytes=upload.size,
+                                          filename=upload.filename, fetched_at=now)]
+        db.session.add(message)
+        db.session.flush()
+        ingest._touch_conversation(conversation, message, new=True,
+                                   preview=ingest.preview_text(None, [upload.kind]))
+        messages.append(message)
+    for message in messages:
+        enqueue_send(message.id)  # send_message sends it (media.outgoing_attachment)
+        publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
+                                      message_id=message.id)
+    publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
+    try:
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        media.discard_uploads(uploads)
+        raise
+    return messages
 
 
 # --- The send job --------------------------------------------------------------------------
@@ -310,22 +363,13 @@ def _fail(message: Message, code: str, reason: str) -> None:
 
 def _wait_for_echo(message: Message, reason: str) -> None:
     """Never resend: the echo confirms it; a job fails it if no echo comes in time."""
-    from .. import jobs
-
     message.error_code, message.error_message = AMBIGUOUS, reason
     publish_after_commit(message.account_id, "message.updated",
                                   conversation_id=message.conversation_id, message_id=message.id)
     wait = int(current_app.config.get("SEND_ECHO_WAIT_SECONDS", DEFAULT_ECHO_WAIT_SECONDS))
     message_id = message.id
-    app = current_app._get_current_object()
-
-    def schedule():
-        queue = jobs.get_queue("default", app)
-        queue.enqueue_in(timedelta(seconds=wait), "inbox.jobs.expire_unconfirmed_send", message_id,
-                         job_id=re.sub(r"[^A-Za-z0-9_-]", "_", jobs.queue_name(f"expire-send-{message_id}", app)),
-                         result_ttl=3600, failure_ttl=7 * 24 * 3600)
-
-    on_commit(schedule)
+    on_commit(lambda: enqueue("inbox.tasks.expire_unconfirmed_send", message_id,
+                              at=datetime.now(timezone.utc) + timedelta(seconds=wait)))
 
 
 def expire_unconfirmed(message_id: int, *, older_than: float | None = None) -> bool:
@@ -377,7 +421,7 @@ def retry_send(account_id: int, message_id: int, user_id: int | None = None) -> 
         .execution_options(synchronize_session=False)
     ).rowcount
     if changed:
-        _enqueue_send(message.id)
+        enqueue_send(message.id)
         publish_after_commit(account_id, "message.updated", conversation_id=message.conversation_id,
                                       message_id=message.id)
     db.session.commit()

@@ -8,7 +8,8 @@ and the next run only adds what is missing.
 
 One Conversations API call brings a page of conversations with their participants and
 their newest messages (field expansion). Meta details only a thread's 20 newest messages
-(reference 3.4), so older history cannot be read this way. Each call waits for the
+(https://developers.facebook.com/docs/instagram-platform/instagram-api-with-instagram-login/conversations-api),
+so older history cannot be read this way. Each call waits for the
 account's shared Conversations API slot (GRAPH_CONVERSATIONS_RATE, 2/s); when Meta asks
 for less data (code 1), the page size is halved.
 
@@ -107,7 +108,7 @@ def parse_time(value: Any) -> int | None:
 def parse_attachments(data: dict[str, Any]) -> tuple[AttachmentData, ...]:
     """The API's attachments, shares and story mention as the attachment kinds webhooks use.
 
-    The API says less than a webhook (reference 3.3): files and images by their data,
+    The API says less than a webhook: files and images by their data,
     shared posts and reels only as a `share` link, a story mention with its id.
     """
     out: list[AttachmentData] = []
@@ -452,7 +453,7 @@ def _publish(account_id: int, applied: list[Applied]) -> None:
 
 def start_resync(account_id: int, user_id: int | None = None, *, enqueue_job: bool = True) -> tuple[JobRun, bool]:
     """Start a resync of the account, or return the one already running."""
-    return jobruns.start_or_get_running(RESYNC, account_id, "inbox.jobs.resync_account", user_id=user_id,
+    return jobruns.start_or_get_running(RESYNC, account_id, "inbox.tasks.resync_account", user_id=user_id,
                                         queue="low", enqueue_job=enqueue_job)
 
 

@@ -1,6 +1,7 @@
 """A local stand-in for Meta: the Graph API, the webhook sender, a CDN and scripted customers.
 
-Faithful to ../shared/reference/meta-api.md (section 9 is the checklist). Layers:
+Faithful to Meta's documentation (https://developers.facebook.com/docs/instagram-platform) and,
+where it is silent, to what integrators observe. Layers:
 
 - world.py      the state (accounts, customers, conversations, messages, media, clock)
 - graph.py      the Graph API routes, errors, rate limits (fields.py parses field expansion)

@@ -6,6 +6,8 @@ import re
 
 from flask import Flask, jsonify, request
 
+from . import api, cdn, graph
+
 _VERSION = re.compile(r"^/(v\d+(?:\.\d+)?)(?=/|$)")
 
 
@@ -24,8 +26,6 @@ class _StripVersion:
 
 
 def create_sim_app(sim) -> Flask:
-    from . import api, cdn, graph
-
     app = Flask("inbox.sim")
     app.extensions["sim"] = sim
     app.json.sort_keys = False  # keep Meta's key order

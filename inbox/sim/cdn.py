@@ -1,4 +1,4 @@
-"""A fake CDN: media bytes behind signed links that expire like Instagram's (reference 8).
+"""A fake CDN: media bytes behind signed links that expire like Instagram's (`oe`, then 403).
 
 Attachment links look like lookaside.fbsbx.com's (`/ig_messaging_cdn/?asset_id=…&signature=…`),
 profile pictures and media like scontent's (`/v/t51.2885-19/<id>.jpg?oe=<hex expiry>&oh=…`).

@@ -240,7 +240,7 @@ class CustomerHandle:
                              deliver=deliver)
 
     def sends_sticker(self, *, at=None, deliver: bool = True) -> Sent:
-        """A sticker arrives as an image (reference 2.3)."""
+        """A sticker arrives as an image."""
         return self._message(attachments=[self._attachment("image", sticker_id=369239263222822)], at=at,
                              deliver=deliver)
 

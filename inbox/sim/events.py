@@ -1,4 +1,5 @@
-"""Webhook payloads as Meta builds them (reference section 2), their encoding and signatures.
+"""Webhook payloads as Meta builds them (https://developers.facebook.com/docs/instagram-platform/webhooks/examples),
+their encoding and signatures.
 
 Pure functions: no state, no I/O.
 """
@@ -15,7 +16,7 @@ REACTION_EMOJI = {
 }
 
 # The subscription field each kind of event needs; any of the names, as Meta's two
-# flavours spell them differently (reference 1.6). message_edit's field is uncertain there,
+# flavours spell them differently. message_edit's field is uncertain there,
 # so `messages` also carries it.
 FIELDS_FOR = {
     "message": ("messages",),

@@ -1,4 +1,6 @@
-"""The Graph API routes: what graph.instagram.com / graph.facebook.com answer (reference 3-7).
+"""The Graph API routes: what graph.instagram.com / graph.facebook.com answer.
+
+https://developers.facebook.com/docs/instagram-platform
 
 Every route runs through `_run`, which authenticates the token, applies injected
 failures and per-account rate limits, renders Meta's error body on failure, adds the
@@ -297,7 +299,7 @@ def messages_edge(ctx: Ctx, conversation: Conversation, sub: list[FieldSpec] | N
 
 
 def render_message(ctx: Ctx, message: Message, specs: list[FieldSpec], *, detail: bool) -> dict:
-    """A message; older than the thread's 20 newest, only its id and time (reference 3.4)."""
+    """A message; older than the thread's 20 newest, only its id and time."""
     sim = ctx.sim
     out: dict = {}
     for spec in specs:
@@ -462,7 +464,7 @@ def render_account(ctx: Ctx, account: Account, specs: list[FieldSpec], *, via_me
     for spec in specs:
         name = spec.name
         if name == "id":
-            # Instagram Login: /me `id` is app-scoped; the webhook id is `user_id` (reference 0).
+            # Instagram Login: /me `id` is app-scoped; the webhook id is `user_id`.
             out["id"] = account.app_scoped_id if via_me else account.ig_user_id
         elif name == "user_id":
             out["user_id"] = account.ig_user_id
@@ -549,7 +551,7 @@ def node(object_id: str):
         def view(ctx):
             with world.lock:
                 if media.owner_id != ctx.account.ig_user_id:
-                    # Only the token's own media can be read (reference 6).
+                    # Only the token's own media can be read.
                     raise not_found(object_id)
                 return render_media(ctx, media, parse(request.args.get("fields"), "id"))
         return _run("media", view)
@@ -574,7 +576,7 @@ def conversations(owner_id: str):
         platform = request.args.get("platform")
         if platform and platform not in ("instagram", "messenger"):
             raise bad_param("Param platform must be one of {MESSENGER, INSTAGRAM}")
-        # On a Page, only platform=instagram lists Instagram threads (reference 3.1).
+        # On a Page, only platform=instagram lists Instagram threads.
         if owner_id == account.page_id and platform != "instagram":
             return {"data": []}
         specs = parse(request.args.get("fields"), "id,updated_time")
@@ -722,7 +724,7 @@ def parse_send(sim, account: Account, body: dict):
             raise bad_param("Length of param message[text] must be less than or equal to 1000")
         return customer, {"text": text}, None
     items = attachments if attachments is not None else [attachment]
-    if isinstance(items, dict):  # `attachments` may also be a single object (reference 5.3)
+    if isinstance(items, dict):  # `attachments` may also be a single object
         items = [items]
     if not isinstance(items, list) or not items:
         raise bad_param("Param message[attachments] must be a non-empty list")
@@ -759,7 +761,7 @@ def parse_send(sim, account: Account, body: dict):
 
 
 def check_can_send(sim, account: Account, customer, body: dict) -> None:
-    """Who may receive what (reference 5.2, 7.4)."""
+    """Who may receive what: the 24-hour window, blocked and unavailable users."""
     if not account.dm_access:
         raise GraphFault(200, "(#200) The account owner has disabled access to Instagram Direct messages",
                          subcode=2534041)

@@ -9,7 +9,7 @@ DAY = 24 * 3600
 
 @dataclass
 class Limits:
-    """Per-account calls per second (reference 7.1); None: no limit."""
+    """Per-account calls per second; None: no limit."""
 
     conversations: float | None = 2.0
     send: float | None = 100.0

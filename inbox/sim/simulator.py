@@ -13,6 +13,7 @@ from flask import after_this_request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from . import events
+from .app import create_sim_app
 from .cdn import Cdn
 from .control import AccountHandle, CustomerHandle
 from .graph import GraphFault, RateBuckets, check_can_send, message_from_record, not_found, parse_send
@@ -71,8 +72,6 @@ class Simulator:
         self._server = None
         self._thread: threading.Thread | None = None
         self.url: str | None = None
-        from .app import create_sim_app
-
         self.app = create_sim_app(self)
 
     # --- Serving ----------------------------------------------------------------------
@@ -236,7 +235,7 @@ class Simulator:
                     target=fire, args=(account.ig_user_id, "echo", event), name="sim-echo", daemon=True).start())
                 return response
         if ambiguous:
-            # The send went through, but the answer says otherwise (reference 7.4: 1/1357046).
+            # The send went through, but the answer says otherwise (error 1/1357046).
             raise GraphFault(1, "Received Invalid JSON reply.", subcode=1357046, http_status=500)
         return {"recipient_id": customer.igsid, "message_id": stored.mid}
 
@@ -277,7 +276,7 @@ class Simulator:
                 target.reactions[account.ig_user_id] = str(payload.get("reaction") or "love")
             else:
                 target.reactions.pop(account.ig_user_id, None)
-        # The business's own reactions and other sender actions produce no webhook (reference 2.2).
+        # The business's own reactions and other sender actions produce no webhook.
         customer.actions.append({"action": action, "payload": payload, "at_ms": self.clock.now_ms()})
         return {"recipient_id": customer.igsid}
 

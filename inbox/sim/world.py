@@ -279,7 +279,7 @@ class World:
             return message
 
     def detail_allowed(self, message: Message) -> bool:
-        """Meta returns details only for the 20 most recent messages of a thread (reference 3.4)."""
+        """Meta returns details only for the 20 most recent messages of a thread."""
         with self.lock:
             conversation = self.conversations[message.conversation_id]
             return message in conversation.visible()[:20]

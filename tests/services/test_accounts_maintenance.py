@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 from rq.registry import ScheduledJobRegistry
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from inbox.extensions import db
-from inbox.jobs import enqueue, get_queue, schedule_account_checks
-from inbox.models import Account, utcnow
+from inbox.models import Account, Message, utcnow
+from inbox.queue import all_queues, enqueue, get_queue, schedule_daily_check
+from inbox.services import products
 from inbox.services.accounts import access_token
 from inbox.services.accounts_maintenance import refresh_tokens
 from inbox.services.graph import WEBHOOK_FIELDS, GraphClient
@@ -180,18 +181,6 @@ def test_facebook_page_tokens_are_not_refreshed(sim, app, factory):
     assert check.restored_fields and page.ig.subscribed_fields
 
 
-def test_the_cli_runs_the_check_now(sim, app, runner, connected):
-    connected.ig.unsubscribe()
-    result = runner.invoke(args=["accounts", "refresh-tokens"])
-    assert result.exit_code == 0, result.output
-    assert f"@{connected.ig.username}: webhook subscription restored" in result.output
-    assert connected.ig.subscribed_fields >= NEEDED
-
-    one = runner.invoke(args=["accounts", "refresh-tokens", "--account", connected.ig.ig_user_id])
-    assert one.exit_code == 0 and "webhooks subscribed" in one.output
-    assert runner.invoke(args=["accounts", "refresh-tokens", "--account", "999"]).exit_code != 0
-
-
 def test_check_now_on_the_accounts_page(sim, app, client, auth, factory, connected, run_jobs):
     connected.ig.unsubscribe()
     auth.login(factory.user(superadmin=True))
@@ -208,6 +197,26 @@ def test_check_now_on_the_accounts_page(sim, app, client, auth, factory, connect
     assert "Subscribed" in page and "Not confirmed" not in page
 
 
+def test_a_token_found_dead_while_assigning_and_check_now_are_one_check(app, client, auth, factory, sim_webhooks,
+                                                                       connected):
+    """The same account's check, asked for by product assignment and by "Check now", is one job."""
+    account, shop = connected.account, connected.ig
+    own = shop.add_post("Restocked BS-2")
+    alice = shop.add_customer("alice")
+    sent = alice.shares_post(own, caption="")  # no caption: assignment reads the post from Meta
+    sim_webhooks.fail_next("media", 190, 460)  # ... and Meta refuses the token
+    with app.app_context():
+        products.create_product(account.id, name="Blue Scarf", sku="BS-2")
+        message_id = db.session.scalar(select(Message.id).where(Message.mid == sent.mid))
+        products.assign_from_message(message_id)  # what the assignment job runs
+    auth.login(factory.user(superadmin=True))
+    client.post("/admin/accounts/check", data={"account_id": account.id})  # "Check now" meanwhile
+
+    with app.app_context():
+        checks = [(q.name, job_id) for q in all_queues() for job_id in q.job_ids if "check" in job_id]
+    assert len(checks) == 1, checks
+
+
 # --- The schedule -------------------------------------------------------------------------
 
 def scheduled(app) -> dict[str, datetime]:
@@ -221,19 +230,19 @@ def test_the_daily_check_is_scheduled_once_a_day(app):
     noon = datetime(2030, 5, 6, 12, 0, tzinfo=timezone.utc)
     with app.app_context():
         for _ in range(3):  # every worker that starts asks again
-            schedule_account_checks(now=noon)
-        schedule_account_checks(now=morning)
+            schedule_daily_check(now=noon)
+        schedule_daily_check(now=morning)
 
     jobs = scheduled(app)
     assert sorted(t.isoformat() for t in jobs.values()) == ["2030-05-06T04:00:00+00:00",
                                                             "2030-05-07T04:00:00+00:00"]
-    assert all("refresh-tokens" in job_id for job_id in jobs)
+    assert all("daily_check" in job_id for job_id in jobs)
 
 
 def test_each_daily_run_schedules_the_next(sim, app, connected, run_jobs):
     connected.ig.unsubscribe()
     with app.app_context():
-        enqueue("inbox.jobs.refresh_tokens", queue="low")
+        enqueue("inbox.tasks.daily_check", queue="low")
     assert run_jobs() == 1
 
     assert connected.ig.subscribed_fields >= NEEDED
@@ -246,7 +255,7 @@ def test_python_worker_py_runs_the_daily_check_without_cron(sim, app, app_config
     connected.ig.unsubscribe()
     with app.app_context():
         # A run that came due while no worker was up (the day before, seen from now).
-        due = schedule_account_checks(now=utcnow() - timedelta(days=1))
+        due = schedule_daily_check(now=utcnow() - timedelta(days=1))
     env = {**os.environ, "INBOX_INSTANCE_PATH": str(tmp_path / "instance"), "GRAPH_API_BASE": sim.url,
            **{k: str(app_config[k]) for k in ("DATABASE_URL", "REDIS_URL", "REDIS_NAMESPACE", "SECRET_KEY",
                                               "TOKEN_ENCRYPTION_KEY", "META_APP_SECRET", "META_VERIFY_TOKEN")}}
@@ -261,4 +270,4 @@ def test_python_worker_py_runs_the_daily_check_without_cron(sim, app, app_config
     finally:
         worker.send_signal(signal.SIGTERM)
         output, _ = worker.communicate(timeout=30)
-    assert "refresh_tokens" in output, output
+    assert "daily_check" in output, output

@@ -8,7 +8,7 @@ from rq.registry import ScheduledJobRegistry
 from sqlalchemy import insert
 
 from inbox.extensions import db
-from inbox.jobs import enqueue, get_queue, schedule_delivery_recovery
+from inbox.queue import enqueue, get_queue, schedule_recovery
 from inbox.models import WebhookDelivery, utcnow
 from tests.support.stored import deliveries, messages
 from tests.support.webhooks import encode, envelope, fixture, message
@@ -34,7 +34,7 @@ def test_the_worker_applies_interrupted_and_retryable_failed_deliveries(app, run
                        age=timedelta(seconds=5))
 
     with app.app_context():
-        enqueue("inbox.jobs.recover_deliveries")
+        enqueue("inbox.tasks.recovery")
     assert run_jobs() == 1
 
     status = {d.id: d.status for d in deliveries(app)}
@@ -47,7 +47,7 @@ def test_the_worker_applies_interrupted_and_retryable_failed_deliveries(app, run
 
     # Replaying again changes nothing: applied exactly once.
     with app.app_context():
-        enqueue("inbox.jobs.recover_deliveries")
+        enqueue("inbox.tasks.recovery")
     count = len(messages(app))
     run_jobs()
     assert len(messages(app)) == count
@@ -57,7 +57,7 @@ def test_recovery_is_scheduled_once_per_interval_and_each_run_schedules_the_next
     now = datetime(2030, 5, 6, 12, 1, 30, tzinfo=timezone.utc)
     with app.app_context():
         for _ in range(3):  # every worker that starts asks again
-            schedule_delivery_recovery(now=now)
+            schedule_recovery(now=now)
         registry = ScheduledJobRegistry(queue=get_queue("default"))
         times = [registry.get_scheduled_time(job_id) for job_id in registry.get_job_ids()]
     interval = app.config["WEBHOOK_RECOVER_INTERVAL_SECONDS"]
@@ -65,7 +65,7 @@ def test_recovery_is_scheduled_once_per_interval_and_each_run_schedules_the_next
     assert timedelta(0) < times[0] - now <= timedelta(seconds=interval)
 
     with app.app_context():
-        enqueue("inbox.jobs.recover_deliveries")
+        enqueue("inbox.tasks.recovery")
     run_jobs()
     with app.app_context():
         registry = ScheduledJobRegistry(queue=get_queue("default"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inbox.jobs import get_queue
+from inbox.queue import get_queue
 from inbox.models import Message
 from tests.support.jobs import failed_jobs
 from tests.support.stored import count, identity_rows, self_rows

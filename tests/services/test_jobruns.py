@@ -7,7 +7,7 @@ import json
 import pytest
 
 from inbox.extensions import db, get_redis
-from inbox.jobs import get_queue
+from inbox.queue import get_queue
 from inbox.live import frames
 from inbox.live.publish import channel
 from inbox.models import JobRun
@@ -16,7 +16,7 @@ from tests.support.live import drain
 from tests.support.stored import job_run
 
 KIND = "refresh_identities"
-FUNC = "inbox.jobs.refresh_identities"
+FUNC = "inbox.tasks.refresh_identities"
 
 
 def test_a_second_start_returns_the_running_one(app, factory):
@@ -24,7 +24,7 @@ def test_a_second_start_returns_the_running_one(app, factory):
     with app.app_context():
         first, created = jobruns.start_or_get_running(KIND, account.id, FUNC)
         again, created_again = jobruns.start_or_get_running(KIND, account.id, FUNC)
-        other_kind, _ = jobruns.start_or_get_running("resync", account.id, "inbox.jobs.resync_account")
+        other_kind, _ = jobruns.start_or_get_running("resync", account.id, "inbox.tasks.resync_account")
         assert created and not created_again and again.id == first.id
         assert other_kind.id != first.id
         assert first.state == "queued"

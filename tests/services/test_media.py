@@ -14,7 +14,7 @@ from flask import render_template
 from sqlalchemy import delete, select, update
 
 from inbox.extensions import db
-from inbox.jobs import enqueue, get_queue
+from inbox.queue import enqueue, get_queue, job_id
 from inbox.models import Attachment, Conversation, Message
 from inbox.services import media
 from inbox.services.storage import get_storage
@@ -64,7 +64,7 @@ def test_an_image_is_kept_before_its_link_expires_and_still_shows_after(
     [row] = _attachments(app, sent.mid)
     assert row.media_state == "pending"
     with app.app_context():
-        assert media.download_job_id(row.id) in "".join(get_queue("low").job_ids)
+        assert job_id("inbox.tasks.download_media", row.id) in get_queue("low").job_ids
     assert "Saving a copy" in _state_html(app, row.id)
 
     with app.app_context():
@@ -265,7 +265,7 @@ def test_the_daily_job_sweeps_files_whose_rows_went_without_the_orm(sim_webhooks
     old = time.time() - 7200
     os.utime(path, (old, old))
     with app.app_context():
-        enqueue("inbox.jobs.refresh_tokens", queue="low")
+        enqueue("inbox.tasks.daily_check", queue="low")
     run_jobs()
     assert not path.exists()
 

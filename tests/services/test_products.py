@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from inbox.extensions import db
 from inbox.models import AssignmentEvent, Attachment, Message, Post, PostProduct
+from inbox.queue import get_queue
 from inbox.services import products
 from tests.support.stored import conversation_of
 from tests.support.jobs import failed_jobs
@@ -242,8 +243,6 @@ def test_the_assignment_job_is_one_per_message_and_idempotent(app, sim_webhooks,
     factory.product(account, "Red Dress", "RD-1", keywords="dress")
     alice = shop.add_customer("alice")
     sent = alice.shares_post(caption="dress")
-    from inbox.jobs import get_queue
-
     with app.app_context():
         assert [j for j in get_queue("default").job_ids if "assign" in j] != []
         message_id = db.session.scalar(select(Message.id).where(Message.mid == sent.mid))

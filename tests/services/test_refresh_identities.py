@@ -173,20 +173,6 @@ def test_the_refresh_keeps_to_the_profile_rate_limit(app_config, sim, connected,
     assert len(calls) == 25 and [c for c in calls if c.code is not None] == []
 
 
-def test_refresh_from_the_command_line(app, runner, sim, connected):
-    account = connected.account
-    _shop_with_customers(app, connected, ["jude", "kemal"])
-    result = runner.invoke(args=["identities", "refresh", "--account", account.ig_user_id])
-    assert result.exit_code == 0, result.output
-    assert "Refreshed 2 of 2, 0 failed." in result.output
-    assert {r.username for r in identity_rows(app, account.id).values()} == {"jude", "kemal"}
-    queued = runner.invoke(args=["identities", "refresh", "--account", account.ig_user_id, "--queue"])
-    assert "Queued run" in queued.output
-    again = runner.invoke(args=["identities", "refresh", "--account", account.ig_user_id])
-    assert "already going" in again.output  # the queued one is the account's refresh
-    assert runner.invoke(args=["identities", "refresh", "--account", "1234"]).exit_code != 0
-
-
 def test_participants_are_the_customers_and_recent_writers_never_the_account(app, factory):
     account = factory.account()
     factory.conversation(account, "5550001", messages=[

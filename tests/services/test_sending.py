@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from inbox.extensions import db
 from inbox.models import Account, Conversation, Message, utcnow
-from inbox.services import sending
+from inbox.services import periodic, sending
 from tests.support.jobs import failed_jobs
 
 
@@ -283,9 +283,7 @@ def test_the_periodic_recovery_fails_sends_that_never_got_an_echo(app, alice, ru
         db.session.execute(update(Message).where(Message.id == message_id).values(
             error_code="sending", send_attempts=1, updated_at=utcnow() - timedelta(minutes=11)))
         db.session.commit()
-        from inbox import jobs
-
-        jobs.recover_deliveries()  # the worker runs it every few minutes
+        periodic.run_recovery()  # the worker runs it every few minutes
     failed = row(app, message_id)
     assert failed.status == "failed" and "never confirmed" in failed.error_message
     run_jobs()  # the send job still queued finds it failed

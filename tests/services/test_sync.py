@@ -262,16 +262,6 @@ def test_only_admins_may_resync(app, sim, connected, client, auth, factory):
     assert client.post(f"/accounts/{account.id}/runs/resync", headers=HTMX, csrf=False).status_code == 400
 
 
-def test_resync_from_the_command_line(app, runner, sim, connected):
-    account, shop = connected.account, connected.ig
-    shop.add_customer("fatima").sends_text("hi", at=T0, deliver=False)
-    result = runner.invoke(args=["sync", "--account", account.ig_user_id])
-    assert result.exit_code == 0, result.output
-    assert "1 conversations (1 new), 1 messages (1 new), 1 usernames updated" in result.output
-    again = runner.invoke(args=["sync", "--account", account.ig_user_id])
-    assert "1 conversations (0 new), 1 messages (0 new), 0 usernames updated" in again.output
-
-
 def test_a_crashed_resync_runs_again_without_duplicating_anything(app, app_config, sim, connected, run_jobs,
                                                                   tmp_path):
     """A real worker process is killed (SIGKILL) in the middle of a resync; the next run completes it."""

@@ -8,10 +8,19 @@ from contextlib import contextmanager
 
 from rq import SimpleWorker
 from rq.registry import FailedJobRegistry
+from rq.timeouts import TimerDeathPenalty
 
 from inbox.extensions import get_redis
-from inbox.jobs import all_queues
-from inbox.worker import ThreadWorker
+from inbox.queue import all_queues
+
+
+class ThreadWorker(SimpleWorker):
+    """Runs jobs in a thread of the test process: timeouts by timer (SIGALRM is the main thread's)."""
+
+    death_penalty_class = TimerDeathPenalty
+
+    def _install_signal_handlers(self):  # signals belong to the main thread
+        pass
 
 
 def run_queued_jobs(app, *, max_rounds: int = 10) -> int:

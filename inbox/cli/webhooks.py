@@ -8,13 +8,15 @@ import sys
 import click
 from flask.cli import with_appcontext
 
+from ..services.deliveries import StorageUnavailable, receive_delivery, replay_delivery, replayable_ids
 
-@click.group(help="Webhook deliveries: import payload files, replay stored deliveries.")
-def webhooks() -> None:
+
+@click.group("webhooks", help="Webhook deliveries: import payload files, replay stored deliveries.")
+def group() -> None:
     pass
 
 
-@webhooks.command("ingest")
+@group.command("ingest")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--create-accounts", is_flag=True, help="create accounts we do not have from entry.id")
 @with_appcontext
@@ -25,8 +27,6 @@ def ingest_command(files: tuple[str, ...], create_accounts: bool) -> None:
     sender_kind, action (created, duplicate, confirmed, claimed, updated, deleted, ignored)
     and reason. The exit status is 1 when a file could not be applied completely.
     """
-    from .services.deliveries import StorageUnavailable, receive_delivery
-
     failed = False
     for name in files:
         try:
@@ -44,14 +44,12 @@ def ingest_command(files: tuple[str, ...], create_accounts: bool) -> None:
         raise SystemExit(1)
 
 
-@webhooks.command("replay")
+@group.command("replay")
 @click.argument("ids", nargs=-1, type=int)
 @click.option("--failed", "failed", is_flag=True, help="every failed or interrupted delivery")
 @with_appcontext
 def replay_command(ids: tuple[int, ...], failed: bool) -> None:
     """Apply stored deliveries again (idempotent: an applied delivery changes nothing)."""
-    from .services.deliveries import StorageUnavailable, replay_delivery, replayable_ids
-
     if bool(ids) == failed:
         raise click.UsageError("Give delivery ids or --failed (not both).")
     targets = list(ids) if ids else replayable_ids()

@@ -3,47 +3,39 @@
 from __future__ import annotations
 
 import click
-from flask import Flask
 from flask.cli import with_appcontext
 
-from .cli_support import account_or_fail
+from ..services.media import media_summary, retry_attachments, sweep
+from .support import account_or_fail
 
 STATES = ("pending", "expired", "too_large", "refused", "failed")
 
 
-def init_app(app: Flask) -> None:
-    app.cli.add_command(media)
-
-
-@click.group(help="Kept copies of attachments and profile pictures.")
-def media() -> None:
+@click.group("media", help="Kept copies of attachments and profile pictures.")
+def group() -> None:
     pass
 
 
-@media.command("retry")
+@group.command("retry")
 @click.option("--account", "ig_user_id", required=True, help="the account's Instagram id")
 @click.option("--state", "states", multiple=True, type=click.Choice(STATES), default=("failed",), show_default=True,
               help="which attachments to download again (repeatable)")
 @with_appcontext
 def media_retry(ig_user_id: str, states: tuple[str, ...]) -> None:
     """Queue another download for an account's attachments in these states."""
-    from .services.media import retry_attachments
-
     account = account_or_fail(ig_user_id)
     ids = retry_attachments(account.id, states=tuple(states))
     click.echo(f"Queued {len(ids)} download{'s' if len(ids) != 1 else ''} for @{account.username or account.ig_user_id}"
                f" ({', '.join(states)}).")
 
 
-@media.command("sweep")
+@group.command("sweep")
 @click.option("--grace-seconds", default=3600, show_default=True, type=int,
               help="leave files younger than this (a download may be committing)")
 @click.option("--dry-run", is_flag=True, help="list the orphans without deleting them")
 @with_appcontext
 def media_sweep(grace_seconds: int, dry_run: bool) -> None:
     """Delete stored files that no attachment or picture refers to any more."""
-    from .services.media import sweep
-
     orphans = sweep(grace_seconds=grace_seconds, dry_run=dry_run)
     for key in orphans:
         click.echo(key)
@@ -51,13 +43,11 @@ def media_sweep(grace_seconds: int, dry_run: bool) -> None:
     click.echo(f"{verb} {len(orphans)} orphan file{'s' if len(orphans) != 1 else ''}.")
 
 
-@media.command("status")
+@group.command("status")
 @click.option("--account", "ig_user_id", required=True, help="the account's Instagram id")
 @with_appcontext
 def media_status(ig_user_id: str) -> None:
     """How many of an account's attachments are in each state."""
-    from .services.media import media_summary
-
     account = account_or_fail(ig_user_id)
     for state, count in sorted(media_summary(account.id).items()):
         click.echo(f"{state:10} {count}")

@@ -1,4 +1,4 @@
-"""The flask --app inbox command groups: users and accounts."""
+"""`flask --app inbox accounts …`: accounts, tokens, grants, the daily check now."""
 
 from __future__ import annotations
 
@@ -8,24 +8,9 @@ from sqlalchemy import select
 
 from inbox.extensions import db
 from inbox.models import Account, Membership, StaffUser
+from inbox.services.graph import WEBHOOK_FIELDS
 
-
-def test_users_create_list_and_set_password(runner, app, client):
-    result = runner.invoke(args=["users", "create", "ana@shop.example", "--name", "Ana", "--password", "secret password 1"])
-    assert result.exit_code == 0, result.output
-    assert "Created ana@shop.example" in result.output
-    duplicate = runner.invoke(args=["users", "create", "ANA@shop.example", "--password", "secret password 1"])
-    assert duplicate.exit_code != 0 and "already exists" in duplicate.output
-    short = runner.invoke(args=["users", "create", "bo@shop.example", "--password", "short"])
-    assert short.exit_code != 0 and "at least 10" in short.output
-
-    listed = runner.invoke(args=["users", "list"])
-    assert "ana@shop.example" in listed.output and "Ana" in listed.output
-
-    result = runner.invoke(args=["users", "set-password", "ana@shop.example", "--password", "another password 2"])
-    assert result.exit_code == 0, result.output
-    assert client.post("/login", data={"email": "ana@shop.example", "password": "secret password 1"}).status_code == 401
-    assert client.post("/login", data={"email": "ana@shop.example", "password": "another password 2"}).status_code == 302
+NEEDED = set(WEBHOOK_FIELDS["instagram"])
 
 
 def test_accounts_add_list_set_token_and_grant(runner, app):
@@ -56,3 +41,15 @@ def test_accounts_add_list_set_token_and_grant(runner, app):
         membership = db.session.scalar(select(Membership))
         assert membership.role == "agent"
         assert db.session.get(StaffUser, membership.user_id).email == "agent@shop.example"
+
+
+def test_the_cli_runs_the_check_now(sim, app, runner, connected):
+    connected.ig.unsubscribe()
+    result = runner.invoke(args=["accounts", "refresh-tokens"])
+    assert result.exit_code == 0, result.output
+    assert f"@{connected.ig.username}: webhook subscription restored" in result.output
+    assert connected.ig.subscribed_fields >= NEEDED
+
+    one = runner.invoke(args=["accounts", "refresh-tokens", "--account", connected.ig.ig_user_id])
+    assert one.exit_code == 0 and "webhooks subscribed" in one.output
+    assert runner.invoke(args=["accounts", "refresh-tokens", "--account", "999"]).exit_code != 0

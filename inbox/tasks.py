@@ -1,0 +1,74 @@
+"""RQ entry points: each takes ids and calls one service. RQ imports this module, nothing else does.
+
+Services enqueue these by name through `inbox.queue.enqueue("inbox.tasks.<name>", ...)`;
+the worker runs them inside the app context.
+"""
+
+from __future__ import annotations
+
+from .services import accounts_maintenance, connect, identities, media, periodic, products, sending, sync
+
+
+def send_message(message_id: int) -> None:
+    """Send one pending outgoing message through the Send API."""
+    sending.send_message(message_id)
+
+
+def expire_unconfirmed_send(message_id: int) -> None:
+    """Fail a send whose echo never came (it may not have reached the customer)."""
+    sending.expire_unconfirmed(message_id)
+
+
+def fetch_profile(account_id: int, igsid: str) -> None:
+    """Fetch (or refresh) one participant's profile."""
+    identities.fetch_profile(account_id, igsid)
+
+
+def download_media(attachment_id: int) -> None:
+    """Keep a copy of one attachment's media before Instagram's URL expires."""
+    media.download_attachment(attachment_id)
+
+
+def keep_profile_picture(account_id: int, igsid: str) -> None:
+    """Keep a copy of a participant's profile picture before its link expires."""
+    media.keep_profile_picture(account_id, igsid)
+
+
+def assign_from_message(message_id: int) -> None:
+    """Apply the product evidence one message carries (links, auto-link, assignment)."""
+    products.assign_from_message(message_id)
+
+
+def load_own_media(job_run_id: int) -> None:
+    """Load the account's own posts through the Graph API for the posts page (a run)."""
+    products.load_own_media(job_run_id)
+
+
+def refresh_identities(job_run_id: int) -> None:
+    """Refetch every participant of an account (a run with progress)."""
+    identities.refresh_identities(job_run_id)
+
+
+def resync_account(job_run_id: int) -> None:
+    """Page through the Conversations API and merge what it returns (a run)."""
+    sync.resync_account(job_run_id)
+
+
+def connect_account(job_run_id: int) -> None:
+    """Finish connecting an Instagram account after Business Login (a run)."""
+    connect.run_connect(job_run_id)
+
+
+def check_account(account_id: int) -> None:
+    """The daily check for one account, now ("Check now", or a token found dead)."""
+    accounts_maintenance.check_account(account_id)
+
+
+def daily_check() -> None:
+    """Once a day: tokens near expiry, webhook subscriptions, stored files nothing refers to."""
+    periodic.run_daily_check()
+
+
+def recovery() -> None:
+    """Every few minutes: interrupted webhook deliveries, sends whose echo never came."""
+    periodic.run_recovery()
