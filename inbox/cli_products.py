@@ -41,13 +41,13 @@ def products_group() -> None:
 def products_add(ig_user_id: str, sku: str, name: str, price: str | None, currency: str | None,
                  keywords: str) -> None:
     """Add a product."""
-    from .services import products
+    from .services.products import catalogue
 
     account = account_or_fail(ig_user_id)
     try:
-        product = products.create_product(account.id, name=name, sku=sku, price=price, currency=currency,
-                                          keywords=keywords)
-    except products.ProductError as exc:
+        product = catalogue.create_product(account.id, name=name, sku=sku, price=price, currency=currency,
+                                           keywords=keywords)
+    except catalogue.ProductError as exc:
         _fail(exc)
     click.echo(f"Added {product.label} (id {product.id}) to {account.label}"
                f"{'; keywords: ' + product.keywords if product.keywords else '; matched by SKU only'}.")
@@ -59,14 +59,14 @@ def products_add(ig_user_id: str, sku: str, name: str, price: str | None, curren
 @with_appcontext
 def products_list(ig_user_id: str, archived: bool) -> None:
     """List the catalogue: SKU, name, price, keywords, linked posts and conversations."""
-    from .services import products
+    from .services.products import catalogue
 
     account = account_or_fail(ig_user_id)
-    items = products.list_products(account.id, include_archived=archived)
+    items = catalogue.list_products(account.id, include_archived=archived)
     if not items:
         click.echo(f"{account.label} has no products.")
         return
-    stats = products.product_stats(account.id)
+    stats = catalogue.product_stats(account.id)
     for p in items:
         st = stats.get(p.id, {})
         price = f"{p.price} {p.currency or ''}".strip() if p.price is not None else "-"
@@ -81,10 +81,10 @@ def products_list(ig_user_id: str, archived: bool) -> None:
 @with_appcontext
 def products_import(ig_user_id: str, csv_file) -> None:
     """Add the products of a CSV (sku,name[,price,currency,keywords]); rejected rows are listed."""
-    from .services import products
+    from .services.products import catalogue
 
     account = account_or_fail(ig_user_id)
-    report = products.import_products_csv(account.id, csv_file.read())
+    report = catalogue.import_products_csv(account.id, csv_file.read())
     if report.error and not report.created:
         raise click.ClickException(report.error)
     click.echo(f"Added {len(report.created)} products, rejected {len(report.rejected)} rows.")
@@ -107,20 +107,20 @@ def posts_group() -> None:
 def posts_link(media_id: str, sku: str, ig_user_id: str) -> None:
     """Link a post (by its Instagram media id) to the product with SKU, by hand."""
     from .extensions import db
-    from .services import products
+    from .services.products import catalogue, posts
 
     account = account_or_fail(ig_user_id)
-    product = products.find_by_sku(account.id, sku)
+    product = catalogue.find_by_sku(account.id, sku)
     if product is None:
         raise click.ClickException(f"No product with SKU {sku} in {account.label}.")
     media_id = media_id.strip()
     if not media_id.isdigit() or len(media_id) > 64:
         raise click.ClickException(f"{media_id[:70]!r} is not an Instagram media id.")
-    post = products.ensure_post(account.id, media_id, seen_via="cli")
+    post = posts.ensure_post(account.id, media_id, seen_via="cli")
     db.session.commit()
     try:
-        products.link_post(account.id, post.id, product.id, None)
-    except products.ProductError as exc:
+        posts.link_post(account.id, post.id, product.id, None)
+    except catalogue.ProductError as exc:
         _fail(exc)
     click.echo(f"Linked post {media_id} to {product.label}: every conversation that shares it is assigned "
                f"to it from now on.")
@@ -132,14 +132,14 @@ def posts_link(media_id: str, sku: str, ig_user_id: str) -> None:
 @with_appcontext
 def posts_unlink(media_id: str, ig_user_id: str) -> None:
     """Remove a post's product link (conversations keep the product they have)."""
-    from .services import products
+    from .services.products import posts
 
     account = account_or_fail(ig_user_id)
-    post = products.find_post(account.id, media_id)
+    post = posts.find_post(account.id, media_id)
     if post is None or post.link is None:
         raise click.ClickException(f"Post {media_id} is not linked in {account.label}.")
     label = post.link.product.label
-    products.unlink_post(account.id, post.id)
+    posts.unlink_post(account.id, post.id)
     click.echo(f"Unlinked post {media_id} from {label}.")
 
 
@@ -149,10 +149,10 @@ def posts_unlink(media_id: str, ig_user_id: str) -> None:
 @with_appcontext
 def posts_list(ig_user_id: str, state: str) -> None:
     """List posts with their link state."""
-    from .services import products
+    from .services.products import posts
 
     account = account_or_fail(ig_user_id)
-    for post in products.list_posts(account.id, state, limit=1000):
+    for post in posts.list_posts(account.id, state, limit=1000):
         link = post.link
         how = ("auto-linked" if link.auto_linked else "linked by hand") if link else "not linked"
         caption = " ".join((post.caption or "").split())[:60]
@@ -175,7 +175,7 @@ def explain_command(conversation_id: int | None, igsid: str | None, ig_user_id: 
     """Print why a conversation has its product: every decision, in plain words."""
     from .extensions import db
     from .models import Conversation
-    from .services import products
+    from .services.products import panel
 
     if conversation_id is not None:
         conversation = db.session.get(Conversation, conversation_id)
@@ -185,12 +185,12 @@ def explain_command(conversation_id: int | None, igsid: str | None, ig_user_id: 
             raise click.ClickException(f"No conversation {conversation_id} in that account.")
     elif igsid and ig_user_id:
         account = account_or_fail(ig_user_id)
-        conversation = products.find_conversation(account.id, igsid)
+        conversation = panel.find_conversation(account.id, igsid)
         if conversation is None:
             raise click.ClickException(f"No conversation with {igsid} in {account.label}.")
     else:
         raise click.UsageError("Give a conversation ID, or --customer IGSID with --account IG_USER_ID.")
-    for line in products.explain(conversation):
+    for line in panel.explain(conversation):
         click.echo(line)
 
 

@@ -108,7 +108,8 @@ def seed_database(app, world: DemoWorld) -> None:
     """Staff, the account (with the simulator's token) and the catalogue with its posts."""
     from .extensions import db
     from .services import accounts as account_service
-    from .services import products, staff
+    from .services import staff
+    from .services.products import catalogue, posts
 
     with app.app_context():
         admin = staff.find_user(ADMIN_EMAIL) or staff.create_user(
@@ -125,26 +126,26 @@ def seed_database(app, world: DemoWorld) -> None:
         staff.grant_role(agent.id, account.id, "agent")
 
         for sku, name, price, keywords in PRODUCTS:
-            if products.find_by_sku(account.id, sku) is None:
-                products.create_product(account.id, name=name, sku=sku, price=price, keywords=keywords,
+            if catalogue.find_by_sku(account.id, sku) is None:
+                catalogue.create_product(account.id, name=name, sku=sku, price=price, keywords=keywords,
                                         currency="EUR")
         for media, sku in world.posts:
-            post = products.ensure_post(account.id, media.id, caption=media.caption, seen_via="own_media")
+            post = posts.ensure_post(account.id, media.id, caption=media.caption, seen_via="own_media")
             post.is_own = True
             post.owner_username = shop.username
             db.session.commit()
             if sku and post.link is None:
-                products.link_post(account.id, post.id, products.find_by_sku(account.id, sku).id, admin.id)
+                posts.link_post(account.id, post.id, catalogue.find_by_sku(account.id, sku).id, admin.id)
         account_id, admin_id = account.id, admin.id
     world.account_id, world.admin_id = account_id, admin_id
 
 
 def load_own_media(app, world: DemoWorld) -> None:
     """Fill in the posts' details from the (simulated) Graph API, as the Posts page's button does."""
-    from .services import products
+    from .services.products import posts
 
     with app.app_context():
-        products.start_load_own_media(world.account_id, world.admin_id)
+        posts.start_load_own_media(world.account_id, world.admin_id)
 
 
 def build_world(sim) -> DemoWorld:

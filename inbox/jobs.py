@@ -99,14 +99,14 @@ def keep_profile_picture(account_id: int, igsid: str) -> None:
 
 def assign_from_message(message_id: int) -> None:
     """Apply the product evidence one message carries (links, auto-link, assignment)."""
-    from .services.products import assign_from_message as run
+    from .services.products.assignment import assign_from_message as run
 
     run(message_id)
 
 
 def load_own_media(job_run_id: int) -> None:
     """Load the account's own posts through the Graph API for the posts page (a JobRun)."""
-    from .services.products import load_own_media as run
+    from .services.products.posts import load_own_media as run
 
     run(job_run_id)
 

@@ -75,7 +75,7 @@ def retry(attachment_id: int):
 @bp.post("/conversations/<int:conversation_id>/attachments")
 def upload(conversation_id: int):
     """Send the attached files as replies, one message each (Instagram's types and sizes only)."""
-    from ..services.sending import SendRefused, refusal_reason
+    from ..services.sending import SendRefused, queue_attachment_replies, refusal_reason
 
     conversation = db.session.scalars(select(Conversation).where(
         Conversation.id == conversation_id, Conversation.account_id == g.account.id)).first()
@@ -98,7 +98,7 @@ def upload(conversation_id: int):
         return _upload_refused(conversation, str(exc))
     token = request.form.get("client_token") or secrets.token_hex(12)
     try:
-        messages = media.queue_attachment_replies(g.account.id, conversation.id, current_user.id, uploads, token)
+        messages = queue_attachment_replies(g.account.id, conversation.id, current_user.id, uploads, token)
     except SendRefused as refused:
         return _upload_refused(conversation, refused.reason)
     if not is_htmx_fragment_request():

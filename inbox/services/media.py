@@ -22,7 +22,6 @@ The rules (reference 8, issue 8):
 from __future__ import annotations
 
 import logging
-import re
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from ..extensions import db, on_commit
-from ..models import Account, Attachment, Conversation, Identity, Message, utcnow
+from ..models import Account, Attachment, Identity, Message, utcnow
 from . import realtime, safe_fetch
 from .storage import StorageError, get_storage, new_key
 
@@ -482,63 +481,6 @@ def discard_uploads(uploads: list[Upload]) -> None:
     store = get_storage()
     for upload in uploads:
         store.delete(upload.key)
-
-
-def queue_attachment_replies(account_id: int, conversation_id: int, user_id: int | None, uploads: list[Upload],
-                             client_token: str) -> list[Message]:
-    """One pending outgoing message per stored upload, each sent by its own job (committed)."""
-    from .ingest import _touch_conversation, preview_text
-
-    if not uploads:
-        return []
-    token = re.sub(r"[^A-Za-z0-9_-]", "", client_token or "")[:48]
-    if token:
-        existing = list(db.session.scalars(select(Message).where(
-            Message.account_id == account_id, Message.client_token.like(f"{token}-a%")).order_by(Message.id)))
-        if existing:  # the same form sent twice: nothing new
-            discard_uploads(uploads)
-            return existing
-    conversation = db.session.scalars(select(Conversation).where(
-        Conversation.id == conversation_id, Conversation.account_id == account_id).with_for_update()).first()
-    if conversation is None:
-        discard_uploads(uploads)
-        raise LookupError("no such conversation")
-    account = db.session.get(Account, account_id)
-    from .sending import SendRefused, _enqueue_send, refusal_reason
-
-    reason = refusal_reason(conversation, account)
-    if reason:
-        db.session.rollback()
-        discard_uploads(uploads)
-        raise SendRefused(reason)
-    now = utcnow()
-    base_ms = int(now.timestamp() * 1000)
-    messages = []
-    for index, upload in enumerate(uploads):
-        message = Message(account_id=account_id, conversation_id=conversation.id, direction="out",
-                          sender_kind="staff", sender_igsid=account.ig_user_id, status="pending",
-                          sent_by_user_id=user_id, client_token=f"{token}-a{index}" if token else None,
-                          meta_timestamp=base_ms + index, send_attempts=0, created_at=now, updated_at=now)
-        message.attachments = [Attachment(account_id=account_id, position=0, type=upload.kind,
-                                          storage_key=upload.key, media_state="stored",
-                                          content_type=upload.content_type, size_bytes=upload.size,
-                                          filename=upload.filename, fetched_at=now)]
-        db.session.add(message)
-        db.session.flush()
-        _touch_conversation(conversation, message, new=True, preview=preview_text(None, [upload.kind]))
-        messages.append(message)
-    for message in messages:
-        _enqueue_send(message.id)  # sending.send_message sends it (outgoing_attachment)
-        realtime.publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
-                                      message_id=message.id)
-    realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
-    try:
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        discard_uploads(uploads)
-        raise
-    return messages
 
 
 def public_url(attachment: Attachment) -> str:

@@ -8,7 +8,7 @@ The life of a reply (ARCHITECTURE.md section 2, "Staff reply" and "Echo"):
   the `high` queue and publishes `message.created` + `conversation.updated`.
 - `send_message` (the job) sends once. Before calling Meta it marks the row "sending"
   (committed), so a job that died mid-call is never sent again blindly. The Send API's
-  `message_id` goes through `ingest.reconcile_sent`, which merges with an echo that got
+  `message_id` goes through `ingest.echoes.reconcile_sent`, which merges with an echo that got
   there first. Final errors fail the row with a human reason; throttling and outages leave
   it pending and raise, so RQ retries the job; an ambiguous failure (the send may have
   left) is never resent: the row waits for its echo ("waiting for Instagram") and
@@ -30,9 +30,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db, on_commit
-from ..models import Account, Conversation, Message, utcnow
-from . import graph, ingest, media, realtime
+from ..models import Account, Attachment, Conversation, Message, utcnow
+from . import conversations, graph, media, realtime
 from .accounts import mark_reconnect_needed
+from .ingest.echoes import reconcile_sent
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +146,8 @@ def queue_reply(account_id: int, conversation_id: int, user_id: int | None, text
         if existing is None:
             raise
         return _same_reply(existing, account_id, conversation_id)
-    ingest._touch_conversation(conversation, message, new=True, preview=ingest.preview_text(text))
-    _enqueue_send(message.id)
+    conversations.touch(conversation, message, preview=conversations.preview_text(text))
+    enqueue_send(message.id)
     realtime.publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
                                   message_id=message.id)
     realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
@@ -161,6 +162,59 @@ def queue_reply(account_id: int, conversation_id: int, user_id: int | None, text
     return message
 
 
+def queue_attachment_replies(account_id: int, conversation_id: int, user_id: int | None, uploads: list[media.Upload],
+                             client_token: str) -> list[Message]:
+    """One pending outgoing message per stored upload, each sent by its own job (committed)."""
+    if not uploads:
+        return []
+    token = re.sub(r"[^A-Za-z0-9_-]", "", client_token or "")[:48]
+    if token:
+        existing = list(db.session.scalars(select(Message).where(
+            Message.account_id == account_id, Message.client_token.like(f"{token}-a%")).order_by(Message.id)))
+        if existing:  # the same form sent twice: nothing new
+            media.discard_uploads(uploads)
+            return existing
+    conversation = db.session.scalars(select(Conversation).where(
+        Conversation.id == conversation_id, Conversation.account_id == account_id).with_for_update()).first()
+    if conversation is None:
+        media.discard_uploads(uploads)
+        raise LookupError("no such conversation")
+    account = db.session.get(Account, account_id)
+    reason = refusal_reason(conversation, account)
+    if reason:
+        db.session.rollback()
+        media.discard_uploads(uploads)
+        raise SendRefused(reason)
+    now = utcnow()
+    base_ms = int(now.timestamp() * 1000)
+    messages = []
+    for index, upload in enumerate(uploads):
+        message = Message(account_id=account_id, conversation_id=conversation.id, direction="out",
+                          sender_kind="staff", sender_igsid=account.ig_user_id, status="pending",
+                          sent_by_user_id=user_id, client_token=f"{token}-a{index}" if token else None,
+                          meta_timestamp=base_ms + index, send_attempts=0, created_at=now, updated_at=now)
+        message.attachments = [Attachment(account_id=account_id, position=0, type=upload.kind,
+                                          storage_key=upload.key, media_state="stored",
+                                          content_type=upload.content_type, size_bytes=upload.size,
+                                          filename=upload.filename, fetched_at=now)]
+        db.session.add(message)
+        db.session.flush()
+        conversations.touch(conversation, message, preview=conversations.preview_text(None, [upload.kind]))
+        messages.append(message)
+    for message in messages:
+        enqueue_send(message.id)  # sending.send_message sends it (outgoing_attachment)
+        realtime.publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
+                                      message_id=message.id)
+    realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
+    try:
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        media.discard_uploads(uploads)
+        raise
+    return messages
+
+
 def _by_token(token: str) -> Message | None:
     return db.session.scalar(select(Message).where(Message.client_token == token))
 
@@ -171,7 +225,7 @@ def _same_reply(message: Message, account_id: int, conversation_id: int) -> Mess
     return message
 
 
-def _enqueue_send(message_id: int) -> None:
+def enqueue_send(message_id: int) -> None:
     """After the commit: the send job on the high queue, one per message at a time."""
     from .. import jobs
 
@@ -273,7 +327,7 @@ def send_message(message_id: int) -> str:
             db.session.commit()
         return "waiting-for-echo"
 
-    ingest.reconcile_sent(message_id, result.message_id)
+    reconcile_sent(message_id, result.message_id)
     return "sent"
 
 
@@ -376,7 +430,7 @@ def retry_send(account_id: int, message_id: int, user_id: int | None = None) -> 
         .execution_options(synchronize_session=False)
     ).rowcount
     if changed:
-        _enqueue_send(message.id)
+        enqueue_send(message.id)
         realtime.publish_after_commit(account_id, "message.updated", conversation_id=message.conversation_id,
                                       message_id=message.id)
     db.session.commit()

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from inbox.extensions import db
 from inbox.models import Conversation
-from inbox.services import products
+from inbox.services.products import catalogue
 from tests.support.browser import login, screenshot
 
 pytestmark = pytest.mark.browser
@@ -28,8 +28,8 @@ def test_a_dropdown_choice_shows_in_a_second_browser_and_the_why_panel_reads_rig
     ana = factory.staff_on(account, "agent", name="Ana")
     ben = factory.staff_on(account, "agent", name="Ben")
     with app.app_context():
-        dress = products.create_product(account.id, name="Red Dress", sku="RD-1", keywords="red dress").id
-        scarf = products.create_product(account.id, name="Blue Scarf", sku="BS-2", keywords="scarf").id
+        dress = catalogue.create_product(account.id, name="Red Dress", sku="RD-1", keywords="red dress").id
+        scarf = catalogue.create_product(account.id, name="Blue Scarf", sku="BS-2", keywords="scarf").id
     post = sim_webhooks.add_foreign_post(caption="The red dress, back in every size")
     alice = shop.add_customer("alice", name="Alice")
     alice.shares_post(post)
@@ -82,11 +82,11 @@ def test_catalogue_and_posts_pages_look_right(page, app, factory, sim_webhooks, 
     account, shop = connected_account.account, connected_account.ig
     admin = factory.staff_on(account, "admin", name="Ana")
     with app.app_context():
-        products.create_product(account.id, name="Red Dress", sku="RD-1", price="49.90", currency="EUR",
-                                keywords="red dress, crimson")
-        products.create_product(account.id, name="Blue Scarf", sku="BS-2", price="19", currency="EUR",
-                                keywords="scarf")
-        products.create_product(account.id, name="<b>Bold</b> Hat", sku="HT-3", keywords="")
+        catalogue.create_product(account.id, name="Red Dress", sku="RD-1", price="49.90", currency="EUR",
+                                 keywords="red dress, crimson")
+        catalogue.create_product(account.id, name="Blue Scarf", sku="BS-2", price="19", currency="EUR",
+                                 keywords="scarf")
+        catalogue.create_product(account.id, name="<b>Bold</b> Hat", sku="HT-3", keywords="")
     shop.add_post("Our crimson collection is here")
     shop.add_customer("alice").shares_post(caption="Is this scarf wool?")
     shop.add_customer("bob").shares_reel(caption="Love this look")

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from inbox.extensions import db
 from inbox.models import Conversation, Message
 from inbox.services.graph import GraphClient
-from inbox.services.ingest import reconcile_sent
+from inbox.services.ingest.echoes import reconcile_sent
 from tests.support.inbox_state import conversations, deliveries, messages
 
 
