@@ -132,12 +132,7 @@ def write_messages(items: list[NewMessage]) -> list[Written]:
     rows = [message_values(i.event, i.account_id, i.account_ig, found[(i.account_id, i.customer)].id, i.customer,
                            direction=i.direction, sender_kind=i.sender_kind, now=now, edit_count=i.edit_count,
                            is_deleted=i.is_deleted) for i in items]
-    table = Message.__table__
-    inserted = {(r.account_id, r.mid): r.id for r in db.session.execute(
-        _builder()(table).on_conflict_do_nothing(index_elements=["account_id", "mid"])
-        .returning(table.c.id, table.c.account_id, table.c.mid),
-        rows,
-    ).all()}
+    inserted = {(r.account_id, r.mid): r.id for r in _execute("insert_messages", rows)}
     repeats = {(i.account_id, i.event.mid) for i in items} - set(inserted)
     stored = {}
     if repeats:
@@ -191,8 +186,42 @@ def write_messages(items: list[NewMessage]) -> list[Written]:
     return results
 
 
-def _builder():
-    return postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+
+
+def _execute(name: str, params: list[dict[str, Any]]) -> list:
+    """Run one of this path's statements, built once per dialect: once, or for many parameter sets."""
+    dialect = db.session.get_bind().dialect.name
+    statement = _STATEMENTS.get((dialect, name))
+    if statement is None:
+        statement = _STATEMENTS[(dialect, name)] = _build(dialect, name)
+    if len(params) == 1:  # a single delivery: a plain execute, cheaper than an executemany of one
+        result = db.session.execute(statement, params[0])
+    else:
+        result = db.session.execute(statement, params)
+    return result.all() if result.returns_rows else []
+
+
+def _build(dialect: str, name: str):
+    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    conversations_table, messages_table = Conversation.__table__, Message.__table__
+    columns = [conversations_table.c[field] for field in _CONVERSATION_FIELDS]
+    if name == "lock_conversation":
+        return (select(*columns)
+                .where(conversations_table.c.account_id == bindparam("account_id"),
+                       conversations_table.c.customer_igsid == bindparam("customer_igsid"))
+                .with_for_update())
+    if name == "create_conversations":
+        # VALUES come from the parameters' keys (always the same set, so it compiles once).
+        return (builder(conversations_table)
+                .on_conflict_do_nothing(index_elements=["account_id", "customer_igsid"]).returning(*columns))
+    if name == "insert_messages":
+        return (builder(messages_table).on_conflict_do_nothing(index_elements=["account_id", "mid"])
+                .returning(messages_table.c.id, messages_table.c.account_id, messages_table.c.mid))
+    if name == "write_back":
+        return (update(conversations_table).where(conversations_table.c.id == bindparam("_id"))
+                .values({field: bindparam(f"v_{field}") for field in _WRITTEN_BACK}))
+    raise KeyError(name)
 
 
 def _lock_conversations(keys: list[tuple[int, str]], now: datetime) -> tuple[dict[tuple[int, str], Any], set]:
@@ -204,36 +233,26 @@ def _lock_conversations(keys: list[tuple[int, str]], now: datetime) -> tuple[dic
     conversations keeps (resync too), so concurrent batches wait for each other and never
     deadlock.
     """
-    table = Conversation.__table__
-    columns = [table.c[name] for name in _CONVERSATION_FIELDS]
-    new_row = {"unread_count": 0, "status": "open", "created_at": now, "updated_at": now}
-    created: set[tuple[int, str]] = set()
+    new = [{"account_id": a, "customer_igsid": c, "unread_count": 0, "status": "open", "created_at": now,
+            "updated_at": now} for a, c in keys]
     if len(keys) == 1:
-        [(account_id, customer)] = keys
-        query = (select(*columns).where(table.c.account_id == account_id, table.c.customer_igsid == customer)
-                 .with_for_update())
-        row = db.session.execute(query).first()
-        if row is None:
-            row = db.session.execute(
-                _builder()(table).values(account_id=account_id, customer_igsid=customer, **new_row)
-                .on_conflict_do_nothing(index_elements=["account_id", "customer_igsid"]).returning(*columns)
-            ).first()
-            if row is not None:
-                created.add(keys[0])
+        key = {"account_id": keys[0][0], "customer_igsid": keys[0][1]}
+        rows = _execute("lock_conversation", [key])
+        created = set()
+        if not rows:
+            rows = _execute("create_conversations", new)
+            if rows:
+                created = set(keys)
             else:  # another delivery created it a moment ago
-                row = db.session.execute(query).first()
-                if row is None:
+                rows = _execute("lock_conversation", [key])
+                if not rows:
                     raise Conflict("conversation vanished")
-        rows = [row]
     else:
-        # executemany: SQLAlchemy sends multi-row VALUES from one cached statement.
-        created = {(r.account_id, r.customer_igsid) for r in db.session.execute(
-            _builder()(table).on_conflict_do_nothing(index_elements=["account_id", "customer_igsid"])
-            .returning(table.c.account_id, table.c.customer_igsid),
-            [{"account_id": a, "customer_igsid": c, **new_row} for a, c in keys],
-        ).all()}
+        created = {(r.account_id, r.customer_igsid) for r in _execute("create_conversations", new)}
+        table = Conversation.__table__
         rows = db.session.execute(
-            select(*columns).where(tuple_(table.c.account_id, table.c.customer_igsid).in_(keys))
+            select(*(table.c[field] for field in _CONVERSATION_FIELDS))
+            .where(tuple_(table.c.account_id, table.c.customer_igsid).in_(keys))
             .order_by(table.c.id).with_for_update()
         ).all()
     return {(r.account_id, r.customer_igsid): SimpleNamespace(**r._asdict()) for r in rows}, created
@@ -257,13 +276,7 @@ def _repeat(item: NewMessage, stored, inserted_id: int | None, found: dict) -> W
 
 
 def _write_back(changed: list, now: datetime) -> None:
-    """One UPDATE, executed for every conversation whose list row changed."""
-    if not changed:
-        return
-    table = Conversation.__table__
-    db.session.execute(
-        update(table).where(table.c.id == bindparam("_id"))
-        .values({name: bindparam(f"v_{name}") for name in _WRITTEN_BACK}),
-        [{"_id": c.id, **{f"v_{name}": getattr(c, name) for name in _WRITTEN_BACK[:-1]}, "v_updated_at": now}
-         for c in changed],
-    )
+    """The list rows that changed, written back with one UPDATE statement."""
+    if changed:
+        _execute("write_back", [{"_id": c.id, **{f"v_{field}": getattr(c, field) for field in _WRITTEN_BACK[:-1]},
+                                 "v_updated_at": now} for c in changed])
