@@ -24,10 +24,12 @@ def create_app(config: dict | None = None) -> Flask:
     extensions.init_app(app)
 
     from . import auth, cli, routes, templating
+    from .live import hub
 
     auth.init_app(app)
     templating.init_app(app)
     routes.init_app(app)
+    hub.init_app(app)
     cli.init_app(app)
     return app
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from .extensions import db, get_redis, login_manager, rkey
 from .models import Account, Membership, StaffUser
+from .services.staff import has_staff
 
 # Endpoints reachable without a login (everything else needs one).
 PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.setup", "health.healthz"}
@@ -60,8 +61,6 @@ def _has_staff() -> bool:
     """Whether setup is done; once true it stays true for the life of the process."""
     if current_app.extensions.get("inbox_has_staff"):
         return True
-    from .services.staff import has_staff
-
     done = has_staff()
     if done:
         current_app.extensions["inbox_has_staff"] = True
@@ -102,14 +101,12 @@ def clear_login_failures(email: str) -> None:
 
 # --- Account scope -----------------------------------------------------------------
 
-def account_scoped(bp: Blueprint, *, unscoped: tuple[str, ...] = ()) -> Blueprint:
+def account_scoped(bp: Blueprint) -> Blueprint:
     """Make every route of bp live under /accounts/<account_id>/ for members only.
 
     Non-members get 404 (the account's existence is not revealed); g.account and
-    g.role are set for the view; url_for fills account_id from g.account. Views named in
-    `unscoped` (e.g. the /live socket) have no account in their URL and check access themselves.
+    g.role are set for the view; url_for fills account_id from g.account.
     """
-    skip = {f"{bp.name}.{name}" for name in unscoped}
 
     @bp.url_value_preprocessor
     def _pull_account(endpoint, values):
@@ -124,8 +121,6 @@ def account_scoped(bp: Blueprint, *, unscoped: tuple[str, ...] = ()) -> Blueprin
 
     @bp.before_request
     def _load_account():
-        if request.endpoint in skip:
-            return
         account_id = g.get("account_id")
         if account_id is None or not current_user.is_authenticated:
             abort(404)

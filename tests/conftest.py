@@ -3,6 +3,28 @@
 The suite runs on SQLite by default and on PostgreSQL when DATABASE_URL points at it;
 Redis is real: an embedded one per session, or REDIS_URL. Each test gets empty tables
 and its own Redis namespace, so runs can share one Redis.
+
+Fixture vocabulary: one name means one kind of thing everywhere in the suite.
+
+- `account`: an Account row (detached) for the shop the webhook payloads of
+  tests/support/webhooks.py are addressed to (ig_user_id `ACCOUNT`, username "shop").
+  No simulator behind it: feed it with `post(client, envelope(message(...)))`.
+- `second_account`: another Account row (`SECOND_ACCOUNT`, username "second").
+- `agent`: a StaffUser with the agent role on the test's shop, logged in on `client`.
+  A module whose shop is `connected` defines its own `agent` on `connected.account`.
+- `connected`: `Connected(account, ig)` (tests/support/sim.py): the Account row and the
+  same account in the Meta simulator (`ig`, an `AccountHandle`), one id and token.
+- `sim_shop`: an account in the simulator only (an `AccountHandle`), for tests of the
+  simulator itself; no Account row.
+- `alice`, `bob`: simulated customers (`CustomerHandle`) who have written to the test's
+  shop. A module that uses them defines them, saying how they wrote (a real webhook, or
+  history without one) and what.
+- `factory`: rows as the app writes them (tests/support/factory.py: users, accounts,
+  conversations, messages, identities, products, posts, links); `run_jobs`: run what is
+  queued; `sim`, `sim_webhooks`, `live_server`, `browser`, `page`: the real parts.
+
+Marks: `browser` (drives Chromium), `postgres("why")` (skipped, saying why, unless
+DATABASE_URL is PostgreSQL).
 """
 
 from __future__ import annotations
@@ -12,18 +34,26 @@ import uuid
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
+from flask_migrate import upgrade
 
 from inbox import create_app, embedded_redis
 from inbox.extensions import db, get_redis
+from tests.support.browser import launch
 from tests.support.clients import InboxClient
-from tests.support.databases import SessionDatabase, empty_all_tables
+from tests.support.databases import SessionDatabase, empty_all_tables, is_postgres
 from tests.support.factory import PASSWORD, Factory
 from tests.support.jobs import run_queued_jobs
+from tests.support.servers import ThreadedServer
+from tests.support.settings import APP_SECRET, VERIFY_TOKEN, app_settings
+from tests.support.sim import connect_account, point_app_at, start_simulator, wire_webhooks
+from tests.support.webhooks import ACCOUNT, SECOND_ACCOUNT
 
-TOKEN_KEY = Fernet.generate_key().decode()
-APP_SECRET = "test-app-secret"
-VERIFY_TOKEN = "test-verify-token"
+
+def pytest_runtest_setup(item):
+    marker = item.get_closest_marker("postgres")
+    if marker is not None and not is_postgres():
+        why = f" ({marker.args[0]})" if marker.args else ""
+        pytest.skip(f"needs PostgreSQL{why}: set DATABASE_URL to a PostgreSQL server")
 
 
 @pytest.fixture(scope="session")
@@ -42,9 +72,7 @@ def redis_url(tmp_path_factory):
 def session_db(tmp_path_factory, redis_url):
     """This session's database, migrated once with the real migrations."""
     database = SessionDatabase(tmp_path_factory.mktemp("db"))
-    app = create_app(_test_config(database.url, redis_url, "migrate"))
-    from flask_migrate import upgrade
-
+    app = create_app(app_settings(database.url, redis_url, "migrate"))
     with app.app_context():
         upgrade()
         db.engine.dispose()
@@ -52,27 +80,10 @@ def session_db(tmp_path_factory, redis_url):
     database.drop()
 
 
-def _test_config(database_url: str, redis_url: str, namespace: str, **extra) -> dict:
-    return {
-        "TESTING": True,
-        "INBOX_ENV": "test",
-        "SECRET_KEY": "test-secret-key",
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "REDIS_NAMESPACE": namespace,
-        "TOKEN_ENCRYPTION_KEY": TOKEN_KEY,
-        "META_APP_SECRET": APP_SECRET,
-        "META_VERIFY_TOKEN": VERIFY_TOKEN,
-        "MEDIA_REQUIRE_HTTPS": False,
-        "SERVER_NAME": None,
-        **extra,
-    }
-
-
 @pytest.fixture
 def app_config(session_db, redis_url, tmp_path):
     """The test mapping given to create_app; a test may change it before using `app`."""
-    return _test_config(session_db.url, redis_url, f"t{uuid.uuid4().hex[:10]}", MEDIA_ROOT=str(tmp_path / "media"))
+    return app_settings(session_db.url, redis_url, f"t{uuid.uuid4().hex[:10]}", MEDIA_ROOT=str(tmp_path / "media"))
 
 
 @pytest.fixture
@@ -136,6 +147,28 @@ def auth(client, factory):
     return AuthActions(client, factory)
 
 
+# --- The vocabulary (see the module docstring) ----------------------------------------
+
+@pytest.fixture
+def account(factory):
+    """The shop the webhook payloads are addressed to: an Account row, detached."""
+    return factory.account(ACCOUNT, "shop")
+
+
+@pytest.fixture
+def second_account(factory):
+    """Another shop (SECOND_ACCOUNT): an Account row, detached."""
+    return factory.account(SECOND_ACCOUNT, "second")
+
+
+@pytest.fixture
+def agent(factory, account, auth):
+    """An agent of `account`, logged in on `client`."""
+    user = factory.staff_on(account, "agent")
+    auth.login(user)
+    return user
+
+
 @pytest.fixture
 def run_jobs(app):
     """Call to run every queued job for real (RQ, this process); returns the count."""
@@ -147,8 +180,6 @@ def run_jobs(app):
 @pytest.fixture
 def live_server(app):
     """The app served over real HTTP (threaded, websockets work) for this test."""
-    from tests.support.servers import ThreadedServer
-
     server = ThreadedServer(app).start()
     yield server
     server.stop()
@@ -159,8 +190,6 @@ def live_server(app):
 @pytest.fixture
 def sim(app_config):
     """The Meta simulator over real HTTP; the app built in this test talks to it."""
-    from tests.support.sim import point_app_at, start_simulator
-
     simulator = start_simulator(app_secret=APP_SECRET, verify_token=VERIFY_TOKEN)
     point_app_at(app_config, simulator)
     yield simulator
@@ -168,25 +197,27 @@ def sim(app_config):
 
 
 @pytest.fixture
-def connected_account(sim, factory):
+def connected(sim, factory):
     """Connected(account, ig): the same Instagram account in the inbox and in the simulator."""
-    from tests.support.sim import connect_account
-
     return connect_account(factory, sim)
+
+
+@pytest.fixture
+def sim_shop(sim):
+    """An account in the simulator only (no Account row): for tests of the simulator itself."""
+    return sim.add_account("shop")
 
 
 @pytest.fixture
 def sim_webhooks(sim, live_server):
     """The simulator delivering webhooks to the app served by live_server (handshake passed)."""
-    from tests.support.sim import wire_webhooks
-
     wire_webhooks(sim, live_server.url)
     return sim
 
 
 @pytest.fixture(scope="session")
 def _playwright():
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # loaded by browser tests only (a third of a second)
 
     with sync_playwright() as p:
         yield p
@@ -194,8 +225,6 @@ def _playwright():
 
 @pytest.fixture(scope="session")
 def browser(_playwright):
-    from tests.support.browser import launch
-
     browser = launch(_playwright)
     yield browser
     browser.close()

@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import requests
 
 from inbox import demo
 from tests.support.servers import free_port
-
+from tests.support.waiting import wait_until
 
 
 class DemoProcess:
@@ -82,15 +81,6 @@ def row_id(page: str, name: str) -> str:
     raise AssertionError(f"no row shows {name}")
 
 
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
 def test_demo_prints_working_credentials_and_customers_keep_writing(running_demo):
     banner = "".join(running_demo.lines)
     assert f"{demo.ADMIN_EMAIL} / {demo.ADMIN_PASSWORD}" in banner
@@ -107,7 +97,8 @@ def test_demo_prints_working_credentials_and_customers_keep_writing(running_demo
     assert state["webhooks"]["verified"] is True
     first = state["messages"]
     assert first >= 12
-    assert wait_for(lambda: requests.get(running_demo.sim_url + "/_sim/state").json()["messages"] > first + 2)
+    wait_until(lambda: requests.get(running_demo.sim_url + "/_sim/state").json()["messages"] > first + 2,
+               timeout=30, interval=0.3)
     # The inbox lists the seeded customers by name, never as user_******.
     inbox = admin.get(running_demo.url + "/")
     assert "@maya.styles" in inbox.text and "@jonas_k" in inbox.text
@@ -125,8 +116,8 @@ def test_demo_prints_working_credentials_and_customers_keep_writing(running_demo
                 why = admin.get(f"{running_demo.url}{account_path}/conversations/{m.group(1)}/product").text
                 return product in m.group(0) or f"Assigned to {product}" in why
         return False
-    assert wait_for(lambda: assigned_to("@maya.styles", "Red Linen Dress"))
-    assert wait_for(lambda: assigned_to("@lea_v", "Canvas Tote"))
+    wait_until(lambda: assigned_to("@maya.styles", "Red Linen Dress"), timeout=30, interval=0.3)
+    wait_until(lambda: assigned_to("@lea_v", "Canvas Tote"), timeout=30, interval=0.3)
 
     # A reply typed in the inbox reaches the simulated customer, who answers.
     maya = next(c for c in state["customers"] if c["username"] == "maya.styles")
@@ -137,9 +128,10 @@ def test_demo_prints_working_credentials_and_customers_keep_writing(running_demo
                       headers={"X-CSRFToken": csrf})
     assert sent.status_code == 200, sent.text[:300]
     received = lambda: requests.get(f"{running_demo.sim_url}/_sim/customers/{maya['igsid']}/received").json()
-    assert wait_for(lambda: any(r["text"] == "Yes, it runs true to size!" for r in received()))
+    wait_until(lambda: any(r["text"] == "Yes, it runs true to size!" for r in received()),
+               timeout=30, interval=0.3)
     thread = lambda: admin.get(f"{running_demo.url}{account_path}/c/{conversation_id}").text
-    assert wait_for(lambda: any(t in thread() for t in demo.THANKS))
+    wait_until(lambda: any(t in thread() for t in demo.THANKS), timeout=30, interval=0.3)
 
     deliveries = admin.get(running_demo.url + "/admin/deliveries")
     assert deliveries.status_code == 200

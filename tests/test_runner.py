@@ -6,12 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
 from tests.support.servers import free_port
+from tests.support.waiting import wait_until
 
 
 def test_inbox_run_starts_everything_and_stops_cleanly(tmp_path):
@@ -23,17 +23,13 @@ def test_inbox_run_starts_everything_and_stops_cleanly(tmp_path):
     proc = subprocess.Popen([str(inbox), "run", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
-        health = None
-        while time.monotonic() < deadline:
+        def healthy() -> bool:
             try:
-                health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                if health.status_code == 200:
-                    break
+                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
             except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        assert health is not None and health.status_code == 200, health and health.text
+                return False
+
+        wait_until(healthy, timeout=60, interval=0.3, what="inbox run to answer /healthz with 200")
         # First visit: setup page, served from the migrated SQLite file under instance/.
         page = requests.get(f"http://127.0.0.1:{port}/", timeout=5)
         assert page.url.endswith("/setup") and "Create administrator" in page.text

@@ -12,7 +12,7 @@ import hmac
 import secrets
 import time
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, request, session, url_for
 from flask_login import current_user
 
 from ..auth import require_superadmin
@@ -46,9 +46,9 @@ def _redirect_uri() -> str:
 
 
 def _connect_page(error: str | None = None, status: int = 200):
-    return render_template("admin/connect.html", error=error, oauth=connecting.oauth_app(),
-                           redirect_uri=_redirect_uri(), webhook_url=_public_url("/webhooks/instagram"),
-                           scopes=connecting.SCOPES), status
+    return render("admin/connect.html", status=status, error=error, oauth=connecting.oauth_app(),
+                  redirect_uri=_redirect_uri(), webhook_url=_public_url("/webhooks/instagram"),
+                  scopes=connecting.SCOPES)
 
 
 @bp.get("/connect")
@@ -114,9 +114,9 @@ def connect_run(run_id: int):
 @bp.get("/accounts")
 def accounts():
     """Every connected account: status, token expiry, webhook subscription."""
-    return render_template("admin/accounts.html", rows=accounts_maintenance.accounts_overview(), now=utcnow(),
-                           refresh_days=current_app.config["TOKEN_REFRESH_WITHIN_DAYS"],
-                           check_hour=current_app.config["ACCOUNT_CHECK_HOUR_UTC"])
+    return render("admin/accounts.html", rows=accounts_maintenance.accounts_overview(), now=utcnow(),
+                  refresh_days=current_app.config["TOKEN_REFRESH_WITHIN_DAYS"],
+                  check_hour=current_app.config["ACCOUNT_CHECK_HOUR_UTC"])
 
 
 @bp.post("/accounts/check")
@@ -130,8 +130,8 @@ def account_check():
 @bp.get("/staff")
 def staff_page():
     """Staff users and their roles; grant and revoke."""
-    return render_template("admin/staff.html", users=staff.list_staff(),
-                           accounts=[row.account for row in accounts_maintenance.accounts_overview()])
+    return render("admin/staff.html", users=staff.list_staff(),
+                  accounts=[row.account for row in accounts_maintenance.accounts_overview()])
 
 
 def _form_int(name: str) -> int:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask_login import current_user, login_user, logout_user
 
 from .. import auth as access
 from ..extensions import db, get_redis, rkey
 from ..models import utcnow
 from ..services import staff
+from ..templating import render
 
 bp = Blueprint("auth", __name__)
 
@@ -56,7 +57,7 @@ def login():
                 db.session.commit()
                 login_user(user, remember=bool(request.form.get("remember")))
                 return redirect(_safe_next(request.args.get("next")))
-    return render_template("auth/login.html", email=email), status
+    return render("auth/login.html", status=status, email=email)
 
 
 @bp.post("/logout")
@@ -95,4 +96,4 @@ def setup():
                     login_user(user)
                     flash("Welcome! Your administrator account is ready.", "success")
                     return redirect(url_for("home.index"))
-    return render_template("auth/setup.html", form=form), status
+    return render("auth/setup.html", status=status, form=form)

@@ -1,69 +1,21 @@
-"""The inbox: conversation list and thread of one account."""
+"""The inbox of one account: the conversation list, a thread, and what staff do in it.
+
+Reading: the list (filtered, searched, paged), a thread and its earlier messages, one row.
+Acting: done/reopen, reply, retry a failed reply, and "read" (the open thread got a customer
+message while someone was looking at it).
+"""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
-
 from flask import Blueprint, abort, g, redirect, request, session, url_for
+from flask_login import current_user
 
 from ..auth import account_scoped
-from ..services import conversations
+from ..services import conversations, sending
 from ..templating import is_htmx_fragment_request, render
+from .loaders import get_conversation_or_404, get_message_or_404
 
 bp = account_scoped(Blueprint("conversations", __name__, url_prefix="/accounts/<int:account_id>"))
-
-
-@bp.app_template_global()
-def quoted_message(message):
-    """The message a reply quotes (None when we do not hold it)."""
-    return conversations.quoted_message(message)
-
-
-@bp.app_template_global()
-def attachment_post(attachment):
-    """(Post, Product) a shared post or reel refers to; either may be None."""
-    return conversations.attachment_post(attachment)
-
-
-@bp.app_template_global()
-def conversation_identity(conversation):
-    return conversations.conversation_identity(conversation)
-
-
-@bp.app_template_global()
-def conversation_product(conversation):
-    return conversations.conversation_product(conversation)
-
-
-@bp.app_template_global()
-def media_url(url: str | None) -> str | None:
-    """A media link the browser may load (an allowed Instagram host), else None."""
-    from ..services.identities import allowed_media_host
-
-    return url if url and allowed_media_host(url) else None
-
-
-@bp.app_template_global()
-def template_element(attachment) -> dict:
-    """The first product element of a product template attachment ({} when absent or odd)."""
-    raw = attachment.raw if isinstance(attachment.raw, dict) else {}
-    payload = raw.get("payload") if isinstance(raw.get("payload"), dict) else {}
-    product = payload.get("product") if isinstance(payload.get("product"), dict) else {}
-    elements = product.get("elements") if isinstance(product.get("elements"), list) else []
-    return elements[0] if elements and isinstance(elements[0], dict) else {}
-
-
-@bp.app_template_filter()
-def day_label(day: date) -> str:
-    """Today, Yesterday, a weekday this week, else the date (UTC days)."""
-    today = datetime.now(timezone.utc).date()
-    if day == today:
-        return "Today"
-    if day == today - timedelta(days=1):
-        return "Yesterday"
-    if today - day < timedelta(days=7):
-        return day.strftime("%A")
-    return day.strftime("%A, %-d %B %Y" if day.year != today.year else "%A, %-d %B")
 
 
 def _list_context(filters: conversations.Filters, cursor: str | None = None) -> dict:
@@ -101,11 +53,9 @@ def rows():
 @bp.get("/c/<int:conversation_id>")
 def show(conversation_id: int):
     """One conversation: the whole page, or the thread fragment for htmx. Opening it marks it read."""
-    try:
-        was_unread = conversations.mark_read(g.account.id, conversation_id)
-        thread = conversations.thread(g.account.id, conversation_id)
-    except conversations.NotFound:
-        abort(404)
+    conversation = get_conversation_or_404(conversation_id)
+    was_unread = conversations.mark_read(g.account.id, conversation.id)
+    thread = conversations.thread(g.account.id, conversation.id)
     session["account_id"] = g.account.id
     if is_htmx_fragment_request():
         # Its row and the unread total change only when it was unread.
@@ -124,20 +74,16 @@ def _thread_context(thread: conversations.Thread) -> dict:
 @bp.get("/c/<int:conversation_id>/earlier")
 def earlier(conversation_id: int):
     """Older messages of a thread, put above the ones shown."""
-    try:
-        thread = conversations.thread(g.account.id, conversation_id, before=request.args.get("before"))
-    except conversations.NotFound:
-        abort(404)
+    conversation = get_conversation_or_404(conversation_id)
+    thread = conversations.thread(g.account.id, conversation.id, before=request.args.get("before"))
     return render("partials/_thread_earlier.html", **_thread_context(thread))
 
 
 @bp.get("/c/<int:conversation_id>/row")
 def row(conversation_id: int):
     """One list row (what a live update or a status change swaps in)."""
-    try:
-        found = conversations.conversation_row(g.account.id, conversation_id)
-    except conversations.NotFound:
-        abort(404)
+    conversation = get_conversation_or_404(conversation_id)
+    found = conversations.conversation_row(g.account.id, conversation.id)
     return render("partials/_conversation_row.html", conversation=found.conversation, identity=found.identity,
                   product=found.product)
 
@@ -155,13 +101,54 @@ def reopen(conversation_id: int):
 
 
 def _set_status(conversation_id: int, status: str):
-    try:
-        conversations.set_status(g.account.id, conversation_id, status)
-        found = conversations.conversation_row(g.account.id, conversation_id)
-    except conversations.NotFound:
-        abort(404)
+    conversation = get_conversation_or_404(conversation_id)
+    conversations.set_status(g.account.id, conversation.id, status)
+    found = conversations.conversation_row(g.account.id, conversation.id)
     if not is_htmx_fragment_request():
-        return redirect(url_for(".show", conversation_id=conversation_id))
-    # The header's status control, and the list row out of band.
-    return render("partials/_thread_status.html", conversation=found.conversation, identity=found.identity,
-                  product=found.product, oob_row=True)
+        return redirect(url_for(".show", conversation_id=conversation.id))
+    return render("partials/_thread_status_response.html", conversation=found.conversation,
+                  identity=found.identity, product=found.product)
+
+
+@bp.post("/conversations/<int:conversation_id>/reply")
+def reply(conversation_id: int):
+    """Queue a reply: the pending bubble appears at once and the composer resets."""
+    conversation = get_conversation_or_404(conversation_id)
+    text = request.form.get("text", "")
+    token = request.form.get("client_token", "")
+    try:
+        message = sending.queue_reply(g.account.id, conversation.id, current_user.id, text, token)
+    except sending.SendRefused as refused:
+        if not is_htmx_fragment_request() or refused.status == 404:
+            abort(refused.status, refused.reason)
+        # htmx swaps 2xx only: the composer comes back with the draft and the reason.
+        return render("partials/_reply_response.html", conversation=conversation, message=None, text=text,
+                      error=refused.reason, client_token=token)
+    if not is_htmx_fragment_request():
+        return redirect(url_for(".show", conversation_id=conversation.id))
+    return render("partials/_reply_response.html", conversation=conversation, message=message)
+
+
+@bp.post("/messages/<int:message_id>/retry")
+def retry(message_id: int):
+    """Send a failed reply again; answers its bubble, now pending (or still failed, with why)."""
+    message = get_message_or_404(message_id)
+    error = None
+    try:
+        message = sending.retry_send(g.account.id, message.id, current_user.id)
+    except sending.SendRefused as refused:
+        if not is_htmx_fragment_request() or refused.status == 404:
+            abort(refused.status, refused.reason)
+        error = refused.reason
+    conversation = get_conversation_or_404(message.conversation_id)
+    if not is_htmx_fragment_request():
+        return redirect(url_for(".show", conversation_id=conversation.id))
+    return render("partials/_message.html", message=message, conversation=conversation, retry_error=error)
+
+
+@bp.post("/conversations/<int:conversation_id>/read")
+def read(conversation_id: int):
+    """The open thread got a customer message while someone was looking at it: it is read."""
+    conversation = get_conversation_or_404(conversation_id)
+    conversations.mark_read(g.account.id, conversation.id)
+    return "", 204

@@ -6,48 +6,27 @@ edit, archive and import products.
 
 from __future__ import annotations
 
-import re
-
-from flask import Blueprint, abort, flash, g, make_response, redirect, render_template, request, url_for
-from jinja2 import TemplateNotFound
+from flask import Blueprint, abort, flash, g, redirect, request, url_for
 from flask_login import current_user
+from werkzeug.exceptions import NotFound
 
 from ..auth import account_scoped, require_role
 from ..services import jobruns
-from ..services.products import assignment, panel
+from ..services.products import assignment
 # The views below are called catalogue and posts.
 from ..services.products import catalogue as catalogue_service
 from ..services.products import posts as posts_service
 from ..services.products.catalogue import NotFoundError, ProductError
 from ..templating import is_htmx_fragment_request, render
+from .errors import error_page
+from .loaders import get_conversation_or_404, get_post_or_404, get_product_or_404
 
 bp = account_scoped(Blueprint("products", __name__, url_prefix="/accounts/<int:account_id>"))
 
 
-@bp.app_template_global()
-def product_panel(conversation):
-    """The thread's product header: current product, dropdown options and latest decisions."""
-    return panel.product_panel(conversation)
-
-
-@bp.app_template_global()
-def post_link_state(attachment):
-    """A shared-post card's link state (None when the attachment is not a post with an id)."""
-    return posts_service.post_link_state(attachment)
-
-
-@bp.app_template_global()
-def short_media_id(value) -> str:
-    return catalogue_service.short_id(value)
-
-
 @bp.errorhandler(NotFoundError)
 def _not_found(_error):
-    from werkzeug.exceptions import NotFound
-
-    from . import _error_page
-
-    return _error_page(NotFound())
+    return error_page(NotFound())
 
 
 def _product_id(value) -> int | None:
@@ -95,7 +74,7 @@ def create_product():
 @require_role("admin")
 def edit_product(product_id: int):
     """The form for one product."""
-    product = catalogue_service.get_product(g.account.id, product_id)
+    product = get_product_or_404(product_id)
     return render("products/form.html", account=g.account, product=product, values={}, error=None)
 
 
@@ -104,7 +83,7 @@ def edit_product(product_id: int):
 def update_product(product_id: int):
     """Change a product (admins)."""
     form = request.form
-    product = catalogue_service.get_product(g.account.id, product_id)
+    product = get_product_or_404(product_id)
     try:
         catalogue_service.update_product(g.account.id, product.id, name=form.get("name"), sku=form.get("sku"),
                                          price=form.get("price"), currency=form.get("currency"),
@@ -173,12 +152,12 @@ def load_own_media():
     """Start loading the account's own posts from Instagram (a background run)."""
     run, _ = posts_service.start_load_own_media(g.account.id, current_user.id)
     if is_htmx_fragment_request():
-        return render("runs/run.html", "partials/_job_run.html", run=run, announce=True)
+        return render("runs/run.html", "partials/_run.html", run=run)
     return redirect(url_for("products.posts"), 303)
 
 
 def _post_response(post_id: int):
-    post = posts_service.get_post(g.account.id, post_id)
+    post = get_post_or_404(post_id)
     if is_htmx_fragment_request():
         return render("products/posts.html", "partials/_post_row.html", post=post,
                       options=catalogue_service.list_products(g.account.id))
@@ -212,7 +191,7 @@ def unlink_post(post_id: int):
 # --- In a thread --------------------------------------------------------------------------
 
 def _thread_product(conversation_id: int, status: int = 200, error: str | None = None, *, oob: bool = False):
-    conversation = panel.get_conversation(g.account.id, conversation_id)
+    conversation = get_conversation_or_404(conversation_id)
     return render("products/thread_product.html", "partials/_thread_product.html", conversation=conversation,
                   account=g.account, error=error, status=status, oob=oob)
 
@@ -252,32 +231,10 @@ def _post_link(attachment_id: int, status: int = 200, error: str | None = None, 
     if not is_htmx_fragment_request() or request.method == "GET":
         return render("products/post_link.html", "partials/_post_link.html", attachment=attachment,
                       account=g.account, error=error, status=status)
-    parts = []
-    if changed:
-        card = _attachment_card(attachment)
-        if card:
-            parts.append(card)
-    parts.append(render_template("partials/_post_link.html", attachment=attachment, account=g.account, error=error,
-                                 oob=True))
-    if changed:
-        conversation = panel.get_conversation(g.account.id, attachment.message.conversation_id)
-        parts.append(render_template("partials/_thread_product.html", conversation=conversation, account=g.account,
-                                     oob=True))
-    response = make_response("".join(parts), 200)  # htmx swaps nothing on a 4xx
-    response.vary.add("HX-Request")
-    return response
-
-
-def _attachment_card(attachment) -> str | None:
-    """live-ui's card for the attachment (its chip shows the link), swapped by its id."""
-    try:
-        html = render_template("partials/_attachment.html", attachment=attachment, message=attachment.message)
-    except TemplateNotFound:
-        return None
-    return _ROOT_TAG.sub(lambda m: m.group(1) + ' hx-swap-oob="true"', html.strip(), count=1)
-
-
-_ROOT_TAG = re.compile(r"^(<[a-zA-Z][a-zA-Z0-9-]*)")
+    conversation = get_conversation_or_404(attachment.message.conversation_id)
+    # htmx swaps nothing on a 4xx: an error goes in with a 200.
+    return render("partials/_post_link_response.html", attachment=attachment, message=attachment.message,
+                  conversation=conversation, account=g.account, error=error, changed=changed)
 
 
 @bp.get("/attachments/<int:attachment_id>/post-link")
@@ -305,27 +262,3 @@ def unlink_attachment(attachment_id: int):
     _, post = posts_service.post_for_attachment(g.account.id, attachment_id)
     posts_service.unlink_post(g.account.id, post.id)
     return _post_link(attachment_id, changed=True)
-
-
-# --- Live -------------------------------------------------------------------------------
-
-def thread_product_frame(event: dict, account_id: int) -> str | None:
-    """On `conversation.updated` from a product decision (`product` set): the thread's dropdown
-    and "why" body, by id. Other updates (every new message) render nothing here."""
-    if not event.get("product"):
-        return None
-    try:
-        conversation = panel.get_conversation(account_id, int(event.get("conversation_id") or 0))
-    except NotFoundError:
-        return None
-    # One frame serves every member: no personal CSRF token (htmx sends the header).
-    return render_template("partials/_thread_product.html", conversation=conversation, oob=True,
-                           csrf_token=lambda: "")
-
-
-try:  # the websocket renders each event once per process (routes/live.py)
-    from .live import frame_renderer
-except ImportError:  # not on this branch: the thread shows the product when it is opened
-    frame_renderer = None
-if frame_renderer is not None:
-    frame_renderer("conversation.updated")(thread_product_frame)

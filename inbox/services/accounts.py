@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from ..crypto import decrypt_token, encrypt_token
 from ..extensions import db
+from ..live.publish import publish_after_commit
 from ..models import Account, utcnow
-from . import realtime
 
 _IG_ID = re.compile(r"^\d{1,64}$")
 
@@ -73,5 +73,5 @@ def mark_reconnect_needed(account_id: int, reason: str) -> None:
     if account is not None and account.status != "reconnect_needed":
         account.status = "reconnect_needed"
         account.status_reason = reason
-        realtime.publish_after_commit(account_id, "account.updated")  # open inboxes show the banner
+        publish_after_commit(account_id, "account.updated")  # open inboxes show the banner
         db.session.commit()

@@ -24,8 +24,9 @@ from flask import current_app
 from sqlalchemy import select
 
 from ..extensions import db
+from ..live.publish import publish
 from ..models import Account, utcnow
-from . import graph, realtime
+from . import graph
 from .accounts import mark_reconnect_needed, set_token
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ def check_account(account_id: int, *, now: datetime | None = None) -> AccountChe
             check.errors.append("the token was replaced during the check")
             return check
         mark_reconnect_needed(account_id, _reason(exc))
-        realtime.publish(account_id, "account.updated")
+        publish(account_id, "account.updated")
         check.reconnect_needed = True
         log.warning("token of %s refused (%s): reconnect needed", check.label, exc)
     return check

@@ -24,8 +24,9 @@ from sqlalchemy import select
 
 from ..crypto import TokenDecryptError, decrypt_token, encrypt_token
 from ..extensions import db, on_commit
+from ..live.publish import publish_after_commit
 from ..models import Account, JobRun, Membership, utcnow
-from . import graph, realtime
+from . import graph
 from .accounts import store_token
 from .transactions import retry_on_conflict
 
@@ -229,5 +230,5 @@ def _store(ig_user_id: str, me: dict, token: str, expires_at, fields: str | None
         run.summary = {**(run.summary or {}), "account_id": account.id, "label": account.label,
                        "created": created, "warning": warning}
     if not created:
-        realtime.publish_after_commit(account.id, "account.updated")  # the reconnect banner goes away
+        publish_after_commit(account.id, "account.updated")  # the reconnect banner goes away
     return Connected(account.id, account.label, created, warning)

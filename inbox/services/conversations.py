@@ -7,7 +7,7 @@ The list is keyset-paginated on (last_message_at, id), newest first; conversatio
 have no message time yet come last, by id. Search matches the customer's @username and
 name, and the text of the conversation's messages (pg_trgm on PostgreSQL, an FTS5
 trigram table on SQLite; migration 0002_search). Render helpers (quoted messages, shared
-posts' products, a row's identity) cache their lookups per request in flask.g.
+posts' products) cache their lookups per request in flask.g.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from sqlalchemy import true as sa_true
 from sqlalchemy.orm import aliased, selectinload
 
 from ..extensions import db
+from ..live.publish import publish_after_commit
 from ..models import Attachment, Conversation, Identity, Message, Post, PostProduct, Product, ms_to_datetime, utcnow
-from . import realtime
 
 PAGE_SIZE = 30
 THREAD_PAGE_SIZE = 100
@@ -174,7 +174,6 @@ def list_conversations(account_id: int, filters: Filters | None = None, cursor: 
         rows = rows[:limit]
         last = rows[-1].conversation
         next_cursor = encode_cursor(last.last_message_at, last.id)
-    _remember_rows(rows)
     return ConversationPage(rows=rows, next_cursor=next_cursor, filters=filters)
 
 
@@ -316,13 +315,21 @@ def _text_matches(account_id: int, q: str):
 
 
 def conversation_row(account_id: int, conversation_id: int) -> ConversationRow:
-    """One list row by id (for live updates and responses); NotFound outside the account."""
+    """One list row by id (for responses); NotFound outside the account."""
     rows = _rows(and_(Conversation.account_id == account_id, Conversation.id == conversation_id),
                  (Conversation.id,), 1)
     if not rows:
         raise NotFound(conversation_id)
-    _remember_rows(rows)
     return rows[0]
+
+
+def conversation_rows(account_id: int, conversation_ids: set[int]) -> dict[int, ConversationRow]:
+    """List rows by id, in one query (a batch of live updates); other accounts' ids are left out."""
+    if not conversation_ids:
+        return {}
+    rows = _rows(and_(Conversation.account_id == account_id, Conversation.id.in_(sorted(conversation_ids))),
+                 (Conversation.id,), len(conversation_ids))
+    return {row.conversation.id: row for row in rows}
 
 
 def account_products(account_id: int, selected: int | None = None) -> list[Product]:
@@ -383,15 +390,16 @@ def _decode_message_cursor(cursor: str | None) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def get_message(account_id: int, message_id: int) -> Message:
-    """One message with what its bubble shows (for live updates); NotFound outside the account."""
-    message = db.session.scalar(
-        select(Message).where(Message.account_id == account_id, Message.id == message_id)
-        .options(selectinload(Message.attachments), selectinload(Message.reactions)))
-    if message is None:
-        raise NotFound(message_id)
-    prepare_messages(account_id, [message])
-    return message
+def get_messages(account_id: int, message_ids: set[int]) -> dict[int, Message]:
+    """Messages by id with what their bubbles show, in a few queries (a batch of live updates);
+    other accounts' ids are left out."""
+    if not message_ids:
+        return {}
+    messages = list(db.session.scalars(
+        select(Message).where(Message.account_id == account_id, Message.id.in_(sorted(message_ids)))
+        .options(selectinload(Message.attachments), selectinload(Message.reactions))))
+    prepare_messages(account_id, messages)
+    return {message.id: message for message in messages}
 
 
 def prepare_messages(account_id: int, messages: list[Message]) -> None:
@@ -440,40 +448,12 @@ def attachment_post(attachment: Attachment) -> tuple[Post | None, Product | None
     return cache["posts"].get(attachment.media_id, (None, None))
 
 
-def conversation_identity(conversation: Conversation) -> Identity | None:
-    """The customer's identity for a row or thread rendered without one."""
-    cache = _cache()["identities"]
-    key = (conversation.account_id, conversation.customer_igsid)
-    if key not in cache:
-        cache[key] = db.session.scalar(select(Identity).where(
-            Identity.account_id == conversation.account_id, Identity.igsid == conversation.customer_igsid))
-    return cache[key]
-
-
-def conversation_product(conversation: Conversation) -> Product | None:
-    if not conversation.product_id:
-        return None
-    cache = _cache()["products"]
-    if conversation.product_id not in cache:
-        cache[conversation.product_id] = db.session.get(Product, conversation.product_id)
-    return cache[conversation.product_id]
-
-
-def _remember_rows(rows: list[ConversationRow]) -> None:
-    cache = _cache()
-    for row in rows:
-        c = row.conversation
-        cache["identities"][(c.account_id, c.customer_igsid)] = row.identity
-        if row.product is not None:
-            cache["products"][row.product.id] = row.product
-
-
 def _cache() -> dict:
     """Lookups made while rendering one request (templates ask; queries run once)."""
     if not has_app_context():
-        return {"quoted": {}, "posts": {}, "identities": {}, "products": {}}
+        return {"quoted": {}, "posts": {}}
     if "inbox_cache" not in g:
-        g.inbox_cache = {"quoted": {}, "posts": {}, "identities": {}, "products": {}}
+        g.inbox_cache = {"quoted": {}, "posts": {}}
     return g.inbox_cache
 
 
@@ -491,7 +471,7 @@ def mark_read(account_id: int, conversation_id: int) -> bool:
         if db.session.get_bind().dialect.name == "postgresql":
             # Read state is cheap to lose in a database crash; opening a thread need not wait for a disk flush.
             db.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id)
+        publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id)
     db.session.commit()
     return bool(changed)
 
@@ -503,7 +483,7 @@ def set_status(account_id: int, conversation_id: int, status: str) -> Conversati
     conversation = get_conversation(account_id, conversation_id)
     if conversation.status != status:
         conversation.status = status
-        realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id)
+        publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id)
     db.session.commit()
     return conversation
 

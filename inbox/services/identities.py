@@ -38,8 +38,9 @@ from sqlalchemy.orm import Session
 
 from ..display import display_name
 from ..extensions import db, on_commit
+from ..live.publish import publish_after_commit
 from ..models import Account, Conversation, Identity, JobRun, Message, utcnow
-from . import jobruns, realtime
+from . import jobruns
 from .graph import (
     ConsentRequired, GraphClient, GraphError, NotFound, PermissionDenied, RateLimited, TokenInvalid, Transient,
     UserUnavailable,
@@ -376,7 +377,7 @@ def _publish_conversation_after_commit(account_id: int, igsid: str) -> None:
     conversation_id = db.session.scalar(select(Conversation.id).where(
         Conversation.account_id == account_id, Conversation.customer_igsid == igsid))
     if conversation_id is not None:
-        realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id)
+        publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id)
 
 
 # --- Refresh identities (a JobRun) ----------------------------------------------------------

@@ -37,8 +37,8 @@ from rq.job import Job, JobStatus
 from sqlalchemy import select, update
 
 from ..extensions import db, get_redis, rkey
+from ..live.publish import publish
 from ..models import JobRun, utcnow
-from . import realtime
 
 log = logging.getLogger(__name__)
 
@@ -287,4 +287,4 @@ def recent_runs(account_id: int, kinds: tuple[str, ...]) -> list[JobRun]:
 
 def _publish(account_id: int | None, run_id: int) -> None:
     if account_id is not None:
-        realtime.publish(account_id, "job.progress", job_run_id=run_id)
+        publish(account_id, "job.progress", job_run_id=run_id)

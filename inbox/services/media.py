@@ -33,8 +33,9 @@ from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from ..extensions import db, on_commit
+from ..live.publish import publish_after_commit
 from ..models import Account, Attachment, Identity, Message, utcnow
-from . import realtime, safe_fetch
+from . import safe_fetch
 from .storage import StorageError, get_storage, new_key
 
 log = logging.getLogger(__name__)
@@ -132,8 +133,8 @@ def download_attachment(attachment_id: int, *, force: bool = False) -> str:
         return "gone"
     if fetched.outcome == "stored" and row.storage_key and row.storage_key != fetched.key:
         _delete_after_commit(row.storage_key)
-    realtime.publish_after_commit(row.account_id, "message.updated", conversation_id=row.conversation_id,
-                                  message_id=row.message_id)
+    publish_after_commit(row.account_id, "message.updated", conversation_id=row.conversation_id,
+                         message_id=row.message_id)
     db.session.commit()
     if fetched.outcome == "failed" and fetched.transient:
         raise MediaUnavailable(f"attachment {attachment_id}: {fetched.reason}")
@@ -190,8 +191,8 @@ def retry_attachments(account_id: int, *, states: tuple[str, ...] = ("failed",),
         for message_id, conversation_id in db.session.execute(
                 select(Message.id, Message.conversation_id).join(Attachment, Attachment.message_id == Message.id)
                 .where(Attachment.id.in_(ids)).distinct()):
-            realtime.publish_after_commit(account_id, "message.updated", conversation_id=conversation_id,
-                                          message_id=message_id)
+            publish_after_commit(account_id, "message.updated", conversation_id=conversation_id,
+                                 message_id=message_id)
     db.session.commit()
     return ids
 

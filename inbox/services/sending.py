@@ -30,8 +30,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db, on_commit
+from ..live.publish import publish_after_commit
 from ..models import Account, Attachment, Conversation, Message, utcnow
-from . import conversations, graph, media, realtime
+from . import conversations, graph, media
 from .accounts import mark_reconnect_needed
 from .ingest.echoes import reconcile_sent
 
@@ -148,9 +149,9 @@ def queue_reply(account_id: int, conversation_id: int, user_id: int | None, text
         return _same_reply(existing, account_id, conversation_id)
     conversations.touch(conversation, message, preview=conversations.preview_text(text))
     enqueue_send(message.id)
-    realtime.publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
-                                  message_id=message.id)
-    realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
+    publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
+                         message_id=message.id)
+    publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
     try:
         db.session.commit()
     except IntegrityError:
@@ -203,9 +204,9 @@ def queue_attachment_replies(account_id: int, conversation_id: int, user_id: int
         messages.append(message)
     for message in messages:
         enqueue_send(message.id)  # sending.send_message sends it (outgoing_attachment)
-        realtime.publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
-                                      message_id=message.id)
-    realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
+        publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
+                             message_id=message.id)
+    publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
     try:
         db.session.commit()
     except BaseException:
@@ -300,8 +301,8 @@ def send_message(message_id: int) -> str:
         message.error_message = ("Instagram is limiting how fast this account can send; retrying shortly."
                                  if isinstance(exc, graph.RateLimited) else
                                  "Instagram is not answering right now; retrying shortly.")
-        realtime.publish_after_commit(message.account_id, "message.updated",
-                                      conversation_id=message.conversation_id, message_id=message.id)
+        publish_after_commit(message.account_id, "message.updated",
+                             conversation_id=message.conversation_id, message_id=message.id)
         db.session.commit()
         raise RetryLater(str(exc)) from None
     except graph.GraphError as exc:
@@ -357,8 +358,8 @@ def _final_reason(exc: graph.GraphError) -> tuple[str, str]:
 def _fail(message: Message, code: str, reason: str) -> None:
     message.status = "failed"
     message.error_code, message.error_message = code, reason
-    realtime.publish_after_commit(message.account_id, "message.updated",
-                                  conversation_id=message.conversation_id, message_id=message.id)
+    publish_after_commit(message.account_id, "message.updated",
+                         conversation_id=message.conversation_id, message_id=message.id)
 
 
 def _wait_for_echo(message: Message, reason: str) -> None:
@@ -366,8 +367,8 @@ def _wait_for_echo(message: Message, reason: str) -> None:
     from .. import jobs
 
     message.error_code, message.error_message = AMBIGUOUS, reason
-    realtime.publish_after_commit(message.account_id, "message.updated",
-                                  conversation_id=message.conversation_id, message_id=message.id)
+    publish_after_commit(message.account_id, "message.updated",
+                         conversation_id=message.conversation_id, message_id=message.id)
     wait = int(current_app.config.get("SEND_ECHO_WAIT_SECONDS", DEFAULT_ECHO_WAIT_SECONDS))
     message_id = message.id
     app = current_app._get_current_object()
@@ -431,8 +432,8 @@ def retry_send(account_id: int, message_id: int, user_id: int | None = None) -> 
     ).rowcount
     if changed:
         enqueue_send(message.id)
-        realtime.publish_after_commit(account_id, "message.updated", conversation_id=message.conversation_id,
-                                      message_id=message.id)
+        publish_after_commit(account_id, "message.updated", conversation_id=message.conversation_id,
+                             message_id=message.id)
     db.session.commit()
     return db.session.scalar(select(Message).where(Message.id == message.id)
                              .execution_options(populate_existing=True))

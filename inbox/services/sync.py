@@ -34,8 +34,9 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..display import display_name
 from ..extensions import db
+from ..live.publish import publish
 from ..models import Account, Attachment, Conversation, JobRun, Message, Reaction, ms_to_datetime, utcnow
-from . import conversations, identities, jobruns, media, realtime
+from . import conversations, identities, jobruns, media
 from .events import (
     POST_ATTACHMENT_TYPES, AttachmentData, MessageEvent, clean_text, read_id, read_mid, read_short, read_time,
 )
@@ -429,14 +430,14 @@ def _publish(account_id: int, applied: list[Applied]) -> None:
         if not item.changed:
             continue
         for message_id in item.updated_message_ids:
-            realtime.publish(account_id, "message.updated", conversation_id=item.conversation_id,
+            publish(account_id, "message.updated", conversation_id=item.conversation_id,
                              message_id=message_id)
         if not item.created:
             # A thread that is open somewhere gets its missed messages; new threads come with the list.
             for message_id in item.new_message_ids:
-                realtime.publish(account_id, "message.created", conversation_id=item.conversation_id,
+                publish(account_id, "message.created", conversation_id=item.conversation_id,
                                  message_id=message_id)
-        realtime.publish(account_id, "conversation.updated", conversation_id=item.conversation_id)
+        publish(account_id, "conversation.updated", conversation_id=item.conversation_id)
 
 
 # --- The run ------------------------------------------------------------------------------

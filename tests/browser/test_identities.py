@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import re
-import threading
-import time
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.support.browser import login, screenshot
-from tests.support.inbox_rows import add_conversation
+from tests.support.jobs import background_worker
 
 pytestmark = pytest.mark.browser
 
@@ -21,38 +19,20 @@ def app_config(app_config):
     return app_config
 
 
-def _worker(app, stop: threading.Event) -> threading.Thread:
-    """A worker in the background, as `inbox run` has one: it takes jobs while the page watches."""
-    from inbox.extensions import get_redis
-    from inbox.jobs import all_queues
-    from inbox.worker import ThreadWorker
-
-    def work() -> None:
-        with app.app_context():
-            while not stop.is_set():
-                queues = all_queues(app)
-                if any(q.count for q in queues):
-                    ThreadWorker(queues, connection=get_redis(app)).work(burst=True, logging_level="WARNING")
-                time.sleep(0.1)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    return thread
-
-
-def test_refresh_identities_shows_progress_then_names(page, live_server, sim, connected_account, factory, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_refresh_identities_shows_progress_then_names(page, live_server, sim, connected, factory, run_jobs):
+    account, shop = connected.account, connected.ig
     names = ["amara.k", "bea_store_fan", "carlos.m", "dev.patel", "elif", "farid", "gwen", "hiro", "ines.r", "jules"]
     for i, name in enumerate(names):
         customer = shop.add_customer(name, name=name.replace(".", " ").replace("_", " ").title())
         customer.sends_text("hello", deliver=False)
-        add_conversation(app=factory.app, account=account, customer_igsid=customer.igsid, messages=[
-            {"mid": f"m{i}", "text": "hello", "ts_ms": 1_770_000_000_000 + i * 1000}])
+        factory.conversation(account, customer.igsid, messages=[
+            {"mid": f"m{i}", "text": "hello", "ts": 1_770_000_000_000 + i * 1000}])
     blocked = shop.add_customer("blocked_one")
     blocked.sends_text("hi", deliver=False)
-    add_conversation(factory.app, account, blocked.igsid)
+    factory.conversation(account, blocked.igsid)
     blocked.set(available=False)
     admin = factory.staff_on(account, "admin", name="Olga")
+    page.clock.install()  # the page's timers run in real time, and can be run ahead at the end
     login(page, live_server.url, admin)
 
     page.goto(f"{live_server.url}/accounts/{account.id}/people/")
@@ -62,33 +42,31 @@ def test_refresh_identities_shows_progress_then_names(page, live_server, sim, co
 
     sim.faults.latency = 1.0  # slow enough to watch the bar move (a poll every 2 s)
     page.goto(f"{live_server.url}/accounts/{account.id}/")
-    header = page.locator("#inbox-actions")
+    header = page.locator("#runs-panel")
     expect(header.get_by_role("button", name="Refresh identities")).to_be_visible()
     expect(header.get_by_role("button", name="Resync")).to_be_visible()
     header.get_by_role("button", name="Refresh identities").click()
-    run = page.locator(".job-run")
+    run = page.locator(".run")
     expect(run).to_contain_text("Waiting for a worker")
     screenshot(page, "identities-refresh-queued")
 
-    stop = threading.Event()
-    thread = _worker(factory.app, stop)
-    try:
+    with background_worker(factory.app):
         expect(run.locator("progress[max='11']")).to_be_visible(timeout=15_000)
         # The bar moves while the run works (a poll every 2 s; each call takes 1 s, two at a time).
         expect(run).to_contain_text(re.compile(r"\b([1-9]|10) of 11 people"), timeout=15_000)
         screenshot(page, "identities-refresh-running")
         expect(run).to_contain_text("Refreshed 10 of 11 people · 1 failed.", timeout=30_000)
-    finally:
-        stop.set()
-        thread.join(timeout=30)
     screenshot(page, "identities-refresh-done")
     run.get_by_text("1 problem").click()
     expect(run).to_contain_text("isn't available on Instagram")
     screenshot(page, "identities-refresh-problems")
-    # Polling stopped with the summary (286): nothing more is asked of the server.
+    # Polling stopped with the summary (286): nothing more is asked of the server. The page's
+    # clock runs three poll intervals ahead; a request made before the marker is seen first.
     requests = []
     page.on("request", lambda request: requests.append(request.url) if "/runs/" in request.url else None)
-    page.wait_for_timeout(2500)
+    page.clock.run_for(6_000)
+    with page.expect_request(lambda request: request.url.endswith("/healthz")):
+        page.evaluate("fetch('/healthz')")
     assert requests == []
 
     page.goto(f"{live_server.url}/accounts/{account.id}/people/")
@@ -102,8 +80,8 @@ def test_refresh_identities_shows_progress_then_names(page, live_server, sim, co
     screenshot(page, "identities-people-after")
 
 
-def test_resync_from_the_inbox_header(page, live_server, sim, connected_account, factory, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_resync_from_the_inbox_header(page, live_server, sim, connected, factory, run_jobs):
+    account, shop = connected.account, connected.ig
     for i in range(7):
         customer = shop.add_customer(f"buyer{i}")
         customer.sends_text(f"Is the mug {i} in stock?", deliver=False)
@@ -111,34 +89,25 @@ def test_resync_from_the_inbox_header(page, live_server, sim, connected_account,
     admin = factory.staff_on(account, "admin")
     login(page, live_server.url, admin)
     page.goto(f"{live_server.url}/accounts/{account.id}/")
-    page.locator("#inbox-actions").get_by_role("button", name="Resync").click()
-    run = page.locator(".job-run")
+    page.locator("#runs-panel").get_by_role("button", name="Resync").click()
+    run = page.locator(".run")
     expect(run).to_be_visible()
-    stop = threading.Event()
-    thread = _worker(factory.app, stop)
-    try:
+    with background_worker(factory.app):
         expect(run).to_contain_text("7 conversations (7 new) · 14 messages (14 new)", timeout=30_000)
-    finally:
-        stop.set()
-        thread.join(timeout=30)
     screenshot(page, "identities-resync-done")
     # A second click starts a new run that finds nothing new.
-    page.locator("#inbox-actions").get_by_role("button", name="Resync").click()
-    thread = _worker(factory.app, stop := threading.Event())
-    try:
-        expect(page.locator(".job-run")).to_contain_text("(0 new) · 14 messages (0 new)", timeout=30_000)
-    finally:
-        stop.set()
-        thread.join(timeout=30)
+    page.locator("#runs-panel").get_by_role("button", name="Resync").click()
+    with background_worker(factory.app):
+        expect(page.locator(".run")).to_contain_text("(0 new) · 14 messages (0 new)", timeout=30_000)
     screenshot(page, "identities-resync-again")
 
 
-def test_a_picture_instagram_no_longer_serves_shows_the_initial(page, live_server, sim, connected_account, factory,
+def test_a_picture_instagram_no_longer_serves_shows_the_initial(page, live_server, sim, connected, factory,
                                                                  run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+    account, shop = connected.account, connected.ig
     kim = shop.add_customer("kim.lee", name="Kim Lee")
     kim.sends_text("hi", deliver=False)
-    add_conversation(factory.app, account, kim.igsid)
+    factory.conversation(account, kim.igsid)
     from inbox.extensions import db
     from inbox.services import identities
 

@@ -7,9 +7,9 @@ import json
 import pytest
 from playwright.sync_api import expect
 
-from tests.support import inbox_state
+from tests.support import stored
 from tests.support.browser import login, screenshot
-from tests.support.webhooks import ACCOUNT, T0, envelope, fixture, message, post
+from tests.support.webhooks import T0, envelope, fixture, message, post
 
 pytestmark = pytest.mark.browser
 
@@ -19,9 +19,8 @@ EVERY_KIND = ["text", "image", "video", "audio", "file", "share", "ig_post_media
               "echo_image", "reaction_react", "edit", "quick_reply", "ad_referral"]
 
 
-def test_open_a_thread_and_read_it_as_text(page, live_server, app, client, factory):
-    shop = factory.account(ig_user_id=ACCOUNT, username="shop")
-    user = factory.staff_on(shop, "agent")
+def test_open_a_thread_and_read_it_as_text(page, live_server, app, client, factory, account):
+    user = factory.staff_on(account, "agent")
     for name in EVERY_KIND:
         assert post(client, json.loads(fixture(name))).status_code == 200
     hostile = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
@@ -31,42 +30,39 @@ def test_open_a_thread_and_read_it_as_text(page, live_server, app, client, facto
     for i in range(12):
         post(client, envelope(message(f"mid.more.{i}", f"Question number {i} about shipping",
                                       customer=f"91000000000009{i:02d}", ts=T0 - 3_600_000 * (i + 1))))
-    bob = next(c for c in inbox_state.conversations(app) if c.customer_igsid == "9100000000000777")
+    bob = next(c for c in stored.conversations(app) if c.customer_igsid == "9100000000000777")
 
     login(page, live_server.url, user)
-    page.goto(f"{live_server.url}/accounts/{shop.id}/")
+    page.goto(f"{live_server.url}/accounts/{account.id}/")
     rows = page.locator("#conversation-list > li.conv-row")
     expect(rows.first).to_be_visible()
     assert rows.count() == 14
-    screenshot(page, "live-ui-list")
+    screenshot(page, "inbox-list")
 
     page.locator(f"#conversation-{bob.id} a").click()
     expect(page.locator("#thread .msg").first).to_be_visible()
-    expect(page).to_have_url(f"{live_server.url}/accounts/{shop.id}/c/{bob.id}")
+    expect(page).to_have_url(f"{live_server.url}/accounts/{account.id}/c/{bob.id}")
     bubbles = page.locator("#messages .msg")
     expect(bubbles).to_have_count(2)
     expect(bubbles.nth(1).locator(".msg-text")).to_have_text(hostile)
     assert page.evaluate("window.__pwned") is None
     # Opening it read it: the row's unread badge is gone.
     expect(page.locator(f"#conversation-{bob.id} .unread-badge")).to_have_count(0)
-    screenshot(page, "live-ui-thread-escaped")
+    screenshot(page, "inbox-thread-escaped")
 
-    other = next(c for c in inbox_state.conversations(app) if c.customer_igsid == "9100000000000001")
+    other = next(c for c in stored.conversations(app) if c.customer_igsid == "9100000000000001")
     page.locator(f"#conversation-{other.id} a").click()
     expect(page.locator(f'#thread[data-conversation-id="{other.id}"]')).to_be_visible()
     expect(page.locator("#thread video.att-video-el")).to_have_count(1)
     page.set_viewport_size({"width": 1280, "height": 3000})
-    screenshot(page, "live-ui-thread-every-kind")
+    screenshot(page, "inbox-thread-every-kind")
 
 
-def test_every_attachment_kind_from_the_simulator(page, live_server, app, factory, sim_webhooks, connected_account):
+def test_every_attachment_kind_from_the_simulator(page, live_server, app, factory, sim_webhooks, connected):
     """A realistic thread through real webhooks and the simulator's CDN; a screenshot to look at."""
     from datetime import datetime, timedelta, timezone
 
-    from inbox.extensions import db
-    from inbox.models import Post, PostProduct, Product
-
-    account, shop = connected_account.account, connected_account.ig
+    account, shop = connected.account, connected.ig
     user = factory.staff_on(account, "agent")
     alice = shop.add_customer("amara.k", name="Amara Kone")
     day1 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=1, hours=2)
@@ -95,14 +91,9 @@ def test_every_attachment_kind_from_the_simulator(page, live_server, app, factor
     oops = alice.sends_text("wrong chat, sorry", at=day2 + timedelta(seconds=15))
     alice.unsends(oops.mid, at=day2 + timedelta(seconds=16))
     alice.replies_to(first.mid, "(about the bag, I mean)", at=day2 + timedelta(seconds=17))
-    with app.app_context():
-        product = Product(account_id=account.id, name="Woven bag", sku="BAG-1")
-        post_row = Post(account_id=account.id, media_id=bag.id, caption=bag.caption, is_own=True,
-                        owner_username=shop.username, permalink=bag.permalink or None)
-        db.session.add_all([product, post_row])
-        db.session.flush()
-        db.session.add(PostProduct(account_id=account.id, post_id=post_row.id, product_id=product.id))
-        db.session.commit()
+    product = factory.product(account, "Woven bag", "BAG-1")
+    factory.link(factory.post(account, bag.id, caption=bag.caption, is_own=True, owner_username=shop.username,
+                              permalink=bag.permalink or None), product)
 
     login(page, live_server.url, user)
     page.goto(f"{live_server.url}/accounts/{account.id}/")
@@ -119,22 +110,21 @@ def test_every_attachment_kind_from_the_simulator(page, live_server, app, factor
     # The simulator's CDN serves real pictures: they load (naturalWidth > 0).
     page.wait_for_function("() => { const i = document.querySelector('#thread img.att-img'); return i && i.complete && i.naturalWidth > 0; }")
     page.set_viewport_size({"width": 1280, "height": 2600})
-    screenshot(page, "live-ui-thread-sim")
+    screenshot(page, "inbox-thread-sim")
     page.set_viewport_size({"width": 390, "height": 844})
-    screenshot(page, "live-ui-thread-mobile")
+    screenshot(page, "inbox-thread-mobile")
 
 
-def test_search_as_you_type_filters_and_infinite_scroll(page, live_server, app, client, factory):
+def test_search_as_you_type_filters_and_infinite_scroll(page, live_server, app, client, factory, account):
     from inbox.services.conversations import PAGE_SIZE
 
-    shop = factory.account(ig_user_id=ACCOUNT, username="shop")
-    user = factory.staff_on(shop, "agent")
+    user = factory.staff_on(account, "agent")
     total = PAGE_SIZE + 12
     for i in range(total):
         text = "Do you ship to Lisbon?" if i == 3 else f"Question {i} about sizes"
         post(client, envelope(message(f"mid.scroll.{i}", text, customer=f"9100000000001{i:03d}", ts=T0 + i * 60_000)))
     login(page, live_server.url, user)
-    page.goto(f"{live_server.url}/accounts/{shop.id}/")
+    page.goto(f"{live_server.url}/accounts/{account.id}/")
     rows = page.locator("#conversation-list > li.conv-row")
     expect(rows).to_have_count(PAGE_SIZE)
     page.locator("#conversation-list .conv-more").scroll_into_view_if_needed()
@@ -144,7 +134,7 @@ def test_search_as_you_type_filters_and_infinite_scroll(page, live_server, app, 
     page.get_by_label("Search conversations").press_sequentially("lisb", delay=40)
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("Do you ship to Lisbon?")
-    expect(page).to_have_url(f"{live_server.url}/accounts/{shop.id}/?q=lisb")
+    expect(page).to_have_url(f"{live_server.url}/accounts/{account.id}/?q=lisb")
     page.get_by_label("Search conversations").fill("")
     page.get_by_label("Search conversations").press("Enter")
     expect(rows).to_have_count(PAGE_SIZE)
@@ -153,7 +143,7 @@ def test_search_as_you_type_filters_and_infinite_scroll(page, live_server, app, 
     expect(page.locator("#thread .msg")).to_have_count(1)
     page.get_by_role("radio", name="Unread").check(force=True)
     expect(rows).to_have_count(PAGE_SIZE)  # the open one is read now; 41 others are unread
-    expect(page).to_have_url(f"{live_server.url}/accounts/{shop.id}/?view=unread")
+    expect(page).to_have_url(f"{live_server.url}/accounts/{account.id}/?view=unread")
     assert page.title().startswith(f"({total - 1}) Inbox")
     page.get_by_role("button", name="Mark done").click()
     expect(page.locator("#thread-status .chip-done")).to_have_text("Done")

@@ -31,19 +31,26 @@ def _open(page, base_url: str, account_id: int, conversation_id: int | None = No
 
 
 @pytest.fixture
-def shop(sim_webhooks, connected_account, factory):
-    alice = connected_account.ig.add_customer("alice", name="Alice")
+def alice(sim_webhooks, connected):
+    """A customer who wrote to the shop through a real webhook."""
+    alice = connected.ig.add_customer("alice", name="Alice")
     assert alice.sends_text("Hi! Is the red dress still available?").delivery.status == 200
-    agent = factory.staff_on(connected_account.account, "agent", name="Agnes")
-    return connected_account, alice, agent
+    return alice
 
 
-def test_a_customer_message_appears_without_a_reload(page, app, live_server, shop):
-    connected, alice, agent = shop
+@pytest.fixture
+def agent(factory, connected, auth):
+    """An agent of the connected shop, logged in on `client` (the browser logs in by itself)."""
+    user = factory.staff_on(connected.account, "agent", name="Agnes")
+    auth.login(user)
+    return user
+
+
+def test_a_customer_message_appears_without_a_reload(page, app, live_server, connected, alice, agent):
     login(page, live_server.url, agent)
     conversation_id = _conversation_id(app, alice.igsid)
     _open(page, live_server.url, connected.account.id, conversation_id)
-    screenshot(page, "live-rt-live-indicator")
+    screenshot(page, "live-live-indicator")
     page.evaluate("window.__sameDocument = true")
 
     alice.sends_text("And in size M? <script>window.__pwned = 1</script>")
@@ -59,8 +66,8 @@ def test_a_customer_message_appears_without_a_reload(page, app, live_server, sho
         assert db.session.get(Conversation, conversation_id).unread_count == 0
 
 
-def test_a_new_conversation_row_arrives_at_the_top_and_the_title_counts_it(page, app, live_server, shop):
-    connected, alice, agent = shop
+def test_a_new_conversation_row_arrives_at_the_top_and_the_title_counts_it(page, app, live_server, connected, alice,
+                                                                           agent):
     login(page, live_server.url, agent)
     _open(page, live_server.url, connected.account.id)
     expect(page.locator("#conversation-list > li.conv-row")).to_have_count(1)
@@ -75,8 +82,8 @@ def test_a_new_conversation_row_arrives_at_the_top_and_the_title_counts_it(page,
     expect(rows).to_have_count(2)
 
 
-def test_a_reply_is_pending_then_sent_and_the_customer_receives_it(page, app, live_server, shop, run_jobs, sim):
-    connected, alice, agent = shop
+def test_a_reply_is_pending_then_sent_and_the_customer_receives_it(page, app, live_server, connected, alice, agent,
+                                                                   run_jobs, sim):
     login(page, live_server.url, agent)
     _open(page, live_server.url, connected.account.id, _conversation_id(app, alice.igsid))
     box = page.locator("#composer textarea")
@@ -98,8 +105,8 @@ def test_a_reply_is_pending_then_sent_and_the_customer_receives_it(page, app, li
     expect(page.locator("#conversation-list .conv-row").first).to_contain_text("You:")
 
 
-def test_the_owner_typing_in_the_instagram_app_appears_once_with_its_badge(page, app, live_server, shop, sim):
-    connected, alice, agent = shop
+def test_the_owner_typing_in_the_instagram_app_appears_once_with_its_badge(page, app, live_server, connected, alice,
+                                                                           agent, sim):
     login(page, live_server.url, agent)
     _open(page, live_server.url, connected.account.id, _conversation_id(app, alice.igsid))
     connected.ig.types_in_app(alice, "Typed on my phone")
@@ -109,12 +116,14 @@ def test_the_owner_typing_in_the_instagram_app_appears_once_with_its_badge(page,
     expect(mine.first).to_contain_text("Typed on my phone")
     expect(mine.first.locator(".msg-badge-app")).to_have_text("From the Instagram app")
     expect(page.locator("#conversation-list .conv-row").first).to_contain_text("From the Instagram app:")
-    page.wait_for_timeout(500)
+    # A later event: whatever the echo pushed to this page arrived before it.
+    alice.sends_text("Perfect, thanks")
+    expect(page.locator("#messages .msg-in").last).to_contain_text("Perfect, thanks", timeout=LIVE_TIMEOUT)
     expect(mine).to_have_count(1)
 
 
-def test_after_a_server_restart_the_page_reconnects_and_shows_what_arrived(page, app, live_server, shop, sim):
-    connected, alice, agent = shop
+def test_after_a_server_restart_the_page_reconnects_and_shows_what_arrived(page, app, live_server, connected, alice,
+                                                                           agent, sim):
     # Meta posts to another web process; the browser is on live_server.
     other = ThreadedServer(app).start()
     try:
@@ -126,7 +135,7 @@ def test_after_a_server_restart_the_page_reconnects_and_shows_what_arrived(page,
         app.extensions["inbox_shutdown"]()  # what gunicorn does on SIGTERM: sockets close with 1012
         live_server.stop()
         expect(page.locator("#live")).to_have_attribute("data-state", "reconnecting", timeout=LIVE_TIMEOUT)
-        screenshot(page, "live-rt-reconnecting")
+        screenshot(page, "live-reconnecting")
         alice.sends_text("Sent while you were away")
         bob = connected.ig.add_customer("bob")
         bob.sends_text("New here")
@@ -146,8 +155,8 @@ def test_after_a_server_restart_the_page_reconnects_and_shows_what_arrived(page,
         other.stop()
 
 
-def test_two_browsers_see_each_others_actions(browser, app, live_server, shop, factory, run_jobs, sim):
-    connected, alice, agent = shop
+def test_two_browsers_see_each_others_actions(browser, app, live_server, connected, alice, agent, factory, run_jobs,
+                                              sim):
     colleague = factory.staff_on(connected.account, "admin", name="Colin")
     bob = connected.ig.add_customer("bob")
     bob.sends_text("Is the shop open on Sunday?")
@@ -183,8 +192,8 @@ def test_two_browsers_see_each_others_actions(browser, app, live_server, shop, f
             page.context.close()
 
 
-def test_a_failed_send_shows_the_reason_and_retry_sends_it(page, app, live_server, shop, run_jobs, sim):
-    connected, alice, agent = shop
+def test_a_failed_send_shows_the_reason_and_retry_sends_it(page, app, live_server, connected, alice, agent, run_jobs,
+                                                           sim):
     login(page, live_server.url, agent)
     _open(page, live_server.url, connected.account.id, _conversation_id(app, alice.igsid))
     sim.fail_next("send", 551)
@@ -194,7 +203,7 @@ def test_a_failed_send_shows_the_reason_and_retry_sends_it(page, app, live_serve
     run_jobs()
     failure = page.locator("#messages .msg-out .msg-failure")
     expect(failure).to_contain_text("isn't available on Instagram", timeout=LIVE_TIMEOUT)
-    screenshot(page, "live-rt-failed-send")
+    screenshot(page, "live-failed-send")
     failure.get_by_role("button", name="Retry").click()
     expect(page.locator("#messages .msg-out .msg-failure")).to_have_count(0)
     run_jobs()
@@ -203,8 +212,7 @@ def test_a_failed_send_shows_the_reason_and_retry_sends_it(page, app, live_serve
     assert alice.received_texts == ["Here is the link to pay"]
 
 
-def test_outside_the_window_the_composer_is_disabled_and_says_why(page, app, live_server, shop):
-    connected, alice, agent = shop
+def test_outside_the_window_the_composer_is_disabled_and_says_why(page, app, live_server, connected, alice, agent):
     with app.app_context():
         db.session.execute(update(Conversation).values(last_customer_message_at=utcnow() - timedelta(hours=30)))
         db.session.commit()
@@ -213,29 +221,33 @@ def test_outside_the_window_the_composer_is_disabled_and_says_why(page, app, liv
     expect(page.locator("#composer textarea")).to_be_disabled()
     expect(page.locator("#composer button[type=submit]")).to_be_disabled()
     expect(page.locator("#composer .composer-refusal")).to_contain_text("within 24 hours")
-    screenshot(page, "live-rt-composer-outside-window")
+    screenshot(page, "live-composer-outside-window")
 
 
-def test_the_counter_stops_a_message_over_1000_bytes(page, app, live_server, shop):
-    connected, alice, agent = shop
+def test_the_counter_stops_a_message_over_1000_bytes(page, app, live_server, connected, alice, agent):
     login(page, live_server.url, agent)
     _open(page, live_server.url, connected.account.id, _conversation_id(app, alice.igsid))
     box = page.locator("#composer textarea")
     box.fill("é" * 501)
     expect(page.locator("#composer [data-bytes]")).to_have_text("1002")
     expect(page.locator("#composer button[type=submit]")).to_be_disabled()
+    action = page.locator("#composer").get_attribute("action")
+    replies = []
+    page.on("request", lambda request: replies.append(request.url) if request.url.endswith(action) else None)
     box.press("Enter")
-    page.wait_for_timeout(300)
+    # A later request from the page: a reply sent on Enter would have gone out before it.
+    with page.expect_request(lambda request: request.url.endswith("/healthz")):
+        page.evaluate("fetch('/healthz')")
+    assert replies == []
     expect(page.locator("#messages .msg-out")).to_have_count(0)
     box.press("Backspace")
     expect(page.locator("#composer button[type=submit]")).to_be_enabled()
-    screenshot(page, "live-rt-composer-counter")
+    screenshot(page, "live-composer-counter")
     with app.app_context():
         assert db.session.scalar(select(Message).where(Message.direction == "out")) is None
 
 
-def test_desktop_notifications_are_opt_in_and_skip_the_open_thread(browser, app, live_server, shop):
-    connected, alice, agent = shop
+def test_desktop_notifications_are_opt_in_and_skip_the_open_thread(browser, app, live_server, connected, alice, agent):
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.grant_permissions(["notifications"], origin=live_server.url)
     page = context.new_page()
@@ -265,8 +277,7 @@ def test_desktop_notifications_are_opt_in_and_skip_the_open_thread(browser, app,
         context.close()
 
 
-def test_a_message_delivered_late_takes_its_place_by_time(page, app, live_server, shop):
-    connected, alice, agent = shop
+def test_a_message_delivered_late_takes_its_place_by_time(page, app, live_server, connected, alice, agent):
     login(page, live_server.url, agent)
     conversation_id = _conversation_id(app, alice.igsid)
     _open(page, live_server.url, connected.account.id, conversation_id)

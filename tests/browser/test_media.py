@@ -17,11 +17,11 @@ pytestmark = pytest.mark.browser
 
 
 
-def test_kept_media_shows_after_expiry_and_staff_send_an_image(page, sim_webhooks, connected_account, app, factory,
+def test_kept_media_shows_after_expiry_and_staff_send_an_image(page, sim_webhooks, connected, app, factory,
                                                                 run_jobs, live_server, tmp_path):
     sim = sim_webhooks
     app.config["PUBLIC_BASE_URL"] = live_server.url
-    account, shop = connected_account.account, connected_account.ig
+    account, shop = connected.account, connected.ig
     alice = shop.add_customer("alice", name="Alice")
     alice.sends_text("Here is the dress I mean", at=time.time() - 3 * 3600)
     alice.sends_attachment("image", at=time.time() - 3 * 3600)
@@ -66,12 +66,7 @@ def test_kept_media_shows_after_expiry_and_staff_send_an_image(page, sim_webhook
     expect(page.locator("#thread .msg-out .att-image img")).to_have_count(1)
     assert "/media/attachments/" in page.locator("#thread .msg-out .att-image img").get_attribute("src")
     expect(page.locator("#attach-form")).to_be_visible()
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        run_jobs()
-        if any(r.attachments for r in alice.received):
-            break
-        time.sleep(0.2)
+    run_jobs()  # the send was queued before the pending bubble was answered
     [received] = [r for r in alice.received if r.attachments]
     assert received.attachments[0]["type"] == "image"
     sim.settle()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-
 import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
 from inbox.extensions import db
 from inbox.models import Conversation
-from inbox.services.products import catalogue
 from tests.support.browser import login, screenshot
 
 pytestmark = pytest.mark.browser
@@ -23,13 +21,12 @@ def _conversation_id(app, account_id, igsid) -> int:
 
 
 def test_a_dropdown_choice_shows_in_a_second_browser_and_the_why_panel_reads_right(
-        browser, page, app, factory, sim_webhooks, connected_account, run_jobs, live_server):
-    account, shop = connected_account.account, connected_account.ig
+        browser, page, app, factory, sim_webhooks, connected, run_jobs, live_server):
+    account, shop = connected.account, connected.ig
     ana = factory.staff_on(account, "agent", name="Ana")
     ben = factory.staff_on(account, "agent", name="Ben")
-    with app.app_context():
-        dress = catalogue.create_product(account.id, name="Red Dress", sku="RD-1", keywords="red dress").id
-        scarf = catalogue.create_product(account.id, name="Blue Scarf", sku="BS-2", keywords="scarf").id
+    dress = factory.product(account, "Red Dress", "RD-1", keywords="red dress").id
+    scarf = factory.product(account, "Blue Scarf", "BS-2", keywords="scarf").id
     post = sim_webhooks.add_foreign_post(caption="The red dress, back in every size")
     alice = shop.add_customer("alice", name="Alice")
     alice.shares_post(post)
@@ -77,16 +74,13 @@ def test_a_dropdown_choice_shows_in_a_second_browser_and_the_why_panel_reads_rig
         other.close()
 
 
-def test_catalogue_and_posts_pages_look_right(page, app, factory, sim_webhooks, connected_account, run_jobs,
+def test_catalogue_and_posts_pages_look_right(page, app, factory, sim_webhooks, connected, run_jobs,
                                               live_server):
-    account, shop = connected_account.account, connected_account.ig
+    account, shop = connected.account, connected.ig
     admin = factory.staff_on(account, "admin", name="Ana")
-    with app.app_context():
-        catalogue.create_product(account.id, name="Red Dress", sku="RD-1", price="49.90", currency="EUR",
-                                 keywords="red dress, crimson")
-        catalogue.create_product(account.id, name="Blue Scarf", sku="BS-2", price="19", currency="EUR",
-                                 keywords="scarf")
-        catalogue.create_product(account.id, name="<b>Bold</b> Hat", sku="HT-3", keywords="")
+    factory.product(account, "Red Dress", "RD-1", price="49.90", currency="EUR", keywords="red dress, crimson")
+    factory.product(account, "Blue Scarf", "BS-2", price="19", currency="EUR", keywords="scarf")
+    factory.product(account, "<b>Bold</b> Hat", "HT-3")
     shop.add_post("Our crimson collection is here")
     shop.add_customer("alice").shares_post(caption="Is this scarf wool?")
     shop.add_customer("bob").shares_reel(caption="Love this look")
@@ -101,9 +95,9 @@ def test_catalogue_and_posts_pages_look_right(page, app, factory, sim_webhooks, 
 
     page.goto(f"{live_server.url}/accounts/{account.id}/posts/")
     page.get_by_role("button", name="Load our posts from Instagram").click()
-    expect(page.locator("#own-media-run .job-run")).to_be_visible()
+    expect(page.locator("#own-media-run .run")).to_be_visible()
     run_jobs()  # the worker
-    expect(page.locator(".job-run-summary")).to_contain_text("Loaded 1 post from Instagram (1 new).")
+    expect(page.locator(".run-summary")).to_contain_text("Loaded 1 post from Instagram (1 new).")
     expect(page.locator("#posts")).to_contain_text("Our crimson collection is here")  # the list reloaded
     row = page.locator("#posts tr.post-row", has_text="Our crimson collection")
     row.locator("select").select_option(label="Red Dress (RD-1)")

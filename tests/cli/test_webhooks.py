@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from inbox.extensions import db
 from inbox.models import Account
-from tests.support.inbox_state import deliveries, messages
+from tests.support.stored import deliveries, messages
 from tests.support.webhooks import ACCOUNT, CUSTOMER, FIXTURES, T0
 
 KEYS = ["type", "account", "conversation_id", "customer_igsid", "mid", "direction", "sender_kind", "action", "reason"]
@@ -18,8 +18,7 @@ def lines(output: str) -> list[dict]:
     return [json.loads(line) for line in output.splitlines() if line.strip()]
 
 
-def test_ingest_prints_one_stable_json_line_per_event(runner, app, factory):
-    factory.account(ACCOUNT, "shop")
+def test_ingest_prints_one_stable_json_line_per_event(runner, app, account):
     result = runner.invoke(args=["webhooks", "ingest", str(FIXTURES / "text.json"), str(FIXTURES / "echo_text.json"),
                                  str(FIXTURES / "changes_comment.json")])
     assert result.exit_code == 0, result.output
@@ -40,8 +39,7 @@ def test_ingest_prints_one_stable_json_line_per_event(runner, app, factory):
     assert again[0]["action"] == "duplicate"
 
 
-def test_ingest_reads_stdin_too(runner, app, factory):
-    factory.account(ACCOUNT, "shop")
+def test_ingest_reads_stdin_too(runner, app, account):
     result = runner.invoke(args=["webhooks", "ingest", "-"], input=(FIXTURES / "image.json").read_bytes())
     assert result.exit_code == 0, result.output
     assert lines(result.output)[0]["action"] == "created"

@@ -3,8 +3,9 @@ fan-out across processes through Redis, 1012 on shutdown."""
 
 from __future__ import annotations
 
-import json
 import re
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 
@@ -14,18 +15,27 @@ from sqlalchemy import select, update
 
 from inbox.extensions import db
 from inbox.models import Account, Conversation, Message, utcnow
-from inbox.services import realtime
-from tests.support.live import LiveSocket, session_cookie
+from inbox.live import publish
+from tests.support.clients import logged_in_client
+from tests.support.live import LiveSocket, drain, session_cookie
+from tests.support.waiting import wait_until
 from tests.support.servers import GunicornServer
 
 
 @pytest.fixture
-def shop(sim_webhooks, connected_account, factory):
-    """alice wrote to the shop; an agent of the shop."""
-    alice = connected_account.ig.add_customer("alice", name="Alice")
+def alice(sim_webhooks, connected):
+    """A customer who wrote to the shop through a real webhook."""
+    alice = connected.ig.add_customer("alice", name="Alice")
     assert alice.sends_text("Hello there").delivery.status == 200
-    agent = factory.staff_on(connected_account.account, "agent")
-    return connected_account, alice, agent
+    return alice
+
+
+@pytest.fixture
+def agent(factory, connected, auth):
+    """An agent of the connected shop, logged in on `client`."""
+    user = factory.staff_on(connected.account, "agent")
+    auth.login(user)
+    return user
 
 
 def the_conversation(app) -> int:
@@ -39,9 +49,7 @@ def hx(**headers):
 
 # --- The reply route ---------------------------------------------------------------------------
 
-def test_reply_answers_the_pending_bubble_and_a_fresh_composer(app, client, auth, shop, run_jobs):
-    connected, alice, agent = shop
-    auth.login(agent)
+def test_reply_answers_the_pending_bubble_and_a_fresh_composer(app, client, connected, alice, agent, run_jobs):
     conversation_id = the_conversation(app)
     url = f"/accounts/{connected.account.id}/conversations/{conversation_id}/reply"
     token = uuid.uuid4().hex
@@ -64,9 +72,7 @@ def test_reply_answers_the_pending_bubble_and_a_fresh_composer(app, client, auth
     assert alice.received_texts == ["We have it <b>in blue</b>"]
 
 
-def test_a_refused_reply_keeps_the_draft_and_says_why(app, client, auth, shop):
-    connected, _, agent = shop
-    auth.login(agent)
+def test_a_refused_reply_keeps_the_draft_and_says_why(app, client, connected, alice, agent):
     with app.app_context():
         db.session.execute(update(Conversation).values(last_customer_message_at=utcnow() - timedelta(hours=25)))
         db.session.commit()
@@ -79,9 +85,7 @@ def test_a_refused_reply_keeps_the_draft_and_says_why(app, client, auth, shop):
         assert db.session.scalar(select(Message).where(Message.direction == "out")) is None
 
 
-def test_reply_without_csrf_is_refused(app, auth, shop, client):
-    connected, _, agent = shop
-    auth.login(agent)
+def test_reply_without_csrf_is_refused(app, connected, alice, agent, client):
     url = f"/accounts/{connected.account.id}/conversations/{the_conversation(app)}/reply"
     response = client.post(url, data={"text": "hi", "client_token": uuid.uuid4().hex}, headers=hx(), csrf=False)
     assert response.status_code == 400
@@ -89,9 +93,7 @@ def test_reply_without_csrf_is_refused(app, auth, shop, client):
         assert db.session.scalar(select(Message).where(Message.direction == "out")) is None
 
 
-def test_retry_requeues_a_failed_reply(app, client, auth, shop, run_jobs, sim):
-    connected, alice, agent = shop
-    auth.login(agent)
+def test_retry_requeues_a_failed_reply(app, client, connected, alice, agent, run_jobs, sim):
     sim.fail_next("send", 551)
     url = f"/accounts/{connected.account.id}/conversations/{the_conversation(app)}/reply"
     client.post(url, data={"text": "Try this", "client_token": uuid.uuid4().hex}, headers=hx())
@@ -103,6 +105,25 @@ def test_retry_requeues_a_failed_reply(app, client, auth, shop, run_jobs, sim):
     assert response.status_code == 200 and f'id="message-{message.id}"' in response.get_data(as_text=True)
     run_jobs()
     assert alice.received_texts == ["Try this"]
+
+
+def test_a_refused_retry_keeps_the_failed_bubble_and_says_why(app, client, auth, shop, run_jobs, sim):
+    connected, alice, agent = shop
+    auth.login(agent)
+    sim.fail_next("send", 551)
+    url = f"/accounts/{connected.account.id}/conversations/{the_conversation(app)}/reply"
+    client.post(url, data={"text": "Try this", "client_token": uuid.uuid4().hex}, headers=hx())
+    run_jobs()
+    with app.app_context():
+        message_id = db.session.scalar(select(Message.id).where(Message.direction == "out"))
+        db.session.execute(update(Conversation).values(last_customer_message_at=utcnow() - timedelta(hours=25)))
+        db.session.commit()
+    response = client.post(f"/accounts/{connected.account.id}/messages/{message_id}/retry", headers=hx())
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and f'id="message-{message_id}"' in html
+    assert "msg-failed" in html and "only allows replies within 24 hours" in html
+    run_jobs()
+    assert alice.received_texts == []
 
 
 # --- The websocket in one process -----------------------------------------------------------
@@ -129,23 +150,12 @@ def test_a_socket_for_an_account_one_does_not_belong_to_is_refused(live_server, 
     assert refused.value.status_code == 404
 
 
-def login_client(app, user):
-    from tests.support.clients import InboxClient
-
-    app.test_client_class = InboxClient
-    c = app.test_client()
-    response = c.post("/login", data={"email": user.email, "password": "correct horse battery"})
-    assert response.status_code == 302
-    return c
-
-
-def test_events_reach_members_only_and_render_once_per_process(app, live_server, shop, factory, sim):
-    connected, alice, agent = shop
+def test_events_reach_members_only_and_render_once_per_process(app, live_server, connected, alice, agent, factory, sim):
     other_account = factory.account(username="elsewhere")
     outsider = factory.staff_on(other_account, "admin")
-    member_sockets = [LiveSocket(live_server.url, session_cookie(login_client(app, agent)),
+    member_sockets = [LiveSocket(live_server.url, session_cookie(logged_in_client(app, agent)),
                                  account=connected.account.id) for _ in range(3)]
-    outsider_socket = LiveSocket(live_server.url, session_cookie(login_client(app, outsider)))
+    outsider_socket = LiveSocket(live_server.url, session_cookie(logged_in_client(app, outsider)))
     try:
         for s in [*member_sockets, outsider_socket]:
             s.wait_for('id="live-state"')  # subscribed
@@ -158,11 +168,11 @@ def test_events_reach_members_only_and_render_once_per_process(app, live_server,
             assert "&lt;script&gt;" in frame and "<script>" not in frame
             assert re.search(r"""hx-swap-oob='beforeend:#thread\[data-conversation-id="\d+"\] #messages'""", frame)
         # Rendered once for the three sockets: one frame per batch of events (at most one per event).
-        assert realtime.wait_until(lambda: hub.frames_rendered - rendered >= 1)
+        assert wait_until(lambda: hub.frames_rendered - rendered >= 1)
         assert hub.frames_rendered - rendered <= 2
         # The outsider's next frame is its own account's event: nothing of the shop came before it.
         with app.app_context():
-            realtime.publish(other_account.id, "account.updated")
+            publish.publish(other_account.id, "account.updated")
         frame = outsider_socket.wait_for("account-banners")
         assert "waterproof" not in frame
     finally:
@@ -170,16 +180,15 @@ def test_events_reach_members_only_and_render_once_per_process(app, live_server,
             s.close()
 
 
-def test_message_updated_and_removed_bubbles_are_swapped_by_id(app, live_server, shop):
-    connected, alice, agent = shop
-    s = LiveSocket(live_server.url, session_cookie(login_client(app, agent)), account=connected.account.id)
+def test_message_updated_and_removed_bubbles_are_swapped_by_id(app, live_server, connected, alice, agent):
+    s = LiveSocket(live_server.url, session_cookie(logged_in_client(app, agent)), account=connected.account.id)
     try:
         s.wait_for('id="live-state"')
         with app.app_context():
             message = db.session.scalar(select(Message))
-            realtime.publish(connected.account.id, "message.updated", conversation_id=message.conversation_id,
+            publish.publish(connected.account.id, "message.updated", conversation_id=message.conversation_id,
                              message_id=message.id)
-            realtime.publish(connected.account.id, "conversation.updated", conversation_id=message.conversation_id,
+            publish.publish(connected.account.id, "conversation.updated", conversation_id=message.conversation_id,
                              removed_message_id=999)
         frames = s.wait_for(f'id="message-{message.id}"')
         if 'id="message-999"' not in frames:  # the two events may come in one frame or two
@@ -191,9 +200,8 @@ def test_message_updated_and_removed_bubbles_are_swapped_by_id(app, live_server,
         s.close()
 
 
-def test_account_updated_pushes_the_reconnect_banner(app, live_server, shop):
-    connected, _, agent = shop
-    s = LiveSocket(live_server.url, session_cookie(login_client(app, agent)), account=connected.account.id)
+def test_account_updated_pushes_the_reconnect_banner(app, live_server, connected, alice, agent):
+    s = LiveSocket(live_server.url, session_cookie(logged_in_client(app, agent)), account=connected.account.id)
     try:
         s.wait_for('id="live-state"')
         with app.app_context():
@@ -206,27 +214,25 @@ def test_account_updated_pushes_the_reconnect_banner(app, live_server, shop):
         s.close()
 
 
-def test_shutdown_closes_sockets_with_1012(app, live_server, shop):
-    connected, _, agent = shop
-    s = LiveSocket(live_server.url, session_cookie(login_client(app, agent)), account=connected.account.id)
+def test_shutdown_closes_sockets_with_1012(app, live_server, connected, alice, agent):
+    s = LiveSocket(live_server.url, session_cookie(logged_in_client(app, agent)), account=connected.account.id)
     s.wait_for('id="live-state"')
     app.extensions["inbox_shutdown"]()
     assert s.wait_closed() == 1012
     # The same server serves again: a new socket is live.
-    again = LiveSocket(live_server.url, session_cookie(login_client(app, agent)), account=connected.account.id)
+    again = LiveSocket(live_server.url, session_cookie(logged_in_client(app, agent)), account=connected.account.id)
     try:
         again.wait_for('id="live-state"')
     finally:
         again.close()
 
 
-def test_a_revoked_membership_ends_the_socket(app, live_server, shop, monkeypatch):
+def test_a_revoked_membership_ends_the_socket(app, live_server, connected, alice, agent, monkeypatch):
     from inbox.routes import live
     from inbox.services import staff
 
     monkeypatch.setattr(live, "MEMBERSHIP_CHECK_SECONDS", 0.2)
-    connected, _, agent = shop
-    s = LiveSocket(live_server.url, session_cookie(login_client(app, agent)), account=connected.account.id)
+    s = LiveSocket(live_server.url, session_cookie(logged_in_client(app, agent)), account=connected.account.id)
     s.wait_for('id="live-state"')
     with app.app_context():
         staff.revoke(agent.id, connected.account.id)
@@ -235,10 +241,10 @@ def test_a_revoked_membership_ends_the_socket(app, live_server, shop, monkeypatc
 
 # --- Two web processes on one Redis -------------------------------------------------------------
 
-def test_a_webhook_received_by_one_process_reaches_a_socket_on_the_other(app, app_config, sim, connected_account,
+def test_a_webhook_received_by_one_process_reaches_a_socket_on_the_other(app, app_config, sim, connected,
                                                                           factory, tmp_path):
-    alice = connected_account.ig.add_customer("alice", name="Alice")
-    agent = factory.staff_on(connected_account.account, "agent")
+    alice = connected.ig.add_customer("alice", name="Alice")
+    agent = factory.staff_on(connected.account, "agent")
     other_account = factory.account(username="elsewhere")
     outsider = factory.staff_on(other_account, "admin")
     first = GunicornServer(app_config, tmp_path / "one").start()
@@ -247,8 +253,8 @@ def test_a_webhook_received_by_one_process_reaches_a_socket_on_the_other(app, ap
         from tests.support.sim import wire_webhooks
 
         wire_webhooks(sim, first.url)  # Meta posts to the first process
-        member = LiveSocket(second.url, session_cookie(login_client(app, agent)), account=connected_account.account.id)
-        outsider_socket = LiveSocket(second.url, session_cookie(login_client(app, outsider)))
+        member = LiveSocket(second.url, session_cookie(logged_in_client(app, agent)), account=connected.account.id)
+        outsider_socket = LiveSocket(second.url, session_cookie(logged_in_client(app, outsider)))
         try:
             member.wait_for('id="live-state"', timeout=20)
             outsider_socket.wait_for('id="live-state"', timeout=20)
@@ -262,7 +268,7 @@ def test_a_webhook_received_by_one_process_reaches_a_socket_on_the_other(app, ap
             member.wait_for('id="unread-total"')
 
         with app.app_context():
-            realtime.publish(other_account.id, "account.updated")
+            publish.publish(other_account.id, "account.updated")
         assert "Lyon" not in outsider_socket.wait_for("account-banners")
 
         # A deploy stops the second process: its sockets are told to reconnect (1012).
@@ -273,14 +279,13 @@ def test_a_webhook_received_by_one_process_reaches_a_socket_on_the_other(app, ap
         second.stop()
 
 
-def test_an_ambiguous_send_shows_waiting_for_instagram(app, live_server, shop, run_jobs, sim, client, auth):
-    connected, alice, agent = shop
-    s = LiveSocket(live_server.url, session_cookie(login_client(app, agent)), account=connected.account.id)
+def test_an_ambiguous_send_shows_waiting_for_instagram(app, live_server, connected, alice, agent, run_jobs, sim,
+                                                       client):
+    s = LiveSocket(live_server.url, session_cookie(logged_in_client(app, agent)), account=connected.account.id)
     try:
         s.wait_for('id="live-state"')
         sim.faults.send_ambiguous = 1
         connected.ig.unsubscribe()  # and its echo never comes
-        auth.login(agent)
         url = f"/accounts/{connected.account.id}/conversations/{the_conversation(app)}/reply"
         client.post(url, data={"text": "Did this arrive?", "client_token": uuid.uuid4().hex}, headers=hx())
         s.wait_for("Sending…")
@@ -291,11 +296,9 @@ def test_an_ambiguous_send_shows_waiting_for_instagram(app, live_server, shop, r
         s.close()
 
 
-def test_reading_marks_the_open_conversation_read_for_everyone(app, client, auth, shop, live_server):
-    connected, alice, agent = shop
-    auth.login(agent)
+def test_reading_marks_the_open_conversation_read_for_everyone(app, client, connected, alice, agent, live_server):
     conversation_id = the_conversation(app)
-    s = LiveSocket(live_server.url, session_cookie(login_client(app, agent)), account=connected.account.id)
+    s = LiveSocket(live_server.url, session_cookie(logged_in_client(app, agent)), account=connected.account.id)
     try:
         s.wait_for('id="live-state"')
         response = client.post(f"/accounts/{connected.account.id}/conversations/{conversation_id}/read", headers=hx())
@@ -314,20 +317,25 @@ def test_a_transactions_events_go_out_after_commit_in_order_and_never_after_a_ro
     account = factory.account()
     with app.app_context():
         pubsub = get_redis(app).pubsub()
-        pubsub.subscribe(realtime.channel(account.id))
+        pubsub.subscribe(publish.channel(account.id))
         pubsub.get_message(timeout=1)  # the subscribe confirmation
 
         db.session.execute(select(Account.id))  # a transaction that will roll back
-        realtime.publish_after_commit(account.id, "conversation.updated", conversation_id=1)
+        publish.publish_after_commit(account.id, "conversation.updated", conversation_id=1)
         db.session.rollback()  # dropped with its transaction
         db.session.execute(select(Account.id))
         for n in (2, 3, 4):
-            realtime.publish_after_commit(account.id, "conversation.updated", conversation_id=n)
-        assert pubsub.get_message(timeout=0.3) is None  # nothing before the commit
+            publish.publish_after_commit(account.id, "conversation.updated", conversation_id=n)
+        assert drain(pubsub, close=False) == []  # nothing before the commit
         db.session.commit()
-
-        got = []
-        while (message := pubsub.get_message(timeout=1)) is not None:
-            got.append(json.loads(message["data"])["conversation_id"])
-        pubsub.close()
+        got = [event["conversation_id"] for event in drain(pubsub)]
     assert got == [2, 3, 4]
+
+
+def test_services_that_publish_pull_in_no_web_code():
+    # A worker imports every service; the hub, the frames and the routes are the web process's.
+    probe = ("import importlib, pkgutil, sys, inbox.services as s\n"
+             "for m in pkgutil.iter_modules(s.__path__): importlib.import_module('inbox.services.' + m.name)\n"
+             "print(sorted(n for n in sys.modules if n.startswith(('inbox.live.', 'inbox.routes', 'inbox.templating'))))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "['inbox.live.publish']"

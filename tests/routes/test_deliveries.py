@@ -6,15 +6,14 @@ import pytest
 from playwright.sync_api import expect
 from tests.support.browser import screenshot
 from tests.support.factory import PASSWORD
-from tests.support.inbox_state import deliveries, messages
+from tests.support.stored import deliveries, messages
 from tests.support.refusals import refusing
-from tests.support.webhooks import ACCOUNT, envelope, message, post
+from tests.support.webhooks import envelope, message, post
 
 
 @pytest.fixture
-def failed_delivery(app, client, factory):
+def failed_delivery(app, client, account):
     """A signed delivery cut short: stored, marked failed."""
-    factory.account(ACCOUNT, "shop")
     post(client, b'{"object":"instagram","entry":[{"id":"<script>alert(1)</script>"')  # cut short: not JSON
     return deliveries(app)[-1]
 
@@ -46,8 +45,7 @@ def test_replay_needs_the_csrf_token(app, client, auth, factory, failed_delivery
 
 
 @pytest.mark.browser
-def test_a_failed_delivery_is_replayed_from_the_page(app, client, factory, page, live_server):
-    factory.account(ACCOUNT, "shop")
+def test_a_failed_delivery_is_replayed_from_the_page(app, client, factory, page, live_server, account):
     with refusing(app, "hold on") as allow:  # the database refuses this one message for a while
         _replay_from_the_page(app, client, factory, page, live_server, allow)
 

@@ -9,19 +9,14 @@ from sqlalchemy import select
 
 from inbox.extensions import db, get_redis
 from inbox.models import Attachment, Message, Product
-from inbox.services.products import catalogue, posts
-from inbox.services.realtime import channel
-from tests.support.inbox_state import conversation_of
+from inbox.live.publish import channel
+from inbox.services.products import posts
+from tests.support.stored import conversation_of
 
 
 def _attachment_id(app, mid):
     with app.app_context():
         return db.session.scalar(select(Attachment.id).join(Message).where(Message.mid == mid))
-
-
-def _add(app, account_id, sku, name, keywords=""):
-    with app.app_context():
-        return catalogue.create_product(account_id, name=name, sku=sku, keywords=keywords).id
 
 
 # --- Catalogue ----------------------------------------------------------------------------
@@ -60,7 +55,7 @@ def test_admins_add_edit_and_archive_products_and_agents_only_read(app, client, 
 def test_csv_import_adds_good_rows_and_reports_each_rejected_one(app, client, auth, factory):
     account = factory.account()
     auth.login(factory.staff_on(account, "admin"))
-    _add(app, account.id, "RD-1", "Red Dress")
+    factory.product(account, "Red Dress", "RD-1")
     csv_text = ("sku,name,price,keywords\n"
                 "BS-2,Blue Scarf,19.5,\"scarf, blue scarf\"\n"
                 "rd-1,Another dress,10,\n"
@@ -90,10 +85,10 @@ def test_csv_import_adds_good_rows_and_reports_each_rejected_one(app, client, au
 # --- Posts and links --------------------------------------------------------------------
 
 def test_the_posts_page_shows_link_states_and_links_and_unlinks(
-        app, client, auth, factory, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+        app, client, auth, factory, sim_webhooks, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     auth.login(factory.staff_on(account, "agent", name="Ana"))
-    dress = _add(app, account.id, "RD-1", "Red Dress", "dress")
+    dress = factory.product(account, "Red Dress", "RD-1", keywords="dress").id
     shop.add_customer("alice").shares_post(caption="A dress for summer")
     shop.add_customer("bob").shares_post(caption="Nothing to see")
     own = shop.add_post("Our new hat")
@@ -117,10 +112,10 @@ def test_the_posts_page_shows_link_states_and_links_and_unlinks(
 
 
 def test_linking_from_a_thread_card_assigns_that_conversation_and_updates_its_header(
-        app, client, auth, factory, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+        app, client, auth, factory, sim_webhooks, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     auth.login(factory.staff_on(account, "agent", name="Ana"))
-    dress = _add(app, account.id, "RD-1", "Red Dress")
+    dress = factory.product(account, "Red Dress", "RD-1").id
     alice = shop.add_customer("alice")
     sent = alice.shares_post(caption="cute!")
     run_jobs()
@@ -140,11 +135,11 @@ def test_linking_from_a_thread_card_assigns_that_conversation_and_updates_its_he
 
 
 def test_the_dropdown_sets_the_product_by_hand_publishes_and_explains_why(
-        app, client, auth, factory, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+        app, client, auth, factory, sim_webhooks, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     auth.login(factory.staff_on(account, "agent", name="Ana"))
-    _add(app, account.id, "RD-1", "Red Dress", "dress")
-    scarf = _add(app, account.id, "BS-2", "Blue Scarf")
+    factory.product(account, "Red Dress", "RD-1", keywords="dress")
+    scarf = factory.product(account, "Blue Scarf", "BS-2").id
     alice = shop.add_customer("alice")
     alice.shares_post(caption="that dress")
     run_jobs()
@@ -175,14 +170,14 @@ def test_the_dropdown_sets_the_product_by_hand_publishes_and_explains_why(
 
 
 def test_another_accounts_products_posts_conversations_and_attachments_are_404(
-        app, client, auth, factory, sim_webhooks, connected_account, run_jobs):
+        app, client, auth, factory, sim_webhooks, connected, run_jobs):
     from tests.support.sim import connect_account
 
-    mine = connected_account
+    mine = connected
     other = connect_account(factory, sim_webhooks, "other_shop")
     auth.login(factory.staff_on(mine.account, "admin"))
-    theirs = _add(app, other.account.id, "OT-1", "Their product", "theirs")
-    own_product = _add(app, mine.account.id, "MY-1", "My product")
+    theirs = factory.product(other.account, "Their product", "OT-1", keywords="theirs").id
+    own_product = factory.product(mine.account, "My product", "MY-1").id
     bob = other.ig.add_customer("bob")
     sent = bob.shares_post(caption="theirs")
     run_jobs()
@@ -218,10 +213,10 @@ def test_another_accounts_products_posts_conversations_and_attachments_are_404(
 
 
 def test_captions_and_product_names_are_escaped_everywhere(
-        app, client, auth, factory, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+        app, client, auth, factory, sim_webhooks, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     auth.login(factory.staff_on(account, "admin"))
-    _add(app, account.id, "X-1", "<script>alert(1)</script>", "boom")
+    factory.product(account, "<script>alert(1)</script>", "X-1", keywords="boom")
     alice = shop.add_customer("alice")
     alice.shares_post(caption='boom <img src=x onerror="alert(2)">')
     run_jobs()
@@ -238,8 +233,8 @@ def test_captions_and_product_names_are_escaped_everywhere(
 
 # --- CLI --------------------------------------------------------------------------------
 
-def test_cli_adds_lists_links_and_explains(app, runner, sim_webhooks, connected_account, run_jobs, factory):
-    account, shop = connected_account.account, connected_account.ig
+def test_cli_adds_lists_links_and_explains(app, runner, sim_webhooks, connected, run_jobs, factory):
+    account, shop = connected.account, connected.ig
     ig = account.ig_user_id
     r = runner.invoke(args=["products", "add", "--account", ig, "--sku", "RD-1", "--name", "Red Dress",
                             "--keywords", "red dress, ,crimson"])

@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from inbox import create_app
 from inbox.extensions import db
 from inbox.models import Message, WebhookDelivery
-from tests.conftest import APP_SECRET, VERIFY_TOKEN
+from tests.support.settings import APP_SECRET, VERIFY_TOKEN
 from tests.support.databases import is_postgres
-from tests.support.webhooks import ACCOUNT, encode, envelope, fixture, message, post, sign
+from tests.support.webhooks import encode, envelope, fixture, message, post, sign
 
 
 def count(app, model) -> int:
@@ -45,8 +45,7 @@ def test_handshake_challenge_is_never_served_as_html(client):
     assert response.mimetype == "text/plain" and response.headers["X-Content-Type-Options"] == "nosniff"
 
 
-def test_a_signed_delivery_is_stored_applied_and_answered_200(app, client, factory):
-    factory.account(ACCOUNT)
+def test_a_signed_delivery_is_stored_applied_and_answered_200(app, client, account):
     body = fixture("text")
     response = post(client, body)
     assert response.status_code == 200
@@ -59,8 +58,7 @@ def test_a_signed_delivery_is_stored_applied_and_answered_200(app, client, facto
         assert db.session.scalar(select(Message.text)) == "Hi! Is the red dress still available?"
 
 
-def test_the_signature_is_checked_over_the_raw_escaped_bytes(app, client, factory):
-    factory.account(ACCOUNT)
+def test_the_signature_is_checked_over_the_raw_escaped_bytes(app, client, account):
     # Meta escapes non-ASCII and "/" before signing; re-serialising would change the bytes.
     body = encode(envelope(message("m-unicode", "äöå <b>/x</b>")))
     assert b"\\u00e4" in body and b"\\/" in body
@@ -70,8 +68,7 @@ def test_the_signature_is_checked_over_the_raw_escaped_bytes(app, client, factor
 
 
 @pytest.mark.parametrize("header", [None, "", "sha256=", "sha256=" + "0" * 64, "sha1=abc", "garbage"])
-def test_missing_or_bad_signatures_get_403_store_nothing_and_log(app, client, factory, caplog, header):
-    factory.account(ACCOUNT)
+def test_missing_or_bad_signatures_get_403_store_nothing_and_log(app, client, caplog, header, account):
     body = fixture("text")
     headers = {"Content-Type": "application/json"}
     if header is not None:
@@ -83,8 +80,7 @@ def test_missing_or_bad_signatures_get_403_store_nothing_and_log(app, client, fa
     assert any("webhook refused" in r.getMessage() and "signature" in r.getMessage() for r in caplog.records)
 
 
-def test_a_body_signed_with_another_secret_or_changed_after_signing_is_refused(app, client, factory):
-    factory.account(ACCOUNT)
+def test_a_body_signed_with_another_secret_or_changed_after_signing_is_refused(app, client, account):
     body = fixture("text")
     assert post(client, body, secret="someone-else").status_code == 403
     tampered = body.replace(b"red dress", b"RED DRESS")
@@ -141,8 +137,7 @@ def test_a_database_outage_answers_5xx_so_meta_retries(app_config, tmp_path):
     assert response.headers["Retry-After"]
 
 
-def test_the_signature_is_stored_in_its_normal_form(app, client, factory):
-    factory.account(ACCOUNT)
+def test_the_signature_is_stored_in_its_normal_form(app, client, account):
     body = fixture("text")
     signature = sign(body, APP_SECRET)
     response = client.post("/webhooks/instagram", data=body, csrf=False,

@@ -10,9 +10,8 @@ from sqlalchemy import func, select
 
 from inbox.extensions import db
 from inbox.models import Conversation, Message
-from tests.conftest import APP_SECRET
-from tests.support.databases import is_postgres
-from tests.support.webhooks import ACCOUNT, T0, encode, envelope, message, sign
+from tests.support.settings import APP_SECRET
+from tests.support.webhooks import T0, encode, envelope, message, sign
 
 
 def post_together(url: str, bodies: list[bytes]) -> list[int]:
@@ -36,11 +35,8 @@ def post_together(url: str, bodies: list[bytes]) -> list[int]:
     return statuses
 
 
-@pytest.mark.postgres
-def test_two_deliveries_for_one_new_customer_make_one_conversation(app, factory, live_server):
-    if not is_postgres():
-        pytest.skip("needs PostgreSQL (DATABASE_URL)")
-    factory.account(ACCOUNT, "shop")
+@pytest.mark.postgres("SQLite takes one writer at a time, so the two deliveries cannot race")
+def test_two_deliveries_for_one_new_customer_make_one_conversation(app, live_server, account):
     customers = [f"91000000000{n:05d}" for n in range(12)]
     for customer in customers:
         bodies = [encode(envelope(message(f"m-{customer}-{i}", f"hello {i}", customer=customer, ts=T0 + i)))
@@ -55,8 +51,7 @@ def test_two_deliveries_for_one_new_customer_make_one_conversation(app, factory,
         assert unread == {2}  # neither message's count was lost
 
 
-def test_the_same_delivery_twice_at_once_stores_one_message(app, factory, live_server):
-    factory.account(ACCOUNT, "shop")
+def test_the_same_delivery_twice_at_once_stores_one_message(app, live_server, account):
     for n in range(6):
         body = encode(envelope(message(f"m-dup-{n}", "only once", customer=f"92000000000{n:05d}")))
         assert post_together(live_server.url, [body, body]) == [200, 200]
@@ -65,8 +60,7 @@ def test_the_same_delivery_twice_at_once_stores_one_message(app, factory, live_s
         assert set(db.session.scalars(select(Conversation.unread_count))) == {1}
 
 
-def test_concurrent_batches_for_the_same_customers_neither_deadlock_nor_double(app, factory, live_server):
-    factory.account(ACCOUNT, "shop")
+def test_concurrent_batches_for_the_same_customers_neither_deadlock_nor_double(app, live_server, account):
     customers = [f"93000000000{n:05d}" for n in range(30)]
     for round_ in range(4):
         # The same customers in opposite orders: the classic recipe for a deadlock.

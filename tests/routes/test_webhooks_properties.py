@@ -93,9 +93,7 @@ def assert_nothing_half_written(app):
         s.rollback()
 
 
-def test_mutated_payloads_never_get_a_5xx_or_leave_half_written_rows(app, client, factory):
-    factory.account(ACCOUNT, "shop")
-    factory.account(SECOND_ACCOUNT, "second")
+def test_mutated_payloads_never_get_a_5xx_or_leave_half_written_rows(app, client, account, second_account):
 
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                      HealthCheck.too_slow])

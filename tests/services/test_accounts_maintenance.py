@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from inbox.services.accounts import access_token
 from inbox.services.accounts_maintenance import refresh_tokens
 from inbox.services.graph import WEBHOOK_FIELDS, GraphClient
 from tests.support.sim import connect_account
+from tests.support.waiting import wait_until
 
 NEEDED = set(WEBHOOK_FIELDS["instagram"])
 
@@ -47,8 +47,8 @@ def run_check(app):
         return refresh_tokens()
 
 
-def test_a_token_close_to_expiry_is_refreshed(sim, app, connected_account):
-    shop, account_id = connected_account.ig, connected_account.account.id
+def test_a_token_close_to_expiry_is_refreshed(sim, app, connected):
+    shop, account_id = connected.ig, connected.account.id
     set_token_times(app, account_id, expires_in=timedelta(days=10), refreshed_ago=timedelta(days=50))
     shop.age_token(50 * 24 * 3600)
     old_token = shop.token
@@ -69,9 +69,9 @@ def test_a_token_close_to_expiry_is_refreshed(sim, app, connected_account):
     (timedelta(days=50), timedelta(days=10)),  # far from expiry
     (None, timedelta(hours=1)),  # expiry unknown, but Meta refreshes only day-old tokens
 ])
-def test_a_fresh_token_is_left_alone_but_the_subscription_is_checked(sim, app, connected_account, expires_in,
+def test_a_fresh_token_is_left_alone_but_the_subscription_is_checked(sim, app, connected, expires_in,
                                                                       refreshed_ago):
-    account_id = connected_account.account.id
+    account_id = connected.account.id
     set_token_times(app, account_id, expires_in=expires_in, refreshed_ago=refreshed_ago)
 
     [check] = run_check(app)
@@ -81,34 +81,34 @@ def test_a_fresh_token_is_left_alone_but_the_subscription_is_checked(sim, app, c
     assert load(app, account_id).webhook_checked_at is not None
 
 
-def test_a_token_meta_will_not_refresh_yet_keeps_working(sim, app, connected_account):
+def test_a_token_meta_will_not_refresh_yet_keeps_working(sim, app, connected):
     # A token added by hand (no expiry known) that Meta issued less than a day ago.
-    set_token_times(app, connected_account.account.id, expires_in=None, refreshed_ago=None)
+    set_token_times(app, connected.account.id, expires_in=None, refreshed_ago=None)
 
     [check] = run_check(app)
 
     assert not check.refreshed and "less than 24 hours old" in check.errors[0]
     assert check.subscribed
-    account = load(app, connected_account.account.id)
+    account = load(app, connected.account.id)
     assert account.status == "active"
     with app.app_context():
-        assert access_token(account) == connected_account.ig.token
+        assert access_token(account) == connected.ig.token
 
 
-def test_a_missing_webhook_subscription_is_restored(sim, app, connected_account):
-    connected_account.ig.unsubscribe()  # Meta dropped it after failed deliveries
+def test_a_missing_webhook_subscription_is_restored(sim, app, connected):
+    connected.ig.unsubscribe()  # Meta dropped it after failed deliveries
 
     [check] = run_check(app)
 
     assert sorted(check.restored_fields) == sorted(NEEDED)
-    assert connected_account.ig.subscribed_fields >= NEEDED
+    assert connected.ig.subscribed_fields >= NEEDED
     assert "webhook subscription restored" in check.describe()
 
 
 @pytest.mark.parametrize("death", ["revoked", "expired"])
 def test_a_dead_token_marks_reconnect_needed_and_the_inbox_shows_the_banner(sim, app, client, auth, factory,
-                                                                            connected_account, death):
-    shop, account = connected_account.ig, connected_account.account
+                                                                            connected, death):
+    shop, account = connected.ig, connected.account
     set_token_times(app, account.id, expires_in=timedelta(days=3), refreshed_ago=timedelta(days=57))
     shop.age_token(57 * 24 * 3600)
     shop.revoke_token() if death == "revoked" else shop.expire_token()
@@ -132,40 +132,40 @@ def test_a_dead_token_marks_reconnect_needed_and_the_inbox_shows_the_banner(sim,
 
 
 def test_site_admins_see_reconnect_in_the_banner_and_on_the_accounts_page(sim, app, client, auth, factory,
-                                                                         connected_account):
-    connected_account.ig.revoke_token()
+                                                                         connected):
+    connected.ig.revoke_token()
     run_check(app)
     boss = factory.user(superadmin=True)
-    factory.grant(boss, connected_account.account, "admin")
+    factory.grant(boss, connected.account, "admin")
     auth.login(boss)
 
-    inbox = client.get(f"/accounts/{connected_account.account.id}/").get_data(as_text=True)
+    inbox = client.get(f"/accounts/{connected.account.id}/").get_data(as_text=True)
     assert "Reconnect needed." in inbox and 'href="/admin/connect">Reconnect</a>' in inbox
     overview = client.get("/admin/accounts").get_data(as_text=True)
     assert "Reconnect needed" in overview and ">Reconnect</button>" in overview
     assert "password" in overview  # the reason Meta gave
 
 
-def test_one_failing_account_does_not_stop_the_others(sim, app, factory, connected_account):
+def test_one_failing_account_does_not_stop_the_others(sim, app, factory, connected):
     other = connect_account(factory, sim, "second.shop")
-    connected_account.ig.revoke_token()
+    connected.ig.revoke_token()
     other.ig.unsubscribe()
 
     checks = {c.account_id: c for c in run_check(app)}
 
-    assert checks[connected_account.account.id].reconnect_needed
+    assert checks[connected.account.id].reconnect_needed
     assert checks[other.account.id].restored_fields and other.ig.subscribed_fields >= NEEDED
     assert load(app, other.account.id).status == "active"
 
 
-def test_meta_being_down_is_reported_and_changes_nothing(sim, app, connected_account):
+def test_meta_being_down_is_reported_and_changes_nothing(sim, app, connected):
     app.config["GRAPH_RETRY_BACKOFF_SECONDS"] = 0.01
     sim.fail_next("subscribed_apps", 2, times=10)
 
     [check] = run_check(app)
 
     assert check.errors and "webhook subscription check failed" in check.errors[0]
-    account = load(app, connected_account.account.id)
+    account = load(app, connected.account.id)
     assert account.status == "active" and account.webhook_checked_at is None
 
 
@@ -180,30 +180,30 @@ def test_facebook_page_tokens_are_not_refreshed(sim, app, factory):
     assert check.restored_fields and page.ig.subscribed_fields
 
 
-def test_the_cli_runs_the_check_now(sim, app, runner, connected_account):
-    connected_account.ig.unsubscribe()
+def test_the_cli_runs_the_check_now(sim, app, runner, connected):
+    connected.ig.unsubscribe()
     result = runner.invoke(args=["accounts", "refresh-tokens"])
     assert result.exit_code == 0, result.output
-    assert f"@{connected_account.ig.username}: webhook subscription restored" in result.output
-    assert connected_account.ig.subscribed_fields >= NEEDED
+    assert f"@{connected.ig.username}: webhook subscription restored" in result.output
+    assert connected.ig.subscribed_fields >= NEEDED
 
-    one = runner.invoke(args=["accounts", "refresh-tokens", "--account", connected_account.ig.ig_user_id])
+    one = runner.invoke(args=["accounts", "refresh-tokens", "--account", connected.ig.ig_user_id])
     assert one.exit_code == 0 and "webhooks subscribed" in one.output
     assert runner.invoke(args=["accounts", "refresh-tokens", "--account", "999"]).exit_code != 0
 
 
-def test_check_now_on_the_accounts_page(sim, app, client, auth, factory, connected_account, run_jobs):
-    connected_account.ig.unsubscribe()
+def test_check_now_on_the_accounts_page(sim, app, client, auth, factory, connected, run_jobs):
+    connected.ig.unsubscribe()
     auth.login(factory.user(superadmin=True))
     page = client.get("/admin/accounts").get_data(as_text=True)
     assert "Not confirmed" in page and "Check now" in page
 
-    response = client.post("/admin/accounts/check", data={"account_id": connected_account.account.id})
-    client.post("/admin/accounts/check", data={"account_id": connected_account.account.id})  # a double click
+    response = client.post("/admin/accounts/check", data={"account_id": connected.account.id})
+    client.post("/admin/accounts/check", data={"account_id": connected.account.id})  # a double click
 
     assert response.status_code == 302
     assert run_jobs() == 1
-    assert connected_account.ig.subscribed_fields >= NEEDED
+    assert connected.ig.subscribed_fields >= NEEDED
     page = client.get("/admin/accounts").get_data(as_text=True)
     assert "Subscribed" in page and "Not confirmed" not in page
 
@@ -230,20 +230,20 @@ def test_the_daily_check_is_scheduled_once_a_day(app):
     assert all("refresh-tokens" in job_id for job_id in jobs)
 
 
-def test_each_daily_run_schedules_the_next(sim, app, connected_account, run_jobs):
-    connected_account.ig.unsubscribe()
+def test_each_daily_run_schedules_the_next(sim, app, connected, run_jobs):
+    connected.ig.unsubscribe()
     with app.app_context():
         enqueue("inbox.jobs.refresh_tokens", queue="low")
     assert run_jobs() == 1
 
-    assert connected_account.ig.subscribed_fields >= NEEDED
+    assert connected.ig.subscribed_fields >= NEEDED
     [when] = scheduled(app).values()
     assert timedelta(0) < when - datetime.now(timezone.utc) <= timedelta(days=1)
     assert when.hour == app.config["ACCOUNT_CHECK_HOUR_UTC"]
 
 
-def test_python_worker_py_runs_the_daily_check_without_cron(sim, app, app_config, connected_account, tmp_path):
-    connected_account.ig.unsubscribe()
+def test_python_worker_py_runs_the_daily_check_without_cron(sim, app, app_config, connected, tmp_path):
+    connected.ig.unsubscribe()
     with app.app_context():
         # A run that came due while no worker was up (the day before, seen from now).
         due = schedule_account_checks(now=utcnow() - timedelta(days=1))
@@ -253,13 +253,9 @@ def test_python_worker_py_runs_the_daily_check_without_cron(sim, app, app_config
     worker = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parents[2] / "worker.py")], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not connected_account.ig.subscribed_fields:
-            time.sleep(0.2)
-        assert connected_account.ig.subscribed_fields >= NEEDED  # the worker's scheduler ran it
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and due.id in scheduled(app):
-            time.sleep(0.2)
+        wait_until(lambda: connected.ig.subscribed_fields, timeout=60, what="the worker's account check")
+        assert connected.ig.subscribed_fields >= NEEDED  # the worker's scheduler ran it
+        wait_until(lambda: due.id not in scheduled(app), timeout=30, what="the run that came due to leave the schedule")
         [following] = scheduled(app).values()  # and it named tomorrow's run
         assert timedelta(0) < following - datetime.now(timezone.utc) <= timedelta(days=1)
     finally:

@@ -206,12 +206,12 @@ def test_a_failed_subscription_still_connects_with_a_warning(sim, app, client, a
     assert account.webhook_fields is None and shop.subscribed_fields == set()
 
 
-def test_reconnecting_updates_the_same_account(sim, app, client, admin, run_jobs, connected_account, factory):
+def test_reconnecting_updates_the_same_account(sim, app, client, admin, run_jobs, connected, factory):
     from inbox.services.accounts_maintenance import refresh_tokens
 
-    shop = connected_account.ig
+    shop = connected.ig
     old_token = shop.token
-    agent = factory.staff_on(connected_account.account, "agent")
+    agent = factory.staff_on(connected.account, "agent")
     shop.revoke_token()  # the owner changed their password
     shop.unsubscribe()
     with app.app_context():

@@ -10,8 +10,8 @@ from sqlalchemy import insert
 from inbox.extensions import db
 from inbox.jobs import enqueue, get_queue, schedule_delivery_recovery
 from inbox.models import WebhookDelivery, utcnow
-from tests.support.inbox_state import deliveries, messages
-from tests.support.webhooks import ACCOUNT, encode, envelope, fixture, message
+from tests.support.stored import deliveries, messages
+from tests.support.webhooks import encode, envelope, fixture, message
 
 
 def stored(app, body: bytes, *, status: str, age: timedelta, attempts: int = 1) -> int:
@@ -24,8 +24,7 @@ def stored(app, body: bytes, *, status: str, age: timedelta, attempts: int = 1) 
     return delivery_id
 
 
-def test_the_worker_applies_interrupted_and_retryable_failed_deliveries(app, factory, run_jobs):
-    factory.account(ACCOUNT, "shop")
+def test_the_worker_applies_interrupted_and_retryable_failed_deliveries(app, run_jobs, account):
     crashed = stored(app, fixture("text"), status="received", age=timedelta(minutes=10))
     failed_once = stored(app, encode(envelope(message("m_failed_once", "second try"))), status="failed",
                          age=timedelta(minutes=1))

@@ -1,4 +1,4 @@
-"""The webhook parser: pure, defensive, every shape of reference section 2."""
+"""The webhook parser: pure, defensive, every shape of event Instagram's messaging webhooks send."""
 
 from __future__ import annotations
 

@@ -29,20 +29,20 @@ def ctx(app):
         yield
 
 
-def test_me_names_the_webhook_id_as_user_id(sim, connected_account, client_for, ctx):
-    me = client_for(connected_account.account).me()
-    assert me["user_id"] == connected_account.account.ig_user_id
+def test_me_names_the_webhook_id_as_user_id(sim, connected, client_for, ctx):
+    me = client_for(connected.account).me()
+    assert me["user_id"] == connected.account.ig_user_id
     assert me["id"] != me["user_id"]  # /me id is app-scoped; using it for webhooks would be a bug
-    assert me["username"] == connected_account.ig.username
+    assert me["username"] == connected.ig.username
 
 
-def test_conversations_come_newest_first_across_pages(sim, connected_account, client_for, ctx):
-    shop = connected_account.ig
+def test_conversations_come_newest_first_across_pages(sim, connected, client_for, ctx):
+    shop = connected.ig
     customers = [shop.add_customer(f"c{i}") for i in range(23)]
     for i, customer in enumerate(customers):
         customer.sends_text(f"hello {i}", at=1_700_000_000 + i * 60, deliver=False)
 
-    conversations = list(client_for(connected_account.account).list_conversations(
+    conversations = list(client_for(connected.account).list_conversations(
         fields="id,updated_time,participants", limit=10))
 
     assert len(conversations) == 23
@@ -52,20 +52,20 @@ def test_conversations_come_newest_first_across_pages(sim, connected_account, cl
     assert [c.code for c in sim.calls_to("conversations")] == [None, None, None]  # three pages, paging.next
 
 
-def test_find_conversation_by_customer(sim, connected_account, client_for, ctx):
-    alice = connected_account.ig.add_customer("alice")
-    connected_account.ig.add_customer("bob").sends_text("hi", deliver=False)
+def test_find_conversation_by_customer(sim, connected, client_for, ctx):
+    alice = connected.ig.add_customer("alice")
+    connected.ig.add_customer("bob").sends_text("hi", deliver=False)
     alice.sends_text("hi", deliver=False)
-    client = client_for(connected_account.account)
-    assert client.find_conversation(alice.igsid) == connected_account.ig.conversation_id(alice)
+    client = client_for(connected.account)
+    assert client.find_conversation(alice.igsid) == connected.ig.conversation_id(alice)
     assert client.find_conversation("7999999999999999") is None
 
 
-def test_only_the_twenty_newest_messages_carry_details(sim, connected_account, client_for, ctx):
-    alice = connected_account.ig.add_customer("alice")
+def test_only_the_twenty_newest_messages_carry_details(sim, connected, client_for, ctx):
+    alice = connected.ig.add_customer("alice")
     sent = [alice.sends_text(f"message {i}", at=1_700_000_000 + i, deliver=False) for i in range(25)]
-    client = client_for(connected_account.account)
-    conversation_id = connected_account.ig.conversation_id(alice)
+    client = client_for(connected.account)
+    conversation_id = connected.ig.conversation_id(alice)
 
     messages = list(client.conversation_messages(conversation_id, fields="id,created_time,message,from", limit=10))
 
@@ -78,12 +78,12 @@ def test_only_the_twenty_newest_messages_carry_details(sim, connected_account, c
     assert (exc.value.code, exc.value.subcode) == (100, 33)
 
 
-def test_message_details_include_attachments_reply_and_reactions(sim, connected_account, client_for, ctx):
-    alice = connected_account.ig.add_customer("alice")
+def test_message_details_include_attachments_reply_and_reactions(sim, connected, client_for, ctx):
+    alice = connected.ig.add_customer("alice")
     first = alice.sends_attachment("image", deliver=False)
     reply = alice.replies_to(first.mid, "this one", deliver=False)
     alice.reacts(first.mid, "love", deliver=False)
-    client = client_for(connected_account.account)
+    client = client_for(connected.account)
 
     image = client.message(first.mid)
     assert image["attachments"]["data"][0]["image_data"]["url"].startswith(sim.url)
@@ -92,9 +92,9 @@ def test_message_details_include_attachments_reply_and_reactions(sim, connected_
     assert client.message(reply.mid)["reply_to"] == {"mid": first.mid, "is_self_reply": True}
 
 
-def test_profile_needs_the_customer_to_have_written(sim, connected_account, client_for, ctx):
-    alice = connected_account.ig.add_customer("alice", name="Alice Liddell", follower_count=321)
-    client = client_for(connected_account.account)
+def test_profile_needs_the_customer_to_have_written(sim, connected, client_for, ctx):
+    alice = connected.ig.add_customer("alice", name="Alice Liddell", follower_count=321)
+    client = client_for(connected.account)
     with pytest.raises(ConsentRequired):
         client.profile(alice.igsid)
 
@@ -106,20 +106,20 @@ def test_profile_needs_the_customer_to_have_written(sim, connected_account, clie
     assert requests.get(profile["profile_pic"], timeout=5).status_code == 200
 
 
-def test_profile_of_an_unavailable_customer(sim, connected_account, client_for, ctx):
-    alice = connected_account.ig.add_customer("alice")
+def test_profile_of_an_unavailable_customer(sim, connected, client_for, ctx):
+    alice = connected.ig.add_customer("alice")
     alice.sends_text("hi", deliver=False)
     alice.set(available=False)
     with pytest.raises(UserUnavailable) as exc:
-        client_for(connected_account.account).profile(alice.igsid)
+        client_for(connected.account).profile(alice.igsid)
     assert exc.value.code == 551
 
 
-def test_media_only_for_the_accounts_own_posts(sim, connected_account, client_for, ctx):
-    shop = connected_account.ig
+def test_media_only_for_the_accounts_own_posts(sim, connected, client_for, ctx):
+    shop = connected.ig
     own = shop.add_post("Blue dress SKU-1")
     foreign = sim.add_foreign_post("Someone else's post")
-    client = client_for(connected_account.account)
+    client = client_for(connected.account)
 
     assert client.media(own.id)["caption"] == "Blue dress SKU-1"
     with pytest.raises(NotFound) as exc:
@@ -128,31 +128,31 @@ def test_media_only_for_the_accounts_own_posts(sim, connected_account, client_fo
     assert exc.value.error_type == "IGApiException"
 
 
-def test_own_media_newest_first_across_pages(sim, connected_account, client_for, ctx):
-    shop = connected_account.ig
+def test_own_media_newest_first_across_pages(sim, connected, client_for, ctx):
+    shop = connected.ig
     posts = [shop.add_post(f"post {i}", at=1_700_000_000 + i) for i in range(7)]
     sim.add_foreign_post("not ours")
-    listed = list(client_for(connected_account.account).own_media(fields="id,caption,timestamp", limit=3))
+    listed = list(client_for(connected.account).own_media(fields="id,caption,timestamp", limit=3))
     assert [m["id"] for m in listed] == [p.id for p in reversed(posts)]
 
 
 # --- Sends ---------------------------------------------------------------------------
 
-def test_send_text_reaches_the_customer(sim, connected_account, client_for, ctx):
-    alice = connected_account.ig.add_customer("alice")
+def test_send_text_reaches_the_customer(sim, connected, client_for, ctx):
+    alice = connected.ig.add_customer("alice")
     alice.sends_text("Do you ship to Lyon?", deliver=False)
 
-    result = client_for(connected_account.account).send_text(alice.igsid, "Oui, en 2 jours ✈️")
+    result = client_for(connected.account).send_text(alice.igsid, "Oui, en 2 jours ✈️")
 
     assert result.recipient_id == alice.igsid
     assert alice.received_texts == ["Oui, en 2 jours ✈️"]
     assert alice.received[0].mid == result.message_id
 
 
-def test_send_images_and_other_attachments(sim, connected_account, client_for, ctx):
-    alice = connected_account.ig.add_customer("alice")
+def test_send_images_and_other_attachments(sim, connected, client_for, ctx):
+    alice = connected.ig.add_customer("alice")
     alice.sends_text("photos?", deliver=False)
-    client = client_for(connected_account.account)
+    client = client_for(connected.account)
 
     client.send_images(alice.igsid, [f"https://example.com/{i}.jpg" for i in range(3)])
     client.send_attachment(alice.igsid, "audio", "https://example.com/note.m4a")
@@ -163,27 +163,27 @@ def test_send_images_and_other_attachments(sim, connected_account, client_for, c
     assert alice.received[0].attachments[2]["url"] == "https://example.com/2.jpg"
 
 
-def test_sender_actions_and_reactions(sim, connected_account, client_for, ctx):
-    alice = connected_account.ig.add_customer("alice")
+def test_sender_actions_and_reactions(sim, connected, client_for, ctx):
+    alice = connected.ig.add_customer("alice")
     hello = alice.sends_text("hello", deliver=False)
-    client = client_for(connected_account.account)
+    client = client_for(connected.account)
 
     client.sender_action(alice.igsid, "typing_on")
     client.react(alice.igsid, hello.mid, "love")
 
     assert [a["action"] for a in alice.sender_actions] == ["typing_on", "react"]
     reactions = client.message(hello.mid, fields="reactions")["reactions"]["data"]
-    assert reactions == [{"reaction": "love", "users": [{"username": connected_account.ig.username,
-                                                         "id": connected_account.ig.ig_user_id}]}]
+    assert reactions == [{"reaction": "love", "users": [{"username": connected.ig.username,
+                                                         "id": connected.ig.ig_user_id}]}]
     client.unreact(alice.igsid, hello.mid)
     assert "reactions" not in client.message(hello.mid, fields="reactions")
 
 
-def test_send_outside_the_window_is_refused(sim, connected_account, client_for, ctx):
-    alice = connected_account.ig.add_customer("alice")
+def test_send_outside_the_window_is_refused(sim, connected, client_for, ctx):
+    alice = connected.ig.add_customer("alice")
     alice.sends_text("hi", deliver=False)
     sim.advance(hours=25)
-    client = client_for(connected_account.account)
+    client = client_for(connected.account)
 
     with pytest.raises(OutsideWindow) as exc:
         client.send_text(alice.igsid, "Sorry for the wait")
@@ -192,16 +192,16 @@ def test_send_outside_the_window_is_refused(sim, connected_account, client_for, 
     # The Human Agent tag allows 7 days, only for apps that hold the feature.
     with pytest.raises(OutsideWindow):
         client.send_text(alice.igsid, "Sorry for the wait", human_agent=True)
-    connected_account.ig.set(human_agent=True)
+    connected.ig.set(human_agent=True)
     client.send_text(alice.igsid, "Sorry for the wait", human_agent=True)
     assert alice.received_texts == ["Sorry for the wait"]
 
 
-def test_send_errors_are_typed(sim, connected_account, client_for, ctx):
-    shop = connected_account.ig
+def test_send_errors_are_typed(sim, connected, client_for, ctx):
+    shop = connected.ig
     alice = shop.add_customer("alice")
     alice.sends_text("hi", deliver=False)
-    client = client_for(connected_account.account)
+    client = client_for(connected.account)
 
     with pytest.raises(InvalidRequest):
         client.send_text(alice.igsid, "é" * 501)  # 1002 bytes: over Meta's 1000
@@ -222,24 +222,24 @@ def test_send_errors_are_typed(sim, connected_account, client_for, ctx):
     (10, None, PermissionDenied), (200, None, PermissionDenied), (100, 33, NotFound), (100, None, InvalidRequest),
     (2, None, Transient), (1, 1357046, AmbiguousSendFailure),
 ])
-def test_send_errors_map_to_classes_and_are_not_retried(sim, connected_account, client_for, ctx, code, subcode,
+def test_send_errors_map_to_classes_and_are_not_retried(sim, connected, client_for, ctx, code, subcode,
                                                        expected):
-    alice = connected_account.ig.add_customer("alice")
+    alice = connected.ig.add_customer("alice")
     alice.sends_text("hi", deliver=False)
     sim.fail_next("send", code, subcode, times=5)
 
     with pytest.raises(expected) as exc:
-        client_for(connected_account.account).send_text(alice.igsid, "hello")
+        client_for(connected.account).send_text(alice.igsid, "hello")
 
     assert exc.value.code == code and exc.value.subcode == subcode
     assert len(sim.calls_to("send")) == 1  # a send is tried once; the caller decides
     assert alice.received == []
 
 
-def test_reads_retry_transient_and_throttling_errors(sim, connected_account, client_for, ctx):
-    alice = connected_account.ig.add_customer("alice")
+def test_reads_retry_transient_and_throttling_errors(sim, connected, client_for, ctx):
+    alice = connected.ig.add_customer("alice")
     alice.sends_text("hi", deliver=False)
-    client = client_for(connected_account.account)
+    client = client_for(connected.account)
     client._sleep = lambda seconds: None  # the backoff is the client's; no need to wait it out here
     sim.fail_next("profile", 2, http_status=500)
     sim.fail_next("profile", 4, headers={"X-App-Usage": '{"call_count":100,"total_time":20,"total_cputime":20}'})
@@ -248,8 +248,8 @@ def test_reads_retry_transient_and_throttling_errors(sim, connected_account, cli
     assert [c.code for c in sim.calls_to("profile")] == [2, 4, None]
 
 
-def test_reads_give_up_after_their_retries(sim, connected_account, client_for, ctx):
-    client = client_for(connected_account.account)
+def test_reads_give_up_after_their_retries(sim, connected, client_for, ctx):
+    client = client_for(connected.account)
     client._sleep = lambda seconds: None
     sim.fail_next("me", 1, times=10)
     with pytest.raises(Transient):
@@ -257,21 +257,21 @@ def test_reads_give_up_after_their_retries(sim, connected_account, client_for, c
     assert len(sim.calls_to("me")) == 4  # one try and GRAPH_READ_RETRIES (3) retries
 
 
-def test_a_long_throttle_is_left_to_the_caller_with_its_wait(sim, connected_account, client_for, ctx):
+def test_a_long_throttle_is_left_to_the_caller_with_its_wait(sim, connected, client_for, ctx):
     usage = '{"%s":[{"type":"instagram","call_count":100,"total_cputime":10,"total_time":10,' \
-            '"estimated_time_to_regain_access":5}]}' % connected_account.ig.ig_user_id
+            '"estimated_time_to_regain_access":5}]}' % connected.ig.ig_user_id
     sim.fail_next("me", 80002, headers={"X-Business-Use-Case-Usage": usage})
     with pytest.raises(RateLimited) as exc:
-        client_for(connected_account.account).me()
+        client_for(connected.account).me()
     assert exc.value.retry_after == 300  # 5 minutes, read from the header
     assert len(sim.calls_to("me")) == 1
 
 
-def test_the_simulators_own_limit_is_met_by_retrying(sim, connected_account, client_for, ctx):
+def test_the_simulators_own_limit_is_met_by_retrying(sim, connected, client_for, ctx):
     """Without our limiter, Meta's 2 calls/s throttle some reads; the client waits and retries them."""
-    client = client_for(connected_account.account)
+    client = client_for(connected.account)
     client.rates["conversations"] = None
-    alice = connected_account.ig.add_customer("alice")
+    alice = connected.ig.add_customer("alice")
     alice.sends_text("hi", deliver=False)
 
     for _ in range(5):
@@ -281,27 +281,27 @@ def test_the_simulators_own_limit_is_met_by_retrying(sim, connected_account, cli
     assert 4 in codes and codes.count(None) == 5
 
 
-def test_ambiguous_send_is_not_resent(sim, connected_account, client_for, ctx):
-    alice = connected_account.ig.add_customer("alice")
+def test_ambiguous_send_is_not_resent(sim, connected, client_for, ctx):
+    alice = connected.ig.add_customer("alice")
     alice.sends_text("hi", deliver=False)
     sim.faults.send_ambiguous = 1
 
     with pytest.raises(AmbiguousSendFailure) as exc:
-        client_for(connected_account.account).send_text(alice.igsid, "Your order shipped")
+        client_for(connected.account).send_text(alice.igsid, "Your order shipped")
 
     assert (exc.value.code, exc.value.subcode) == (1, 1357046)
     assert alice.received_texts == ["Your order shipped"]  # it did arrive, once
     assert len(sim.calls_to("send")) == 1
 
 
-def test_a_send_that_times_out_is_ambiguous(sim, connected_account, ctx):
-    alice = connected_account.ig.add_customer("alice")
+def test_a_send_that_times_out_is_ambiguous(sim, connected, ctx):
+    alice = connected.ig.add_customer("alice")
     alice.sends_text("hi", deliver=False)
     from flask import current_app
 
     current_app.config["GRAPH_TIMEOUT_SECONDS"] = 0.3
     sim.faults.latency = 1.0
-    client = GraphClient.for_account(connected_account.account)
+    client = GraphClient.for_account(connected.account)
 
     with pytest.raises(AmbiguousSendFailure):
         client.send_text(alice.igsid, "Are you there?")
@@ -309,71 +309,71 @@ def test_a_send_that_times_out_is_ambiguous(sim, connected_account, ctx):
     assert alice.received_texts == ["Are you there?"]
 
 
-def test_an_unreachable_graph_is_transient_for_sends_too(app, connected_account, ctx):
+def test_an_unreachable_graph_is_transient_for_sends_too(app, connected, ctx):
     from flask import current_app
 
     current_app.config["GRAPH_API_BASE"] = "http://127.0.0.1:9"  # nothing listens: the send never left
     with pytest.raises(Transient):
-        GraphClient.for_account(connected_account.account).send_text("7000000000000001", "hi")
+        GraphClient.for_account(connected.account).send_text("7000000000000001", "hi")
 
 
 # --- Subscription and tokens -----------------------------------------------------------
 
-def test_webhook_subscription_is_checked_and_restored(sim, connected_account, client_for, ctx):
-    client = client_for(connected_account.account)
-    connected_account.ig.unsubscribe()
+def test_webhook_subscription_is_checked_and_restored(sim, connected, client_for, ctx):
+    client = client_for(connected.account)
+    connected.ig.unsubscribe()
     assert client.subscribed_fields() == []
 
     restored = client.ensure_subscribed()
 
     assert restored == list(graph.WEBHOOK_FIELDS["instagram"])
-    assert set(graph.WEBHOOK_FIELDS["instagram"]) <= connected_account.ig.subscribed_fields
+    assert set(graph.WEBHOOK_FIELDS["instagram"]) <= connected.ig.subscribed_fields
     assert client.ensure_subscribed() == []
 
 
-def test_expired_and_revoked_tokens(sim, connected_account, client_for, ctx):
-    client = client_for(connected_account.account)
-    connected_account.ig.expire_token()
+def test_expired_and_revoked_tokens(sim, connected, client_for, ctx):
+    client = client_for(connected.account)
+    connected.ig.expire_token()
     with pytest.raises(TokenInvalid) as exc:
         client.me()
     assert (exc.value.code, exc.value.subcode) == (190, 463)
     assert len(sim.calls_to("me")) == 1  # a dead token is not retried
 
 
-def test_revoked_token(sim, connected_account, client_for, ctx):
-    connected_account.ig.revoke_token()
+def test_revoked_token(sim, connected, client_for, ctx):
+    connected.ig.revoke_token()
     with pytest.raises(TokenInvalid) as exc:
-        client_for(connected_account.account).list_conversations().__next__()
+        client_for(connected.account).list_conversations().__next__()
     assert (exc.value.code, exc.value.subcode) == (190, 460)
 
 
-def test_refresh_a_long_lived_token(sim, connected_account, client_for, app, ctx):
-    client = client_for(connected_account.account)
+def test_refresh_a_long_lived_token(sim, connected, client_for, app, ctx):
+    client = client_for(connected.account)
     with pytest.raises(InvalidRequest):
         client.refresh_token()  # Meta refreshes only tokens at least 24 hours old
-    connected_account.ig.age_token(2 * 24 * 3600)
+    connected.ig.age_token(2 * 24 * 3600)
 
     grant = client.refresh_token()
 
     assert grant.expires_in == 60 * 24 * 3600
-    assert grant.access_token == connected_account.ig.token
+    assert grant.access_token == connected.ig.token
     from inbox.services.accounts import set_token
 
-    set_token(connected_account.account.id, grant.access_token)
+    set_token(connected.account.id, grant.access_token)
     from inbox.models import Account
     from inbox.extensions import db
 
-    assert GraphClient.for_account(db.session.get(Account, connected_account.account.id)).me()["username"]
+    assert GraphClient.for_account(db.session.get(Account, connected.account.id)).me()["username"]
 
 
-def test_tokens_never_reach_logs_or_errors(sim, connected_account, client_for, ctx, caplog):
+def test_tokens_never_reach_logs_or_errors(sim, connected, client_for, ctx, caplog):
     caplog.set_level(logging.DEBUG)
-    token = connected_account.ig.token
-    client = client_for(connected_account.account)
+    token = connected.ig.token
+    client = client_for(connected.account)
     sim.fail_next("me", 190, message=f"Malformed access token {token}")
     with pytest.raises(TokenInvalid) as exc:
         client.me()
-    connected_account.ig.age_token(2 * 24 * 3600)
+    connected.ig.age_token(2 * 24 * 3600)
     grant = client.refresh_token()  # the one call that carries the token in its query
 
     assert token not in str(exc.value) and token not in repr(exc.value)

@@ -17,7 +17,8 @@ from inbox.models import Account, Conversation, Identity, utcnow
 from inbox.services import identities
 from inbox.services.graph import ConsentRequired
 from inbox.services.identities import SelfIdentityError, needs_fetch, note_participant, picture_url
-from tests.support.inbox_rows import add_conversation, count, identity_rows, self_rows
+from tests.support.stored import count, identity_rows, self_rows
+from tests.support.databases import is_postgres
 from tests.support.jobs import failed_jobs
 
 HTMX = {"HX-Request": "true"}
@@ -38,11 +39,11 @@ def _queued(app, name: str = "default") -> list[str]:
 
 # --- First contact -------------------------------------------------------------------
 
-def test_a_burst_of_messages_from_a_new_customer_fetches_the_profile_once(app, sim, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_a_burst_of_messages_from_a_new_customer_fetches_the_profile_once(app, sim, connected, factory, run_jobs):
+    account, shop = connected.account, connected.ig
     alice = shop.add_customer("alice", name="Alice Liddell", follower_count=120, follows_business=True)
     alice.sends_text("hi", deliver=False)
-    add_conversation(app, account, alice.igsid)
+    factory.conversation(account, alice.igsid)
 
     _note_in_transactions(app, account.id, [alice.igsid] * 12)
 
@@ -62,8 +63,8 @@ def test_a_burst_of_messages_from_a_new_customer_fetches_the_profile_once(app, s
     assert _queued(app) == []
 
 
-def test_the_account_itself_is_never_fetched_nor_stored(app, sim, connected_account, run_jobs):
-    account = connected_account.account
+def test_the_account_itself_is_never_fetched_nor_stored(app, sim, connected, run_jobs):
+    account = connected.account
     _note_in_transactions(app, account.id, [account.ig_user_id, "", "  "])
     assert _queued(app) == []
     with app.app_context():
@@ -79,8 +80,8 @@ def test_the_account_itself_is_never_fetched_nor_stored(app, sim, connected_acco
     assert self_rows(app) == []
 
 
-def test_a_rolled_back_event_decides_again(app, sim, connected_account):
-    account, shop = connected_account.account, connected_account.ig
+def test_a_rolled_back_event_decides_again(app, sim, connected):
+    account, shop = connected.account, connected.ig
     bob = shop.add_customer("bob")
     with app.app_context():
         note_participant(account.id, bob.igsid)
@@ -96,8 +97,9 @@ def test_a_rolled_back_event_decides_again(app, sim, connected_account):
     ("no_consent", "only after the person has written"),
     ("unknown_id", "does not know this id"),
 ])
-def test_soft_errors_are_recorded_and_the_conversation_stays(app, sim, connected_account, run_jobs, case, reason):
-    account, shop = connected_account.account, connected_account.ig
+def test_soft_errors_are_recorded_and_the_conversation_stays(app, sim, connected, factory, run_jobs, case,
+                                                             reason):
+    account, shop = connected.account, connected.ig
     if case == "unknown_id":
         igsid = "17849999999999999"
     else:
@@ -106,8 +108,8 @@ def test_soft_errors_are_recorded_and_the_conversation_stays(app, sim, connected
             customer.sends_text("hi", deliver=False)
             customer.set(available=False)
         igsid = customer.igsid  # no_consent: she never wrote, so Instagram keeps her profile
-    conversation_id = add_conversation(app, account, igsid, messages=[{"mid": f"m-{case}", "text": "hi",
-                                                                       "ts_ms": 1_760_000_000_000}])
+    conversation_id = factory.conversation(account, igsid, messages=[{"mid": f"m-{case}", "text": "hi",
+                                                                      "ts": 1_760_000_000_000}]).id
 
     _note_in_transactions(app, account.id, [igsid])
     run_jobs()
@@ -124,8 +126,8 @@ def test_soft_errors_are_recorded_and_the_conversation_stays(app, sim, connected
     assert _queued(app) == []
 
 
-def test_a_failed_fetch_keeps_what_was_known(app, sim, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_a_failed_fetch_keeps_what_was_known(app, sim, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     dana = shop.add_customer("dana", name="Dana")
     dana.sends_text("hi", deliver=False)
     _note_in_transactions(app, account.id, [dana.igsid])
@@ -137,9 +139,9 @@ def test_a_failed_fetch_keeps_what_was_known(app, sim, connected_account, run_jo
     assert (row.username, row.name) == ("dana", "Dana") and "isn't available" in row.last_error
 
 
-def test_a_dead_token_marks_the_account_and_the_inbox_says_so(app, sim, connected_account, run_jobs, client, auth,
+def test_a_dead_token_marks_the_account_and_the_inbox_says_so(app, sim, connected, run_jobs, client, auth,
                                                              factory):
-    account, shop = connected_account.account, connected_account.ig
+    account, shop = connected.account, connected.ig
     erin = shop.add_customer("erin")
     erin.sends_text("hi", deliver=False)
     shop.revoke_token()
@@ -160,8 +162,8 @@ def test_a_dead_token_marks_the_account_and_the_inbox_says_so(app, sim, connecte
     assert _queued(app) == []
 
 
-def test_throttling_is_retried_by_the_job(app, sim, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_throttling_is_retried_by_the_job(app, sim, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     fay = shop.add_customer("fay")
     fay.sends_text("hi", deliver=False)
     sim.fail_next("profile", 4, times=10)  # longer than the client's own retries
@@ -216,8 +218,8 @@ def test_an_expired_or_foreign_picture_is_never_handed_out(app):
     assert identities.profile_pic_expires_at("https://x.example/a.jpg?oe=zz") is None
 
 
-def test_a_picture_about_to_expire_is_fetched_again_at_the_next_message(app, sim, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_a_picture_about_to_expire_is_fetched_again_at_the_next_message(app, sim, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     gus = shop.add_customer("gus")
     gus.sends_text("hi", deliver=False)
     sim.settings.profile_pic_ttl = 3600  # Instagram's link dies within the hour
@@ -234,8 +236,8 @@ def test_a_picture_about_to_expire_is_fetched_again_at_the_next_message(app, sim
     assert len(sim.calls_to("profile")) == 2
 
 
-def test_a_kept_picture_outlives_its_link_and_is_not_fetched_again(app, sim, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_a_kept_picture_outlives_its_link_and_is_not_fetched_again(app, sim, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     gus = shop.add_customer("gus")
     gus.sends_text("hi", deliver=False)
     sim.settings.profile_pic_ttl = 3600
@@ -262,26 +264,19 @@ def _raw_identity_update(app, account_id: int, igsid: str, **values) -> None:
 
 # --- The doctor -------------------------------------------------------------------------------
 
-def _raw_identity(app, account_id: int, igsid: str, **values) -> None:
-    with app.app_context():
-        now = utcnow()
-        db.session.add(Identity(account_id=account_id, igsid=igsid, created_at=now, updated_at=now, **values))
-        db.session.commit()
-
-
 def test_doctor_reports_and_repairs_imported_rows(app, runner, factory, session_db):
     account = factory.account(username="importshop")
     other = factory.account(username="othershop")
-    _raw_identity(app, account.id, account.ig_user_id, username="importshop")  # the account itself
-    _raw_identity(app, account.id, "5550001", username="alice")  # fine
-    _raw_identity(app, account.id, " 5550001 ", username="alice")  # the same person with spaces
-    _raw_identity(app, account.id, " 5550002", username="bob")  # spaces only
-    _raw_identity(app, account.id, "not-an-id", username="mallory")
-    _raw_identity(app, account.id, "5550003", username="user_******", name="C***l", last_fetched_at=utcnow())
-    _raw_identity(app, account.id, "5550004", username="@dora")
-    _raw_identity(app, account.id, "5550005", username="eve", profile_pic_url="javascript:alert(1)")
-    _raw_identity(app, account.id, "5550006", username="finn", profile_pic_url="https://tracker.example/p.jpg")
-    _raw_identity(app, other.id, account.ig_user_id, username="importshop")  # another account may talk to it
+    factory.identity(account, account.ig_user_id, username="importshop")  # the account itself
+    factory.identity(account, "5550001", username="alice")  # fine
+    factory.identity(account, " 5550001 ", username="alice")  # the same person with spaces
+    factory.identity(account, " 5550002", username="bob")  # spaces only
+    factory.identity(account, "not-an-id", username="mallory")
+    factory.identity(account, "5550003", username="user_******", name="C***l", last_fetched_at=utcnow())
+    factory.identity(account, "5550004", username="@dora")
+    factory.identity(account, "5550005", username="eve", profile_pic_url="javascript:alert(1)")
+    factory.identity(account, "5550006", username="finn", profile_pic_url="https://tracker.example/p.jpg")
+    factory.identity(other, account.ig_user_id, username="importshop")  # another account may talk to it
 
     report = runner.invoke(args=["identities", "doctor"])
     assert report.exit_code == 1, report.output
@@ -306,11 +301,11 @@ def test_doctor_reports_and_repairs_imported_rows(app, runner, factory, session_
     assert again.exit_code == 0 and "All identity rows follow the rules." in again.output
 
 
-@pytest.mark.skipif("os.environ.get('DATABASE_URL', '').startswith('postgres')",
-                    reason="PostgreSQL enforces the foreign key, so no orphan can exist there")
+@pytest.mark.skipif(is_postgres(),
+                    reason="SQLite only: PostgreSQL enforces the foreign key, so no orphan can exist there")
 def test_doctor_removes_rows_of_a_deleted_account(app, runner, factory):
     account = factory.account()
-    _raw_identity(app, account.id, "5550009", username="zed")
+    factory.identity(account, "5550009", username="zed")
     with app.app_context():
         db.session.execute(Account.__table__.delete().where(Account.id == account.id))
         db.session.commit()
@@ -319,12 +314,12 @@ def test_doctor_removes_rows_of_a_deleted_account(app, runner, factory):
     assert count(app, Identity) == 0
 
 
-def test_cli_lists_people_with_the_display_rule_and_its_hint(app, runner, sim, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_cli_lists_people_with_the_display_rule_and_its_hint(app, runner, sim, connected, factory, run_jobs):
+    account, shop = connected.account, connected.ig
     hana = shop.add_customer("hana", name="Hana")
     hana.sends_text("hi", deliver=False)
-    add_conversation(app, account, hana.igsid)
-    add_conversation(app, account, "17840000000004242")  # an id Instagram does not know
+    factory.conversation(account, hana.igsid)
+    factory.conversation(account, "17840000000004242")  # an id Instagram does not know
     _note_in_transactions(app, account.id, [hana.igsid, "17840000000004242"])
     run_jobs()
 
@@ -335,10 +330,10 @@ def test_cli_lists_people_with_the_display_rule_and_its_hint(app, runner, sim, c
     assert runner.invoke(args=["identities", "list", "--account", "404"]).exit_code != 0
 
 
-def test_identity_rows_are_per_account(app, sim, connected_account, factory, run_jobs):
+def test_identity_rows_are_per_account(app, sim, connected, factory, run_jobs):
     from tests.support.sim import connect_account
 
-    first, shop = connected_account.account, connected_account.ig
+    first, shop = connected.account, connected.ig
     second = connect_account(factory, sim, "secondshop")
     ivy = shop.add_customer("ivy")
     ivy.sends_text("hi", deliver=False)

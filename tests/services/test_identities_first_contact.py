@@ -1,23 +1,16 @@
-"""Identities through real webhooks: ingestion notes each participant, first contact fetches once.
-
-Runs once ingestion (services/ingest.py, the webhook endpoint) is on the branch.
-"""
+"""Identities through real webhooks: ingestion notes each participant, first contact fetches once."""
 
 from __future__ import annotations
 
-import pytest
-
-pytest.importorskip("inbox.services.ingest", reason="ingestion (webhooks) is not on this branch yet")
-
-from inbox.jobs import get_queue  # noqa: E402
-from inbox.models import Message  # noqa: E402
-from tests.support.inbox_rows import count, identity_rows, self_rows  # noqa: E402
-from tests.support.jobs import failed_jobs  # noqa: E402
+from inbox.jobs import get_queue
+from inbox.models import Message
+from tests.support.jobs import failed_jobs
+from tests.support.stored import count, identity_rows, self_rows
 
 
 def test_webhooks_make_one_profile_fetch_per_person_and_never_a_self_row(
-        app, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+        app, sim_webhooks, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     alice = shop.add_customer("alice", name="Alice")
     bob = shop.add_customer("bob", name="Bob")
     for i in range(5):  # a burst from one person
@@ -47,8 +40,8 @@ def test_webhooks_make_one_profile_fetch_per_person_and_never_a_self_row(
 
 
 def test_an_echo_to_someone_who_never_wrote_records_no_consent_and_keeps_the_message(
-        app, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+        app, sim_webhooks, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     carol = shop.add_customer("carol")  # the owner writes first, from the Instagram app
     shop.types_in_app(carol, "Hi Carol, your order is ready")
     run_jobs()

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import pytest
 from sqlalchemy import text
 
 from inbox.extensions import db, get_redis
-from inbox.services.realtime import channel
-from tests.support.inbox_state import conversations, deliveries, last_results, messages, snapshot
+from inbox.live.publish import channel
+from tests.support.stored import conversations, deliveries, last_results, messages, snapshot
+from tests.support.live import drain
 from tests.support.refusals import refusing
 from tests.support.webhooks import (
-    ACCOUNT, CUSTOMER, SECOND_ACCOUNT, T0, edit, envelope, fixture, fixture_names, message, post, reaction, seen,
+    ACCOUNT, CUSTOMER, T0, edit, envelope, fixture, fixture_names, message, post, reaction, seen,
     unsend,
 )
 
@@ -73,13 +72,6 @@ EXPECTED = {
 }
 
 
-@pytest.fixture
-def shop(factory):
-    """The fixtures' two accounts."""
-    factory.account(SECOND_ACCOUNT, "second")
-    return factory.account(ACCOUNT, "shop")
-
-
 def deliver(client, payload):
     response = post(client, payload)
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -95,7 +87,7 @@ def test_every_fixture_has_an_expectation():
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_each_shape_applies_and_a_second_delivery_changes_nothing(app, client, shop, name):
+def test_each_shape_applies_and_a_second_delivery_changes_nothing(app, client, account, second_account, name):
     before, expected = EXPECTED[name]
     for prerequisite in before:
         deliver(client, fixture(prerequisite))
@@ -110,10 +102,10 @@ def test_each_shape_applies_and_a_second_delivery_changes_nothing(app, client, s
     assert snapshot(app) == state
 
 
-def test_a_customer_text_opens_a_conversation(app, client, shop):
+def test_a_customer_text_opens_a_conversation(app, client, account):
     deliver(client, fixture("text"))
     [conversation] = conversations(app)
-    assert (conversation.account_id, conversation.customer_igsid) == (shop.id, CUSTOMER)
+    assert (conversation.account_id, conversation.customer_igsid) == (account.id, CUSTOMER)
     assert conversation.last_message_preview == "Hi! Is the red dress still available?"
     assert conversation.last_message_direction == "in" and conversation.last_message_sender_kind == "customer"
     assert conversation.unread_count == 1 and conversation.status == "open"
@@ -136,7 +128,7 @@ def test_a_customer_text_opens_a_conversation(app, client, shop):
     ("template_product", "template", None, "Red linen dress", "Shared a product"),
     ("unknown_attachment", "unknown", None, None, "Attachment"),
 ])
-def test_attachments_are_stored_with_type_payload_url_media_id_and_caption(app, client, shop, name, kind, media_id,
+def test_attachments_are_stored_with_type_payload_url_media_id_and_caption(app, client, account, name, kind, media_id,
                                                                             title, preview):
     deliver(client, fixture(name))
     [msg] = messages(app)
@@ -144,7 +136,7 @@ def test_attachments_are_stored_with_type_payload_url_media_id_and_caption(app, 
     raw = json.loads(fixture(name))["entry"][0]["messaging"][0]["message"]["attachments"]
     assert attachment.raw == (raw[0] if isinstance(raw, list) else raw)
     assert (attachment.type, attachment.media_id, attachment.title) == (kind, media_id, title)
-    assert attachment.account_id == shop.id and attachment.position == 0
+    assert attachment.account_id == account.id and attachment.position == 0
     if kind == "ephemeral":
         assert attachment.source_url is None
     else:
@@ -152,14 +144,14 @@ def test_attachments_are_stored_with_type_payload_url_media_id_and_caption(app, 
     assert conversations(app)[0].last_message_preview == preview
 
 
-def test_text_with_several_attachments_keeps_their_order(app, client, shop):
+def test_text_with_several_attachments_keeps_their_order(app, client, account):
     deliver(client, fixture("text_and_attachments"))
     [msg] = messages(app)
     assert msg.text == "these two please"
     assert [(a.position, a.source_url[-3:]) for a in msg.attachments] == [(0, "p=1"), (1, "p=2")]
 
 
-def test_replies_quick_replies_postbacks_and_unsupported_messages(app, client, shop):
+def test_replies_quick_replies_postbacks_and_unsupported_messages(app, client, account):
     for name in ("text", "reply_to_message", "reply_to_story", "quick_reply", "postback", "unsupported"):
         deliver(client, fixture(name))
     by_mid = {m.mid: m for m in messages(app)}
@@ -173,7 +165,7 @@ def test_replies_quick_replies_postbacks_and_unsupported_messages(app, client, s
     assert by_mid[M + "unsupported"].is_unsupported
 
 
-def test_an_ad_referral_is_kept_on_the_message_and_the_conversation(app, client, shop):
+def test_an_ad_referral_is_kept_on_the_message_and_the_conversation(app, client, account):
     deliver(client, fixture("ad_referral"))
     [msg] = messages(app)
     sent = json.loads(fixture("ad_referral"))["entry"][0]["messaging"][0]["message"]["referral"]
@@ -188,13 +180,13 @@ def test_an_ad_referral_is_kept_on_the_message_and_the_conversation(app, client,
     assert messages(app)[-1].referral == {"product": {"id": "7000000000000002"}}
 
 
-def test_a_referral_without_a_conversation_is_recorded_as_ignored(app, client, shop):
+def test_a_referral_without_a_conversation_is_recorded_as_ignored(app, client, account):
     deliver(client, fixture("messaging_referral"))
     assert actions(app) == ["ignored"] and "conversation we do not have" in last_results(app)[0]["reason"]
     assert conversations(app) == []
 
 
-def test_an_echo_typed_in_the_instagram_app_is_an_outgoing_message(app, client, shop):
+def test_an_echo_typed_in_the_instagram_app_is_an_outgoing_message(app, client, account):
     deliver(client, fixture("text"))
     deliver(client, fixture("echo_text"))
     [incoming, outgoing] = messages(app)
@@ -206,7 +198,7 @@ def test_an_echo_typed_in_the_instagram_app_is_an_outgoing_message(app, client, 
     assert conversation.unread_count == 0  # the owner answered
 
 
-def test_the_account_is_never_a_customer(app, client, shop):
+def test_the_account_is_never_a_customer(app, client, account):
     deliver(client, fixture("self_message"))
     # An echo whose recipient is the account itself, and a message "from" the account without is_echo.
     deliver(client, envelope(message("m-self-2", "hi", customer=ACCOUNT, echo=True)))
@@ -217,14 +209,14 @@ def test_the_account_is_never_a_customer(app, client, shop):
     assert (msg.mid, msg.direction, msg.sender_kind) == ("m-no-flag", "out", "instagram_app")
 
 
-def test_two_identical_texts_from_the_app_are_two_messages(app, client, shop):
+def test_two_identical_texts_from_the_app_are_two_messages(app, client, account):
     deliver(client, envelope(message("m-app-1", "ok", echo=True, ts=T0)))
     deliver(client, envelope(message("m-app-2", "ok", echo=True, ts=T0 + 1)))
     assert [(m.mid, m.text, m.sender_kind) for m in messages(app)] == [
         ("m-app-1", "ok", "instagram_app"), ("m-app-2", "ok", "instagram_app")]
 
 
-def test_unsend_leaves_a_tombstone_without_text_or_media(app, client, shop):
+def test_unsend_leaves_a_tombstone_without_text_or_media(app, client, account):
     deliver(client, envelope(message("m-photo", "look", attachments=[{"type": "image", "payload": {"url": "https://lookaside.fbsbx.com/x"}}])))
     deliver(client, envelope(edit("m-photo", "look at this", 1, ts=T0 + 1)))
     deliver(client, envelope(unsend("m-photo", ts=T0 + 2)))
@@ -235,7 +227,7 @@ def test_unsend_leaves_a_tombstone_without_text_or_media(app, client, shop):
     assert actions(app) == ["deleted"]
 
 
-def test_an_unsend_that_overtakes_its_message_keeps_it_unsent(app, client, shop):
+def test_an_unsend_that_overtakes_its_message_keeps_it_unsent(app, client, account):
     deliver(client, fixture("deleted"))
     deliver(client, fixture("text"))
     [msg] = messages(app)
@@ -244,7 +236,7 @@ def test_an_unsend_that_overtakes_its_message_keeps_it_unsent(app, client, shop)
     assert conversations(app)[0].unread_count == 0
 
 
-def test_edits_keep_the_count_and_earlier_texts(app, client, shop):
+def test_edits_keep_the_count_and_earlier_texts(app, client, account):
     deliver(client, fixture("text"))
     deliver(client, fixture("edit"))
     deliver(client, fixture("edit_no_sender"))  # resolved through its mid
@@ -257,7 +249,7 @@ def test_edits_keep_the_count_and_earlier_texts(app, client, shop):
     assert actions(app) == ["duplicate"] and messages(app)[0].edit_count == 2
 
 
-def test_an_edit_that_overtakes_its_message_is_stored_with_the_new_text(app, client, shop):
+def test_an_edit_that_overtakes_its_message_is_stored_with_the_new_text(app, client, account):
     deliver(client, fixture("edit"))
     deliver(client, fixture("text"))
     [msg] = messages(app)
@@ -265,13 +257,13 @@ def test_an_edit_that_overtakes_its_message_is_stored_with_the_new_text(app, cli
     assert actions(app) == ["duplicate"]
 
 
-def test_num_edit_zero_for_an_unknown_mid_is_a_new_message(app, client, shop):
+def test_num_edit_zero_for_an_unknown_mid_is_a_new_message(app, client, account):
     deliver(client, fixture("edit_num_edit_zero"))
     [msg] = messages(app)
     assert (msg.text, msg.direction, msg.edit_count) == ("Hello from dev mode", "in", 0)
 
 
-def test_reactions_one_per_person_replaced_and_removed(app, client, shop):
+def test_reactions_one_per_person_replaced_and_removed(app, client, account):
     deliver(client, fixture("echo_text"))
     deliver(client, fixture("reaction_react"))
     [msg] = messages(app)
@@ -286,7 +278,7 @@ def test_reactions_one_per_person_replaced_and_removed(app, client, shop):
     assert actions(app) == ["ignored"] and "unknown message" in last_results(app)[0]["reason"]
 
 
-def test_seen_marks_outgoing_messages_up_to_the_seen_one(app, client, shop):
+def test_seen_marks_outgoing_messages_up_to_the_seen_one(app, client, account):
     deliver(client, envelope(message("m-out-1", "one", echo=True, ts=T0 + 1)))
     deliver(client, envelope(message("m-in", "thanks", ts=T0 + 2)))
     deliver(client, envelope(message("m-out-2", "two", echo=True, ts=T0 + 3)))
@@ -297,14 +289,14 @@ def test_seen_marks_outgoing_messages_up_to_the_seen_one(app, client, shop):
     assert all(m.seen_at for m in messages(app) if m.status == "seen")
 
 
-def test_a_seen_receipt_that_overtakes_its_message_uses_its_own_time(app, client, shop):
+def test_a_seen_receipt_that_overtakes_its_message_uses_its_own_time(app, client, account):
     deliver(client, envelope(message("m-out-1", "one", echo=True, ts=T0 + 1)))
     deliver(client, envelope(seen("m-not-here-yet", ts=T0 + 5)))
     deliver(client, envelope(message("m-out-2", "later", echo=True, ts=T0 + 9)))
     assert {m.mid: m.status for m in messages(app)} == {"m-out-1": "seen", "m-out-2": "sent"}
 
 
-def test_the_owner_reading_in_the_app_clears_the_unread_count(app, client, shop):
+def test_the_owner_reading_in_the_app_clears_the_unread_count(app, client, account):
     deliver(client, fixture("text"))
     assert conversations(app)[0].unread_count == 1
     deliver(client, envelope({"sender": {"id": ACCOUNT}, "recipient": {"id": CUSTOMER}, "timestamp": T0 + 1,
@@ -312,7 +304,7 @@ def test_the_owner_reading_in_the_app_clears_the_unread_count(app, client, shop)
     assert conversations(app)[0].unread_count == 0
 
 
-def test_out_of_order_messages_keep_the_newest_as_the_preview_and_thread_order_by_meta_time(app, client, shop):
+def test_out_of_order_messages_keep_the_newest_as_the_preview_and_thread_order_by_meta_time(app, client, account):
     deliver(client, envelope(message("m-2", "second", ts=T0 + 2000)))
     deliver(client, envelope(message("m-1", "first", ts=T0 + 1000)))
     [conversation] = conversations(app)
@@ -320,7 +312,7 @@ def test_out_of_order_messages_keep_the_newest_as_the_preview_and_thread_order_b
     assert [m.text for m in messages(app)] == ["first", "second"]
 
 
-def test_a_new_customer_message_reopens_a_done_conversation(app, client, shop):
+def test_a_new_customer_message_reopens_a_done_conversation(app, client, account):
     deliver(client, envelope(message("m-1", "first")))
     with app.app_context():
         db.session.execute(text("UPDATE conversations SET status = 'done', unread_count = 0"))
@@ -331,13 +323,13 @@ def test_a_new_customer_message_reopens_a_done_conversation(app, client, shop):
     assert conversations(app)[0].status == "open" and conversations(app)[0].unread_count == 1
 
 
-def test_batches_route_each_entry_to_its_own_account(app, client, shop, factory):
+def test_batches_route_each_entry_to_its_own_account(app, client, account, second_account):
     deliver(client, fixture("multi_entry_batch"))
     by_account = sorted((c.account_id, c.customer_igsid) for c in conversations(app))
-    assert len(by_account) == 3 and {a for a, _ in by_account} == {shop.id, shop.id - 1}
+    assert len(by_account) == 3 and {a for a, _ in by_account} == {account.id, second_account.id}
 
 
-def test_events_for_an_unknown_account_are_ignored_not_errors(app, client, shop):
+def test_events_for_an_unknown_account_are_ignored_not_errors(app, client, account):
     body = deliver(client, fixture("unknown_account"))
     assert body["status"] == "ignored"
     [result] = last_results(app)
@@ -345,46 +337,33 @@ def test_events_for_an_unknown_account_are_ignored_not_errors(app, client, shop)
     assert messages(app) == []
 
 
-def test_numeric_ids_are_stored_as_strings_and_seconds_as_ms(app, client, shop):
+def test_numeric_ids_are_stored_as_strings_and_seconds_as_ms(app, client, account):
     deliver(client, fixture("numeric_ids_seconds"))
     [msg] = messages(app)
     assert msg.sender_igsid == CUSTOMER and msg.meta_timestamp == T0
 
 
-def test_standby_events_are_stored_but_not_applied(app, client, shop):
+def test_standby_events_are_stored_but_not_applied(app, client, account):
     deliver(client, fixture("standby"))
     assert messages(app) == [] and deliveries(app)[0].status == "ignored"
     assert "standby" in last_results(app)[0]["reason"]
 
 
-def test_live_events_are_published_after_commit_and_not_for_repeats(app, client, shop):
+def test_live_events_are_published_after_commit_and_not_for_repeats(app, client, account):
     with app.app_context():
         pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(channel(shop.id))
-    received: list[dict] = []
-
-    def drain():
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
-            item = pubsub.get_message(timeout=0.1)
-            if item:
-                received.append(json.loads(item["data"]))
-
+        pubsub.subscribe(channel(account.id))
     deliver(client, fixture("text"))
-    drain()
+    received = drain(pubsub, close=False)
     [msg] = messages(app)
     assert received == [
-        {"type": "message.created", "account_id": shop.id, "conversation_id": msg.conversation_id, "message_id": msg.id},
-        {"type": "conversation.updated", "account_id": shop.id, "conversation_id": msg.conversation_id},
+        {"type": "message.created", "account_id": account.id, "conversation_id": msg.conversation_id, "message_id": msg.id},
+        {"type": "conversation.updated", "account_id": account.id, "conversation_id": msg.conversation_id},
     ]
-    received.clear()
     deliver(client, fixture("text"))
-    drain()
-    assert received == []
+    assert drain(pubsub, close=False) == []
     deliver(client, fixture("edit"))
-    drain()
-    assert [e["type"] for e in received] == ["message.updated", "conversation.updated"]
-    pubsub.close()
+    assert [e["type"] for e in drain(pubsub)] == ["message.updated", "conversation.updated"]
 
 
 # --- One event fails, the rest applies; replay ------------------------------------------
@@ -396,7 +375,7 @@ def refuse_boom(app):
         yield lift
 
 
-def test_a_failing_event_rolls_back_alone_and_the_delivery_can_be_replayed(app, client, shop, refuse_boom, runner):
+def test_a_failing_event_rolls_back_alone_and_the_delivery_can_be_replayed(app, client, account, refuse_boom, runner):
     payload = envelope(message("m-1", "before", ts=T0), message("m-boom", "boom", customer="9100000000000099", ts=T0 + 1),
                        message("m-3", "after", ts=T0 + 2))
     assert deliver(client, payload)["status"] == "failed"  # answered 200: Meta must not retry what we keep
@@ -455,13 +434,12 @@ def _visible(app):
 
 
 @pytest.mark.parametrize("bulk", [True, False], ids=["together", "one by one"])
-def test_batches_give_the_same_inbox_applied_together_or_one_by_one(app_config, factory, bulk):
+def test_batches_give_the_same_inbox_applied_together_or_one_by_one(app_config, account, bulk):
     from inbox import create_app
 
     app_config["WEBHOOK_BULK"] = bulk
     app = create_app(app_config)
     client = app.test_client()
-    factory.account(ACCOUNT, "shop")
     results = []
     for payload in _batch_story():
         deliver(client, payload)
@@ -482,7 +460,7 @@ def test_batches_give_the_same_inbox_applied_together_or_one_by_one(app_config, 
     assert [r[7] for r in rows if r[0] == "b-3"] == [[("image", "https://lookaside.fbsbx.com/p")]]
 
 
-def test_missing_json_values_are_sql_null_on_every_path(app, client, shop):
+def test_missing_json_values_are_sql_null_on_every_path(app, client, account, second_account):
     deliver(client, fixture("text"))  # one by one
     deliver(client, fixture("multi_entry_batch"))  # together
     deliver(client, fixture("ad_referral"))
@@ -493,7 +471,7 @@ def test_missing_json_values_are_sql_null_on_every_path(app, client, shop):
 
 
 @pytest.mark.parametrize("together", [1, 3], ids=["alone", "in a batch"])
-def test_a_stored_mid_from_a_new_sender_opens_no_conversation(app, client, shop, together):
+def test_a_stored_mid_from_a_new_sender_opens_no_conversation(app, client, account, together):
     deliver(client, envelope(message("m-known", "hi", ts=T0)))
     stranger = "9100000000000077"
     others = [message(f"m-new-{n}", "new", customer=f"91000000000001{n:02d}", ts=T0 + n) for n in range(together - 1)]

@@ -1,6 +1,6 @@
 """The echo race: our sends and their echoes, in every order, end as exactly one row per real message.
 
-The send job (live-inbox issue) writes a pending outgoing row, calls the Send API, then
+The send job writes a pending outgoing row, calls the Send API, then
 calls echoes.reconcile_sent(message_id, mid). Meta's echo of the same send may arrive
 before or after that, once or twice; the owner may type the same text in the app.
 """
@@ -8,7 +8,6 @@ before or after that, once or twice; the owner may type the same text in the app
 from __future__ import annotations
 
 import itertools
-import time
 import uuid
 
 import pytest
@@ -18,27 +17,26 @@ from inbox.extensions import db
 from inbox.models import Conversation, Message, Reaction
 from inbox.services.ingest import echoes
 from inbox.services.deliveries import receive_delivery
-from tests.support.webhooks import ACCOUNT, CUSTOMER, T0, encode, envelope, message, reaction, seen
+from tests.support.factory import Factory
+from tests.support.webhooks import T0, encode, envelope, message, reaction, seen
 
 
 @pytest.fixture
-def conversation(app, factory):
+def conversation(app, account):
     """A customer has written; returns the conversation id."""
-    factory.account(ACCOUNT, "shop")
     with app.app_context():
         receive_delivery(encode(envelope(message("m-customer", "Do you have it in M?", ts=T0))))
         return db.session.scalar(select(Conversation.id))
 
 
 def pending(app, conversation_id: int, text: str | None = "Yes, in M and L.") -> int:
-    """What the composer writes before the send job runs: an outgoing row without a mid."""
-    with app.app_context():
-        row = Message(account_id=db.session.scalar(select(Conversation.account_id)), conversation_id=conversation_id,
-                      mid=None, direction="out", sender_kind="staff", sender_igsid=ACCOUNT, text=text,
-                      status="pending", client_token=uuid.uuid4().hex, meta_timestamp=int(time.time() * 1000))
-        db.session.add(row)
-        db.session.commit()
-        return row.id
+    """What the composer writes before the send job runs: an outgoing row without a mid.
+
+    Its time is before Meta's time for it (the echo's, T0 + 1000), so the thread and the list
+    row can only show it at Meta's time if reconciling moves it there.
+    """
+    return Factory(app).message(conversation_id, text, out=True, status="pending", ts=T0 + 500,
+                                client_token=uuid.uuid4().hex).id
 
 
 def echo(app, mid: str, text: str | None = "Yes, in M and L.", ts: int = T0 + 1000, **fields):

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
-from sqlalchemy import select
 
-from inbox.extensions import db
-from inbox.models import Conversation, Message
+from inbox.models import Message
 from inbox.services.graph import GraphClient
 from inbox.services.ingest.echoes import reconcile_sent
-from tests.support.inbox_state import conversations, deliveries, messages
+from tests.support.stored import conversations, deliveries, messages
 
 
 def by_mid(app) -> dict[str, Message]:
@@ -23,8 +20,8 @@ def all_processed(app) -> bool:
     return all(d.status == "processed" for d in deliveries(app))
 
 
-def test_every_kind_of_customer_message_lands(sim_webhooks, connected_account, app):
-    shop = connected_account.ig
+def test_every_kind_of_customer_message_lands(sim_webhooks, connected, app):
+    shop = connected.ig
     alice = shop.add_customer("alice", name="Alice")
     post = shop.add_post("The red linen dress RD-1")
     sent = {
@@ -82,8 +79,8 @@ def test_every_kind_of_customer_message_lands(sim_webhooks, connected_account, a
     assert conversation.last_message_preview == "that one"
 
 
-def test_echoes_reactions_edits_unsends_and_seen_receipts(sim_webhooks, connected_account, app):
-    shop = connected_account.ig
+def test_echoes_reactions_edits_unsends_and_seen_receipts(sim_webhooks, connected, app):
+    shop = connected.ig
     alice = shop.add_customer("alice")
     question = alice.sends_text("Do you ship to Spain?")
     typo = alice.sends_text("Also, do you hvae it in M?")
@@ -111,22 +108,18 @@ def test_echoes_reactions_edits_unsends_and_seen_receipts(sim_webhooks, connecte
 
 
 @pytest.mark.parametrize("echo_first", [False, True], ids=["send answers first", "echo first"])
-def test_our_send_and_its_echo_make_one_message(sim_webhooks, connected_account, app, echo_first):
+def test_our_send_and_its_echo_make_one_message(sim_webhooks, connected, app, factory, echo_first):
     sim_webhooks.settings.faults.echo_before_response = echo_first
     sim_webhooks.settings.faults.duplicate_rate = 1.0  # and every webhook POST comes twice
-    shop = connected_account.ig
+    shop = connected.ig
     alice = shop.add_customer("alice")
     alice.sends_text("Is the red dress in stock?")
     for text in ("Yes, in M and L.", "Yes, in M and L."):  # staff double-sends the same words
+        # What the composer and the send job do: a pending row, the Send API, then reconcile.
+        [conversation] = conversations(app)
+        pending = factory.message(conversation, text, out=True, status="pending", client_token=uuid.uuid4().hex)
         with app.app_context():
-            # What the composer and the send job do: a pending row, the Send API, then reconcile.
-            conversation = db.session.scalar(select(Conversation))
-            pending = Message(account_id=conversation.account_id, conversation_id=conversation.id, direction="out",
-                              sender_kind="staff", sender_igsid=shop.ig_user_id, text=text, status="pending",
-                              client_token=uuid.uuid4().hex, meta_timestamp=int(time.time() * 1000))
-            db.session.add(pending)
-            db.session.commit()
-            result = GraphClient.for_account(connected_account.account).send_text(alice.igsid, text)
+            result = GraphClient.for_account(connected.account).send_text(alice.igsid, text)
             reconcile_sent(pending.id, result.message_id)
     sim_webhooks.settle()
     assert alice.received_texts == ["Yes, in M and L.", "Yes, in M and L."]
@@ -140,8 +133,8 @@ def test_our_send_and_its_echo_make_one_message(sim_webhooks, connected_account,
 
 
 @pytest.mark.parametrize("order", ["sent", "reversed", "shuffled"])
-def test_batched_and_reordered_deliveries_end_the_same(sim_webhooks, connected_account, app, order):
-    shop = connected_account.ig
+def test_batched_and_reordered_deliveries_end_the_same(sim_webhooks, connected, app, order):
+    shop = connected.ig
     alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
     with sim_webhooks.hold(batch=True, order=order):
         first = alice.sends_text("first")

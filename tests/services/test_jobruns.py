@@ -8,26 +8,14 @@ import pytest
 
 from inbox.extensions import db, get_redis
 from inbox.jobs import get_queue
+from inbox.live import frames
+from inbox.live.publish import channel
 from inbox.models import JobRun
 from inbox.services import jobruns
-from inbox.services.realtime import channel
-from tests.support.inbox_rows import job_run
+from tests.support.live import drain
+from tests.support.stored import job_run
 
 KIND = "refresh_identities"
-
-
-def drain(pubsub, quiet: float = 0.5) -> list[dict]:
-    """Every live event published so far (until the channel stays quiet)."""
-    events = []
-    for _ in range(1000):
-        message = pubsub.get_message(timeout=quiet)
-        if message is None:
-            if events or _ > 2:
-                break
-            continue
-        events.append(json.loads(message["data"]))
-    pubsub.close()
-    return events
 FUNC = "inbox.jobs.refresh_identities"
 
 
@@ -131,7 +119,7 @@ def test_the_status_route_stops_polling_once_finished(app, client, auth, factory
     polling = client.get(f"/accounts/{account.id}/runs/{run_id}", headers={"HX-Request": "true"})
     assert polling.status_code == 200
     html = polling.get_data(as_text=True)
-    assert 'hx-trigger="every 2s"' in html and f'id="job-run-{run_id}"' in html and "<html" not in html
+    assert 'hx-trigger="every 2s"' in html and f'id="run-{run_id}"' in html and "<html" not in html
     assert "HX-Request" in polling.headers["Vary"]
 
     with app.app_context():
@@ -140,24 +128,18 @@ def test_the_status_route_stops_polling_once_finished(app, client, auth, factory
     done = client.get(f"/accounts/{account.id}/runs/{run_id}", headers={"HX-Request": "true"})
     assert done.status_code == 286
     assert "every 2s" not in done.get_data(as_text=True) and "Refreshed <strong>2</strong> of 2" in done.get_data(as_text=True)
-    assert json.loads(done.headers["HX-Trigger"]) == {"job-run-finished": {"id": run_id, "kind": KIND}}
+    assert json.loads(done.headers["HX-Trigger"]) == {"run-finished": {"id": run_id, "kind": KIND}}
     page = client.get(f"/accounts/{account.id}/runs/{run_id}")  # without htmx: a whole page, status 200
     assert page.status_code == 200 and "<html" in page.get_data(as_text=True)
 
 
 def test_the_live_push_renders_the_run_for_swapping_by_id(app, factory):
-    from inbox.routes.runs import job_frame
-
     account = factory.account()
     with app.app_context():
         run, _ = jobruns.start_or_get_running(KIND, account.id, FUNC)
         run_id = run.id
-        from flask import g
-
-        with app.test_request_context("/"):
-            from inbox.models import Account
-
-            g.account = db.session.get(Account, account.id)
-            html = job_frame(g.account, {"type": "job.progress", "account_id": account.id, "job_run_id": run_id})
-            assert f'id="job-run-{run_id}"' in html and 'hx-swap-oob="true"' in html
-            assert job_frame(g.account, {"type": "job.progress", "job_run_id": run_id + 99}) is None
+        html = frames.render_frames(app, account.id, [{"type": "job.progress", "account_id": account.id,
+                                                       "job_run_id": run_id}])
+        assert f'id="run-{run_id}"' in html and 'hx-swap-oob="true"' in html
+        assert frames.render_frames(app, account.id, [{"type": "job.progress", "account_id": account.id,
+                                                       "job_run_id": run_id + 99}]) is None

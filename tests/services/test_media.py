@@ -20,9 +20,10 @@ from inbox.services import media
 from inbox.services.storage import get_storage
 from inbox.sim.cdn import png
 from inbox.extensions import get_redis
-from inbox.services.realtime import channel
+from inbox.live.publish import channel
 from tests.support.jobs import failed_jobs
-from tests.services.test_jobruns import drain
+from tests.support.stored import identity_rows
+from tests.support.live import drain
 
 
 def _attachments(app, mid: str) -> list[Attachment]:
@@ -56,9 +57,9 @@ def _state_html(app, attachment_id: int) -> str:
 
 
 def test_an_image_is_kept_before_its_link_expires_and_still_shows_after(
-        sim_webhooks, connected_account, app, client, auth, factory, run_jobs):
+        sim_webhooks, connected, app, client, auth, factory, run_jobs):
     sim = sim_webhooks
-    alice = connected_account.ig.add_customer("alice")
+    alice = connected.ig.add_customer("alice")
     sent = alice.sends_attachment("image")
     [row] = _attachments(app, sent.mid)
     assert row.media_state == "pending"
@@ -68,7 +69,7 @@ def test_an_image_is_kept_before_its_link_expires_and_still_shows_after(
 
     with app.app_context():
         pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(channel(connected_account.account.id))
+        pubsub.subscribe(channel(connected.account.id))
     run_jobs()
     with app.app_context():
         message_id = db.session.scalar(select(Message.id).where(Message.mid == sent.mid))
@@ -81,10 +82,10 @@ def test_an_image_is_kept_before_its_link_expires_and_still_shows_after(
 
     sim.advance(days=4)  # Instagram's link is dead now
     assert requests.get(row.source_url, timeout=5).status_code == 403
-    _login_staff(auth, factory, connected_account.account)
+    _login_staff(auth, factory, connected.account)
     with app.test_request_context():
         src = media.attachment_src(db.session.get(Attachment, row.id))
-    assert src.startswith(f"/accounts/{connected_account.account.id}/media/attachments/{row.id}?v=")
+    assert src.startswith(f"/accounts/{connected.account.id}/media/attachments/{row.id}?v=")
     response = client.get(src)
     assert response.status_code == 200 and response.data == original
     assert response.mimetype == "image/png"
@@ -95,9 +96,9 @@ def test_an_image_is_kept_before_its_link_expires_and_still_shows_after(
 
 
 def test_an_expired_link_gives_the_expired_state_not_an_error(
-        sim_webhooks, connected_account, app, client, auth, factory, run_jobs):
+        sim_webhooks, connected, app, client, auth, factory, run_jobs):
     sim = sim_webhooks
-    alice = connected_account.ig.add_customer("alice")
+    alice = connected.ig.add_customer("alice")
     sent = alice.sends_attachment("video")
     for i in range(20):  # the thread moved on: Instagram details only its 20 newest messages
         alice.sends_text(f"and another thing {i}", deliver=False)
@@ -110,14 +111,14 @@ def test_an_expired_link_gives_the_expired_state_not_an_error(
     with app.test_request_context():
         assert media.attachment_src(db.session.get(Attachment, row.id)) is None
     assert "Expired on Instagram" in _state_html(app, row.id)
-    _login_staff(auth, factory, connected_account.account)
-    assert client.get(f"/accounts/{connected_account.account.id}/media/attachments/{row.id}").status_code == 404
+    _login_staff(auth, factory, connected.account)
+    assert client.get(f"/accounts/{connected.account.id}/media/attachments/{row.id}").status_code == 404
 
 
 def test_an_expired_link_of_a_recent_message_is_renewed_through_the_conversations_api(
-        sim_webhooks, connected_account, app, run_jobs):
+        sim_webhooks, connected, app, run_jobs):
     sim = sim_webhooks
-    alice = connected_account.ig.add_customer("alice")
+    alice = connected.ig.add_customer("alice")
     sent = alice.sends_attachment("image")
     old_url = _attachments(app, sent.mid)[0].source_url
     sim.advance(days=4)
@@ -128,9 +129,9 @@ def test_an_expired_link_of_a_recent_message_is_renewed_through_the_conversation
     assert len(sim.calls_to("message")) == 1
 
 
-def test_every_kept_kind_is_stored_and_stories_never_are(sim_webhooks, connected_account, app, run_jobs):
+def test_every_kept_kind_is_stored_and_stories_never_are(sim_webhooks, connected, app, run_jobs):
     sim = sim_webhooks
-    shop = connected_account.ig
+    shop = connected.ig
     alice = shop.add_customer("alice")
     sent = {
         "audio": alice.sends_attachment("audio"), "file": alice.sends_attachment("file"),
@@ -150,8 +151,8 @@ def test_every_kept_kind_is_stored_and_stories_never_are(sim_webhooks, connected
         assert media.attachment_src(story) == story.source_url  # shown while the story lives
 
 
-def test_a_story_older_than_a_day_shows_a_placeholder(sim_webhooks, connected_account, app):
-    alice = connected_account.ig.add_customer("alice")
+def test_a_story_older_than_a_day_shows_a_placeholder(sim_webhooks, connected, app):
+    alice = connected.ig.add_customer("alice")
     sent = alice.mentions_in_story(at=time.time() - 25 * 3600)
     [row] = _attachments(app, sent.mid)
     assert row.media_state == "not_kept"
@@ -162,13 +163,13 @@ def test_a_story_older_than_a_day_shows_a_placeholder(sim_webhooks, connected_ac
     assert "Story no longer available" in html and row.source_url not in html
 
 
-def test_only_staff_of_that_account_get_the_media(sim_webhooks, connected_account, app, client, auth, factory,
+def test_only_staff_of_that_account_get_the_media(sim_webhooks, connected, app, client, auth, factory,
                                                   run_jobs):
-    alice = connected_account.ig.add_customer("alice")
+    alice = connected.ig.add_customer("alice")
     sent = alice.sends_attachment("image")
     run_jobs()
     [row] = _attachments(app, sent.mid)
-    account = connected_account.account
+    account = connected.account
     url = f"/accounts/{account.id}/media/attachments/{row.id}"
     assert client.get(url).status_code == 302  # not logged in: to the login page
 
@@ -181,14 +182,14 @@ def test_only_staff_of_that_account_get_the_media(sim_webhooks, connected_accoun
     assert client.get(url).status_code == 200
 
 
-def test_audio_and_video_answer_range_requests(sim_webhooks, connected_account, app, client, auth, factory, run_jobs):
-    alice = connected_account.ig.add_customer("alice")
+def test_audio_and_video_answer_range_requests(sim_webhooks, connected, app, client, auth, factory, run_jobs):
+    alice = connected.ig.add_customer("alice")
     sent = alice.sends_attachment("audio")
     run_jobs()
     [row] = _attachments(app, sent.mid)
     whole = _file(app, row.storage_key).read_bytes()
-    _login_staff(auth, factory, connected_account.account)
-    url = f"/accounts/{connected_account.account.id}/media/attachments/{row.id}"
+    _login_staff(auth, factory, connected.account)
+    url = f"/accounts/{connected.account.id}/media/attachments/{row.id}"
     response = client.get(url, headers={"Range": "bytes=4-11"})
     assert response.status_code == 206
     assert response.data == whole[4:12] and response.data[:4] == b"ftyp"
@@ -196,20 +197,20 @@ def test_audio_and_video_answer_range_requests(sim_webhooks, connected_account, 
     assert response.mimetype == "audio/mp4" and response.headers["Accept-Ranges"] == "bytes"
 
 
-def test_a_file_downloads_instead_of_opening(sim_webhooks, connected_account, app, client, auth, factory, run_jobs):
-    alice = connected_account.ig.add_customer("alice")
+def test_a_file_downloads_instead_of_opening(sim_webhooks, connected, app, client, auth, factory, run_jobs):
+    alice = connected.ig.add_customer("alice")
     sent = alice.sends_attachment("file")
     run_jobs()
     [row] = _attachments(app, sent.mid)
-    _login_staff(auth, factory, connected_account.account)
-    response = client.get(f"/accounts/{connected_account.account.id}/media/attachments/{row.id}")
+    _login_staff(auth, factory, connected.account)
+    response = client.get(f"/accounts/{connected.account.id}/media/attachments/{row.id}")
     assert response.status_code == 200 and response.mimetype == "application/pdf"
     assert response.headers["Content-Disposition"].startswith("attachment;")
     assert response.data.startswith(b"%PDF-")
 
 
-def test_unsend_deletes_the_stored_file(sim_webhooks, connected_account, app, run_jobs):
-    alice = connected_account.ig.add_customer("alice")
+def test_unsend_deletes_the_stored_file(sim_webhooks, connected, app, run_jobs):
+    alice = connected.ig.add_customer("alice")
     sent = alice.sends_attachment("image", count=2)
     run_jobs()
     keys = [a.storage_key for a in _attachments(app, sent.mid)]
@@ -219,8 +220,8 @@ def test_unsend_deletes_the_stored_file(sim_webhooks, connected_account, app, ru
     assert not any(_file(app, k).exists() for k in keys)
 
 
-def test_a_download_that_finishes_after_the_unsend_keeps_nothing(sim_webhooks, connected_account, app, run_jobs):
-    alice = connected_account.ig.add_customer("alice")
+def test_a_download_that_finishes_after_the_unsend_keeps_nothing(sim_webhooks, connected, app, run_jobs):
+    alice = connected.ig.add_customer("alice")
     sent = alice.sends_attachment("image")
     [row] = _attachments(app, sent.mid)
     alice.unsends(sent.mid)  # before the worker got to it
@@ -230,8 +231,8 @@ def test_a_download_that_finishes_after_the_unsend_keeps_nothing(sim_webhooks, c
     assert not root.exists() or not [p for p in root.rglob("*") if p.is_file()]
 
 
-def test_sweep_deletes_only_files_nothing_refers_to(sim_webhooks, connected_account, app, runner, run_jobs):
-    alice = connected_account.ig.add_customer("alice")
+def test_sweep_deletes_only_files_nothing_refers_to(sim_webhooks, connected, app, runner, run_jobs):
+    alice = connected.ig.add_customer("alice")
     sent = alice.sends_attachment("image")
     run_jobs()
     [row] = _attachments(app, sent.mid)
@@ -251,8 +252,8 @@ def test_sweep_deletes_only_files_nothing_refers_to(sim_webhooks, connected_acco
     assert _file(app, row.storage_key).exists() and _file(app, fresh).exists()
 
 
-def test_the_daily_job_sweeps_files_whose_rows_went_without_the_orm(sim_webhooks, connected_account, app, run_jobs):
-    alice = connected_account.ig.add_customer("alice")
+def test_the_daily_job_sweeps_files_whose_rows_went_without_the_orm(sim_webhooks, connected, app, run_jobs):
+    alice = connected.ig.add_customer("alice")
     sent = alice.sends_attachment("image")
     run_jobs()
     [row] = _attachments(app, sent.mid)
@@ -270,8 +271,8 @@ def test_the_daily_job_sweeps_files_whose_rows_went_without_the_orm(sim_webhooks
 
 
 def test_failed_downloads_are_retried_from_the_thread_and_the_cli(
-        sim_webhooks, connected_account, app, client, auth, factory, runner, run_jobs):
-    alice = connected_account.ig.add_customer("alice")
+        sim_webhooks, connected, app, client, auth, factory, runner, run_jobs):
+    alice = connected.ig.add_customer("alice")
     first, second = alice.sends_attachment("image"), alice.sends_attachment("image")
     ids = [_attachments(app, s.mid)[0].id for s in (first, second)]
     with app.app_context():  # as if Instagram's CDN had been down for every try
@@ -282,27 +283,25 @@ def test_failed_downloads_are_retried_from_the_thread_and_the_cli(
             get_queue(queue).empty()
     assert "Retry" in _state_html(app, ids[0])
 
-    _login_staff(auth, factory, connected_account.account)
-    response = client.post(f"/accounts/{connected_account.account.id}/media/attachments/{ids[0]}/retry",
+    _login_staff(auth, factory, connected.account)
+    response = client.post(f"/accounts/{connected.account.id}/media/attachments/{ids[0]}/retry",
                            headers={"HX-Request": "true"})
     assert response.status_code == 200 and "Saving a copy" in response.get_data(as_text=True)
     run_jobs()
     assert _attachments(app, first.mid)[0].media_state == "stored"
 
-    result = runner.invoke(args=["media", "retry", "--account", connected_account.account.ig_user_id])
+    result = runner.invoke(args=["media", "retry", "--account", connected.account.ig_user_id])
     assert result.exit_code == 0 and "Queued 1 download" in result.output
     run_jobs()
     assert _attachments(app, second.mid)[0].media_state == "stored"
 
 
-def test_a_stored_profile_picture_is_served_to_staff(sim, connected_account, app, client, auth, factory, run_jobs):
+def test_a_stored_profile_picture_is_served_to_staff(sim, connected, app, client, auth, factory, run_jobs):
     from inbox.services.identities import note_participant
-    from tests.support.inbox_rows import add_conversation, identity_rows
-
-    account = connected_account.account
-    gus = connected_account.ig.add_customer("gus")
+    account = connected.account
+    gus = connected.ig.add_customer("gus")
     gus.sends_text("hi", deliver=False)
-    add_conversation(app, account, gus.igsid)
+    factory.conversation(account, gus.igsid)
     with app.app_context():
         note_participant(account.id, gus.igsid)
         db.session.commit()
@@ -328,10 +327,10 @@ def _conversation_id(app, igsid: str) -> int:
 
 
 def test_a_sent_image_reaches_the_customer_as_its_own_message(
-        sim_webhooks, connected_account, app, client, auth, factory, run_jobs, public_base):
+        sim_webhooks, connected, app, client, auth, factory, run_jobs, public_base):
     sim = sim_webhooks
-    account = connected_account.account
-    alice = connected_account.ig.add_customer("alice")
+    account = connected.account
+    alice = connected.ig.add_customer("alice")
     alice.sends_text("Can I see the back of the dress?")
     conversation_id = _conversation_id(app, alice.igsid)
     _login_staff(auth, factory, account)
@@ -381,9 +380,9 @@ def test_a_sent_image_reaches_the_customer_as_its_own_message(
      "huge.png is larger than Instagram&#39;s 8 MB limit"),
 ])
 def test_files_instagram_would_refuse_are_refused_before_sending(
-        sim_webhooks, connected_account, app, client, auth, factory, public_base, name, content, content_type, why):
-    account = connected_account.account
-    alice = connected_account.ig.add_customer("alice")
+        sim_webhooks, connected, app, client, auth, factory, public_base, name, content, content_type, why):
+    account = connected.account
+    alice = connected.ig.add_customer("alice")
     alice.sends_text("hi")
     conversation_id = _conversation_id(app, alice.igsid)
     _login_staff(auth, factory, account)
@@ -399,10 +398,10 @@ def test_files_instagram_would_refuse_are_refused_before_sending(
 
 
 def test_a_video_and_a_pdf_go_out_with_their_own_send_shape(
-        sim_webhooks, connected_account, app, client, auth, factory, run_jobs, public_base):
+        sim_webhooks, connected, app, client, auth, factory, run_jobs, public_base):
     sim = sim_webhooks
-    account = connected_account.account
-    alice = connected_account.ig.add_customer("alice")
+    account = connected.account
+    alice = connected.ig.add_customer("alice")
     alice.sends_text("The invoice and the video, please")
     conversation_id = _conversation_id(app, alice.igsid)
     _login_staff(auth, factory, account)
@@ -422,11 +421,11 @@ def test_a_video_and_a_pdf_go_out_with_their_own_send_shape(
     assert bodies["file"].content == pdf and bodies["file"].headers["Content-Type"] == "application/pdf"
 
 
-def test_no_upload_once_the_reply_window_closed(sim_webhooks, connected_account, app, client, auth, factory,
+def test_no_upload_once_the_reply_window_closed(sim_webhooks, connected, app, client, auth, factory,
                                                 public_base):
     sim = sim_webhooks
-    account = connected_account.account
-    alice = connected_account.ig.add_customer("alice")
+    account = connected.account
+    alice = connected.ig.add_customer("alice")
     alice.sends_text("hi", at=time.time() - 30 * 3600)
     conversation_id = _conversation_id(app, alice.igsid)
     _login_staff(auth, factory, account)
@@ -439,9 +438,9 @@ def test_no_upload_once_the_reply_window_closed(sim_webhooks, connected_account,
     assert alice.received == []
 
 
-def test_another_accounts_conversation_cannot_receive_uploads(sim_webhooks, connected_account, app, client, auth,
+def test_another_accounts_conversation_cannot_receive_uploads(sim_webhooks, connected, app, client, auth,
                                                              factory, public_base):
-    alice = connected_account.ig.add_customer("alice")
+    alice = connected.ig.add_customer("alice")
     alice.sends_text("hi")
     conversation_id = _conversation_id(app, alice.igsid)
     other = factory.account(username="other_shop")

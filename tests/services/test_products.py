@@ -1,4 +1,11 @@
-"""Product assignment through real webhooks from the simulator (ARCHITECTURE.md section 4)."""
+"""Product assignment through real webhooks from the simulator.
+
+A shared post or reel, an ad or a shop product referral is evidence. A post already linked to a
+product assigns the conversation to it (a link is a reason to assign, never to skip); an
+unlinked one is matched by caption against SKUs and keywords (exactly one match links and
+assigns); a choice made by hand wins over later automatic evidence. Every decision is an
+assignment event with its reason.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from sqlalchemy import select
 from inbox.extensions import db
 from inbox.models import AssignmentEvent, Attachment, Message, Post, PostProduct
 from inbox.services.products import assignment, catalogue
-from tests.support.inbox_state import conversation_of
+from tests.support.stored import conversation_of
 from tests.support.jobs import failed_jobs
 
 
@@ -16,12 +23,6 @@ def _events(app, conversation_id):
         return [(e.source, e.outcome, e.reason) for e in db.session.scalars(
             select(AssignmentEvent).where(AssignmentEvent.conversation_id == conversation_id)
             .order_by(AssignmentEvent.id))]
-
-
-def _product(app, account_id, sku, name, keywords=""):
-    with app.app_context():
-        p = catalogue.create_product(account_id, name=name, sku=sku, keywords=keywords)
-        return p.id
 
 
 def _sku_of(app, conv):
@@ -38,11 +39,11 @@ def _attachment_of(app, account_id, mid):
 
 
 def test_a_post_linked_by_hand_from_one_conversation_assigns_the_next_one_that_shares_it(
-        app, sim_webhooks, connected_account, run_jobs, factory):
+        app, sim_webhooks, connected, run_jobs, factory):
     """The seed case: an existing link is a reason to assign, never a reason to skip."""
-    account, shop = connected_account.account, connected_account.ig
+    account, shop = connected.account, connected.ig
     ana = factory.staff_on(account, "agent", name="Ana")
-    dress = _product(app, account.id, "RD-1", "Red Dress")
+    dress = factory.product(account, "Red Dress", "RD-1").id
     post = sim_webhooks.add_foreign_post(caption="Our new summer look")  # matches no product on its own
     alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
 
@@ -69,10 +70,10 @@ def test_a_post_linked_by_hand_from_one_conversation_assigns_the_next_one_that_s
     assert failed_jobs(app) == []
 
 
-def test_auto_link_with_one_match_links_the_post_and_assigns(app, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
-    _product(app, account.id, "RD-1", "Red Dress", keywords="red dress, crimson")
-    _product(app, account.id, "BS-2", "Blue Scarf", keywords="scarf")
+def test_auto_link_with_one_match_links_the_post_and_assigns(app, sim_webhooks, connected, run_jobs, factory):
+    account, shop = connected.account, connected.ig
+    factory.product(account, "Red Dress", "RD-1", keywords="red dress, crimson")
+    factory.product(account, "Blue Scarf", "BS-2", keywords="scarf")
     alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
     post = sim_webhooks.add_foreign_post(caption="The RED DRESS is back! #summer")
     alice.shares_post(post)
@@ -93,10 +94,10 @@ def test_auto_link_with_one_match_links_the_post_and_assigns(app, sim_webhooks, 
 
 
 def test_auto_link_with_no_match_and_with_two_matches_records_the_outcome(
-        app, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
-    _product(app, account.id, "RD-1", "Red Dress", keywords="dress")
-    _product(app, account.id, "BS-2", "Blue Scarf", keywords="scarf")
+        app, sim_webhooks, connected, run_jobs, factory):
+    account, shop = connected.account, connected.ig
+    factory.product(account, "Red Dress", "RD-1", keywords="dress")
+    factory.product(account, "Blue Scarf", "BS-2", keywords="scarf")
     alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
     alice.shares_post(caption="Look at this sunset")
     bob.shares_reel(caption="Dress and scarf combo, both on sale")
@@ -135,11 +136,11 @@ def _account_id(app):
 
 
 def test_a_choice_by_hand_survives_later_automatic_evidence(
-        app, sim_webhooks, connected_account, run_jobs, factory):
-    account, shop = connected_account.account, connected_account.ig
+        app, sim_webhooks, connected, run_jobs, factory):
+    account, shop = connected.account, connected.ig
     ana = factory.staff_on(account, "agent", name="Ana")
-    _product(app, account.id, "RD-1", "Red Dress", keywords="dress")
-    scarf = _product(app, account.id, "BS-2", "Blue Scarf", keywords="scarf")
+    factory.product(account, "Red Dress", "RD-1", keywords="dress")
+    scarf = factory.product(account, "Blue Scarf", "BS-2", keywords="scarf").id
     alice = shop.add_customer("alice")
     alice.shares_post(caption="A red dress")
     run_jobs()
@@ -160,10 +161,10 @@ def test_a_choice_by_hand_survives_later_automatic_evidence(
 
 
 def test_newer_automatic_evidence_replaces_older_and_a_late_job_does_not_undo_it(
-        app, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
-    _product(app, account.id, "RD-1", "Red Dress", keywords="dress")
-    _product(app, account.id, "BS-2", "Blue Scarf", keywords="scarf")
+        app, sim_webhooks, connected, run_jobs, factory):
+    account, shop = connected.account, connected.ig
+    factory.product(account, "Red Dress", "RD-1", keywords="dress")
+    factory.product(account, "Blue Scarf", "BS-2", keywords="scarf")
     alice = shop.add_customer("alice")
     alice.shares_post(caption="dress")
     run_jobs()
@@ -187,9 +188,9 @@ def test_newer_automatic_evidence_replaces_older_and_a_late_job_does_not_undo_it
 
 
 def test_an_ad_referral_with_post_id_assigns_through_the_link_and_reads_own_captions_from_graph(
-        app, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
-    _product(app, account.id, "RD-1", "Red Dress", keywords="red dress")
+        app, sim_webhooks, connected, run_jobs, factory):
+    account, shop = connected.account, connected.ig
+    factory.product(account, "Red Dress", "RD-1", keywords="red dress")
     own = shop.add_post("New in: the red dress, all sizes")  # the account's own post: Graph has its caption
     alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
     alice.clicks_ad(post=own, title="Summer sale")  # the ad title matches nothing: the caption does
@@ -209,9 +210,9 @@ def test_an_ad_referral_with_post_id_assigns_through_the_link_and_reads_own_capt
     assert len(sim_webhooks.calls_to("media")) == 1  # linked: no Meta call
 
 
-def test_an_own_post_shared_without_a_caption_is_read_from_graph(app, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
-    _product(app, account.id, "BS-2", "Blue Scarf")
+def test_an_own_post_shared_without_a_caption_is_read_from_graph(app, sim_webhooks, connected, run_jobs, factory):
+    account, shop = connected.account, connected.ig
+    factory.product(account, "Blue Scarf", "BS-2")
     own = shop.add_post("Restocked BS-2")
     alice = shop.add_customer("alice")
     alice.shares_post(own, caption="")
@@ -221,9 +222,9 @@ def test_an_own_post_shared_without_a_caption_is_read_from_graph(app, sim_webhoo
     assert "SKU BS-2" in _events(app, conv.id)[-1][2]
 
 
-def test_shop_product_referrals_by_sku_and_unknown_ids(app, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
-    _product(app, account.id, "5551234", "Catalogue Bag")
+def test_shop_product_referrals_by_sku_and_unknown_ids(app, sim_webhooks, connected, run_jobs, factory):
+    account, shop = connected.account, connected.ig
+    factory.product(account, "Catalogue Bag", "5551234")
     alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
     alice.asks_about_product("5551234")
     bob.asks_about_product("999")
@@ -236,9 +237,9 @@ def test_shop_product_referrals_by_sku_and_unknown_ids(app, sim_webhooks, connec
     assert failed_jobs(app) == []
 
 
-def test_the_assignment_job_is_one_per_message_and_idempotent(app, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
-    _product(app, account.id, "RD-1", "Red Dress", keywords="dress")
+def test_the_assignment_job_is_one_per_message_and_idempotent(app, sim_webhooks, connected, run_jobs, factory):
+    account, shop = connected.account, connected.ig
+    factory.product(account, "Red Dress", "RD-1", keywords="dress")
     alice = shop.add_customer("alice")
     sent = alice.shares_post(caption="dress")
     from inbox.jobs import get_queue
@@ -254,9 +255,9 @@ def test_the_assignment_job_is_one_per_message_and_idempotent(app, sim_webhooks,
 
 
 def test_a_legacy_share_without_an_id_and_an_ad_without_a_post_are_recorded_plainly(
-        app, sim_webhooks, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
-    _product(app, account.id, "RD-1", "Red Dress", keywords="summer sale")
+        app, sim_webhooks, connected, run_jobs, factory):
+    account, shop = connected.account, connected.ig
+    factory.product(account, "Red Dress", "RD-1", keywords="summer sale")
     alice, bob = shop.add_customer("alice"), shop.add_customer("bob")
     alice.sends_share()
     bob.clicks_ad(title="Our summer sale", post=sim_webhooks.add_foreign_post(caption=None))
@@ -272,11 +273,11 @@ def test_a_legacy_share_without_an_id_and_an_ad_without_a_post_are_recorded_plai
 
 
 def test_product_decisions_flag_their_live_update_and_a_batch_keeps_the_flag(app):
-    from inbox.routes.products import thread_product_frame
-    from inbox.services.realtime import coalesce
+    from inbox.live.frames import thread_product
+    from inbox.live.hub import coalesce
 
     plain = {"type": "conversation.updated", "account_id": 1, "conversation_id": 7}
     flagged = {**plain, "product": 1}
     assert coalesce([plain, flagged]) == [flagged]  # a new message and a decision in one batch
     with app.test_request_context("/"):
-        assert thread_product_frame(plain, 1) is None  # every new message: no panel render
+        assert thread_product(plain, 1) is None  # every new message: no panel render

@@ -30,12 +30,12 @@ def test_accounts_and_apis_have_their_own_buckets(app):
     assert waits == []
 
 
-def test_two_processes_share_the_conversations_limit(app_config, sim, connected_account):
+def test_two_processes_share_the_conversations_limit(app_config, sim, connected):
     """Two worker processes calling for one account stay within Meta's 2 calls/s together."""
-    alice = connected_account.ig.add_customer("alice")
+    alice = connected.ig.add_customer("alice")
     alice.sends_text("hi", deliver=False)
     spec = {"config": {k: v for k, v in app_config.items() if isinstance(v, (str, int, float, bool, list))},
-            "token": connected_account.ig.token, "ig_user_id": connected_account.ig.ig_user_id, "calls": 3}
+            "token": connected.ig.token, "ig_user_id": connected.ig.ig_user_id, "calls": 3}
     procs = [subprocess.Popen([sys.executable, "-m", "tests.support.graph_probe"], cwd=ROOT, text=True,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE) for _ in range(2)]
     try:

@@ -10,10 +10,11 @@ import pytest
 from inbox.extensions import db, get_redis
 from inbox.models import Account, JobRun
 from inbox.services import identities
-from inbox.services.realtime import channel
-from tests.support.inbox_rows import add_conversation, count, identity_rows, job_run, self_rows
+from inbox.live.publish import channel
+from tests.support.factory import Factory
+from tests.support.stored import count, identity_rows, job_run, self_rows
 from tests.support.jobs import failed_jobs
-from tests.services.test_jobruns import drain
+from tests.support.live import drain
 
 HTMX = {"HX-Request": "true"}
 
@@ -24,21 +25,21 @@ def app_config(app_config):
     return app_config
 
 
-def _shop_with_customers(app, connected_account, names: list[str], **flags):
+def _shop_with_customers(app, connected, names: list[str], **flags):
     """Customers who wrote to the shop, each with a conversation in the inbox (no identity yet)."""
-    account, shop = connected_account.account, connected_account.ig
+    account, shop = connected.account, connected.ig
     customers = []
     for i, name in enumerate(names):
         customer = shop.add_customer(name, name=name.title(), **flags)
         customer.sends_text("hello", deliver=False)
-        add_conversation(app, account, customer.igsid, messages=[
-            {"mid": f"mid-{name}", "text": "hello", "ts_ms": 1_770_000_000_000 + i}])
+        Factory(app).conversation(account, customer.igsid, messages=[
+            {"mid": f"mid-{name}", "text": "hello", "ts": 1_770_000_000_000 + i}])
         customers.append(customer)
     return customers
 
 
 def _run_id(html: str) -> int:
-    return int(re.search(r'id="job-run-(\d+)"', html).group(1))
+    return int(re.search(r'id="run-(\d+)"', html).group(1))
 
 
 def _text(response) -> str:
@@ -46,13 +47,13 @@ def _text(response) -> str:
 
 
 def test_refresh_loads_everyone_and_the_people_page_shows_their_usernames(
-        app, sim, connected_account, client, auth, factory, run_jobs):
-    account = connected_account.account
-    customers = _shop_with_customers(app, connected_account, ["alice", "bruno", "chen", "dalia", "emeka"])
+        app, sim, connected, client, auth, factory, run_jobs):
+    account = connected.account
+    customers = _shop_with_customers(app, connected, ["alice", "bruno", "chen", "dalia", "emeka"])
     customers[-1].set(available=False)
     # The owner once wrote to herself (self messaging): that thread must not make her a participant.
-    add_conversation(app, account, account.ig_user_id, messages=[
-        {"mid": "mid-self", "text": "note to self", "ts_ms": 1_770_000_000_100, "out": True}])
+    factory.conversation(account, account.ig_user_id, messages=[
+        {"mid": "mid-self", "text": "note to self", "ts": 1_770_000_000_100, "out": True}])
     auth.login(factory.staff_on(account, "agent"))
 
     before = client.get(f"/accounts/{account.id}/people/")
@@ -87,9 +88,9 @@ def test_refresh_loads_everyone_and_the_people_page_shows_their_usernames(
         "alice", "bruno", "chen", "dalia"]
 
 
-def test_a_second_click_shows_the_running_refresh(app, sim, connected_account, client, auth, factory, run_jobs):
-    account = connected_account.account
-    _shop_with_customers(app, connected_account, ["fern"])
+def test_a_second_click_shows_the_running_refresh(app, sim, connected, client, auth, factory, run_jobs):
+    account = connected.account
+    _shop_with_customers(app, connected, ["fern"])
     auth.login(factory.staff_on(account, "agent"))
     first = client.post(f"/accounts/{account.id}/runs/refresh-identities", headers=HTMX)
     second = client.post(f"/accounts/{account.id}/runs/refresh-identities", headers=HTMX)
@@ -101,8 +102,8 @@ def test_a_second_click_shows_the_running_refresh(app, sim, connected_account, c
     assert _run_id(third.get_data(as_text=True)) != _run_id(first.get_data(as_text=True))
 
 
-def test_without_javascript_the_button_leads_to_the_run_page(app, sim, connected_account, client, auth, factory):
-    account = connected_account.account
+def test_without_javascript_the_button_leads_to_the_run_page(app, sim, connected, client, auth, factory):
+    account = connected.account
     auth.login(factory.staff_on(account, "agent"))
     response = client.post(f"/accounts/{account.id}/runs/refresh-identities")
     assert response.status_code == 303
@@ -110,9 +111,9 @@ def test_without_javascript_the_button_leads_to_the_run_page(app, sim, connected
     assert page.status_code == 200 and "Refresh identities" in _text(page) and "<html" in page.get_data(as_text=True)
 
 
-def test_progress_is_pushed_live_while_the_refresh_runs(app, sim, connected_account, run_jobs):
-    account = connected_account.account
-    _shop_with_customers(app, connected_account, ["gia", "hugo", "ines"])
+def test_progress_is_pushed_live_while_the_refresh_runs(app, sim, connected, run_jobs):
+    account = connected.account
+    _shop_with_customers(app, connected, ["gia", "hugo", "ines"])
     with app.app_context():
         pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(channel(account.id))
@@ -129,9 +130,9 @@ def test_progress_is_pushed_live_while_the_refresh_runs(app, sim, connected_acco
 
 
 def test_a_dead_token_stops_the_refresh_cleanly_with_a_clear_summary(
-        app, sim, connected_account, client, auth, factory, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
-    _shop_with_customers(app, connected_account, [f"p{i:02d}" for i in range(20)])
+        app, sim, connected, client, auth, factory, run_jobs):
+    account, shop = connected.account, connected.ig
+    _shop_with_customers(app, connected, [f"p{i:02d}" for i in range(20)])
     auth.login(factory.staff_on(account, "agent"))
     started = client.post(f"/accounts/{account.id}/runs/refresh-identities", headers=HTMX)
     run_id = _run_id(started.get_data(as_text=True))
@@ -155,13 +156,13 @@ def test_a_dead_token_stops_the_refresh_cleanly_with_a_clear_summary(
     assert "Reconnect needed" in _text(client.get(f"/accounts/{account.id}/"))
 
 
-def test_the_refresh_keeps_to_the_profile_rate_limit(app_config, sim, connected_account, app, run_jobs):
+def test_the_refresh_keeps_to_the_profile_rate_limit(app_config, sim, connected, app, run_jobs):
     # Meta publishes no profile limit; here the simulator enforces one and we are told the same.
     sim.settings.limits.profile = 10.0
     app.config["GRAPH_PROFILE_RATE"] = 10.0
     app.config["IDENTITY_REFRESH_CONCURRENCY"] = 8
-    account = connected_account.account
-    _shop_with_customers(app, connected_account, [f"q{i:02d}" for i in range(25)])
+    account = connected.account
+    _shop_with_customers(app, connected, [f"q{i:02d}" for i in range(25)])
     with app.app_context():
         run, _ = identities.start_refresh(account.id)
         run_id = run.id
@@ -172,9 +173,9 @@ def test_the_refresh_keeps_to_the_profile_rate_limit(app_config, sim, connected_
     assert len(calls) == 25 and [c for c in calls if c.code is not None] == []
 
 
-def test_refresh_from_the_command_line(app, runner, sim, connected_account):
-    account = connected_account.account
-    _shop_with_customers(app, connected_account, ["jude", "kemal"])
+def test_refresh_from_the_command_line(app, runner, sim, connected):
+    account = connected.account
+    _shop_with_customers(app, connected, ["jude", "kemal"])
     result = runner.invoke(args=["identities", "refresh", "--account", account.ig_user_id])
     assert result.exit_code == 0, result.output
     assert "Refreshed 2 of 2, 0 failed." in result.output
@@ -188,10 +189,10 @@ def test_refresh_from_the_command_line(app, runner, sim, connected_account):
 
 def test_participants_are_the_customers_and_recent_writers_never_the_account(app, factory):
     account = factory.account()
-    add_conversation(app, account, "5550001", messages=[
-        {"mid": "a", "ts_ms": 1_000_000_000_000, "text": "long ago"},
-        {"mid": "b", "ts_ms": 1_000_000_000_500, "text": "reply", "out": True}])
-    add_conversation(app, account, account.ig_user_id)
-    add_conversation(app, factory.account(), "5550002")  # another account's customer
+    factory.conversation(account, "5550001", messages=[
+        {"mid": "a", "ts": 1_000_000_000_000, "text": "long ago"},
+        {"mid": "b", "ts": 1_000_000_000_500, "text": "reply", "out": True}])
+    factory.conversation(account, account.ig_user_id)
+    factory.conversation(factory.account(), "5550002")  # another account's customer
     with app.app_context():
         assert identities.participant_ids(account.id) == ["5550001"]

@@ -75,7 +75,7 @@ def _bad_cdn() -> Flask:
 
     @cdn.get("/slow")
     def slow():
-        time.sleep(1.5)
+        time.sleep(1.5)  # a CDN slower than the fetcher's read timeout (MEDIA_READ_TIMEOUT_SECONDS, 0.5 below)
         return Response(PNG, mimetype="image/png")
 
     @cdn.get("/to-ok")

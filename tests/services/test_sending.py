@@ -21,12 +21,12 @@ def app_config(app_config):
 
 
 @pytest.fixture
-def shop(sim_webhooks, connected_account, run_jobs):
-    """A customer (alice) wrote to the shop through a real webhook."""
-    alice = connected_account.ig.add_customer("alice", name="Alice")
+def alice(sim_webhooks, connected, run_jobs):
+    """A customer who wrote to the shop through a real webhook (her profile fetched)."""
+    alice = connected.ig.add_customer("alice", name="Alice")
     assert alice.sends_text("Do you have the blue one?").delivery.status == 200
     run_jobs()  # her profile
-    return connected_account, alice
+    return alice
 
 
 def conversation_id(app) -> int:
@@ -55,8 +55,7 @@ def row(app, message_id) -> Message:
         return message
 
 
-def test_a_reply_reaches_the_customer_and_its_echo_confirms_it(app, shop, run_jobs, sim):
-    _, alice = shop
+def test_a_reply_reaches_the_customer_and_its_echo_confirms_it(app, alice, run_jobs, sim):
     message_id = reply(app)
     pending = row(app, message_id)
     assert pending.status == "pending" and pending.mid is None and sending.status_label(pending) == "Sending…"
@@ -72,8 +71,7 @@ def test_a_reply_reaches_the_customer_and_its_echo_confirms_it(app, shop, run_jo
         assert conversation.last_message_sender_kind == "staff" and conversation.unread_count == 0
 
 
-def test_the_echo_arriving_before_the_send_api_answers_is_one_message(app, shop, run_jobs, sim):
-    _, alice = shop
+def test_the_echo_arriving_before_the_send_api_answers_is_one_message(app, alice, run_jobs, sim):
     sim.faults.echo_before_response = True
     message_id = reply(app)
     run_jobs()
@@ -83,8 +81,7 @@ def test_the_echo_arriving_before_the_send_api_answers_is_one_message(app, shop,
     assert len(rows) == 1 and rows[0][0] == message_id and rows[0][3] == "sent" and rows[0][2] == "staff"
 
 
-def test_a_double_submit_is_one_message(app, shop, run_jobs, sim):
-    _, alice = shop
+def test_a_double_submit_is_one_message(app, alice, run_jobs, sim):
     token = uuid.uuid4().hex
     first = reply(app, token=token)
     second = reply(app, token=token)
@@ -95,8 +92,7 @@ def test_a_double_submit_is_one_message(app, shop, run_jobs, sim):
     assert len(outgoing(app)) == 1
 
 
-def test_a_token_from_another_conversation_is_refused(app, shop, factory, sim):
-    connected, alice = shop
+def test_a_token_from_another_conversation_is_refused(app, connected, alice, factory, sim):
     bob = connected.ig.add_customer("bob")
     bob.sends_text("hello")
     token = uuid.uuid4().hex
@@ -107,8 +103,7 @@ def test_a_token_from_another_conversation_is_refused(app, shop, factory, sim):
             sending.queue_reply(connected.account.id, other, None, "hi", token)
 
 
-def test_two_identical_replies_are_two_messages(app, shop, run_jobs, sim):
-    _, alice = shop
+def test_two_identical_replies_are_two_messages(app, alice, run_jobs, sim):
     reply(app, "Thanks!")
     reply(app, "Thanks!")
     run_jobs()
@@ -122,20 +117,19 @@ def test_two_identical_replies_are_two_messages(app, shop, run_jobs, sim):
     ("   ", "Write a message first."),
     ("é" * 501, "1,002 bytes; Instagram accepts at most 1,000"),
 ])
-def test_empty_or_oversized_text_is_refused_with_a_reason(app, shop, text, reason):
+def test_empty_or_oversized_text_is_refused_with_a_reason(app, alice, text, reason):
     with pytest.raises(sending.SendRefused, match=reason):
         reply(app, text)
     assert outgoing(app) == []
 
 
-def test_exactly_1000_bytes_is_accepted(app, shop, run_jobs, sim):
-    _, alice = shop
+def test_exactly_1000_bytes_is_accepted(app, alice, run_jobs, sim):
     reply(app, "é" * 500)
     run_jobs()
     assert alice.received_texts == ["é" * 500]
 
 
-def test_outside_the_24_hour_window_the_reply_is_refused(app, shop):
+def test_outside_the_24_hour_window_the_reply_is_refused(app, alice):
     with app.app_context():
         db.session.execute(update(Conversation).values(last_customer_message_at=utcnow() - timedelta(hours=24, seconds=5)))
         db.session.commit()
@@ -144,8 +138,7 @@ def test_outside_the_24_hour_window_the_reply_is_refused(app, shop):
     assert outgoing(app) == []
 
 
-def test_an_account_that_must_reconnect_cannot_queue_replies(app, shop):
-    connected, _ = shop
+def test_an_account_that_must_reconnect_cannot_queue_replies(app, connected, alice):
     with app.app_context():
         db.session.execute(update(Account).values(status="reconnect_needed"))
         db.session.commit()
@@ -159,8 +152,8 @@ def test_an_account_that_must_reconnect_cannot_queue_replies(app, shop):
     (200, None, "permission", "may not send this message"),
     (100, None, "invalid", "rejected the message"),
 ])
-def test_final_errors_fail_the_message_with_a_human_reason(app, shop, run_jobs, sim, code, subcode, error_code, reason):
-    _, alice = shop
+def test_final_errors_fail_the_message_with_a_human_reason(app, alice, run_jobs, sim, code, subcode, error_code,
+                                                           reason):
     sim.fail_next("send", code, subcode)
     message_id = reply(app)
     run_jobs()
@@ -172,8 +165,7 @@ def test_final_errors_fail_the_message_with_a_human_reason(app, shop, run_jobs, 
     assert failed_jobs(app) == []
 
 
-def test_a_dead_token_fails_the_message_and_flags_the_account(app, shop, run_jobs, sim):
-    connected, alice = shop
+def test_a_dead_token_fails_the_message_and_flags_the_account(app, connected, alice, run_jobs, sim):
     connected.ig.revoke_token()
     message_id = reply(app)
     run_jobs()
@@ -186,8 +178,7 @@ def test_a_dead_token_fails_the_message_and_flags_the_account(app, shop, run_job
 
 
 @pytest.mark.parametrize("code, subcode", [(4, None), (2, None)])
-def test_throttling_and_outages_retry_then_send(app, shop, run_jobs, sim, code, subcode):
-    _, alice = shop
+def test_throttling_and_outages_retry_then_send(app, alice, run_jobs, sim, code, subcode):
     sim.fail_next("send", code, subcode)
     message_id = reply(app)
     run_jobs()
@@ -197,7 +188,7 @@ def test_throttling_and_outages_retry_then_send(app, shop, run_jobs, sim, code, 
     assert len(sim.calls_to("send")) == 2
 
 
-def test_a_send_that_keeps_failing_gives_up_with_a_reason(app, shop, run_jobs, sim):
+def test_a_send_that_keeps_failing_gives_up_with_a_reason(app, alice, run_jobs, sim):
     sim.fail_next("send", 2, None, times=5)
     message_id = reply(app)
     run_jobs()
@@ -206,8 +197,7 @@ def test_a_send_that_keeps_failing_gives_up_with_a_reason(app, shop, run_jobs, s
     assert len(sim.calls_to("send")) == 2  # one retry allowed by SEND_RETRY_INTERVALS = [0]
 
 
-def test_an_ambiguous_failure_is_never_resent_and_the_echo_confirms_it(app, shop, run_jobs, sim):
-    _, alice = shop
+def test_an_ambiguous_failure_is_never_resent_and_the_echo_confirms_it(app, alice, run_jobs, sim):
     sim.faults.send_ambiguous = 1
     message_id = reply(app)
     run_jobs()
@@ -219,8 +209,7 @@ def test_an_ambiguous_failure_is_never_resent_and_the_echo_confirms_it(app, shop
     assert len(outgoing(app)) == 1
 
 
-def test_an_ambiguous_failure_without_an_echo_waits_then_fails(app, shop, run_jobs, sim):
-    connected, alice = shop
+def test_an_ambiguous_failure_without_an_echo_waits_then_fails(app, connected, alice, run_jobs, sim):
     sim.faults.send_ambiguous = 1
     connected.ig.unsubscribe()  # the echo never comes
     message_id = reply(app)
@@ -237,8 +226,7 @@ def test_an_ambiguous_failure_without_an_echo_waits_then_fails(app, shop, run_jo
     assert len(sim.calls_to("send")) == 1
 
 
-def test_retry_sends_a_failed_message_again(app, shop, run_jobs, sim):
-    connected, alice = shop
+def test_retry_sends_a_failed_message_again(app, connected, alice, run_jobs, sim):
     sim.fail_next("send", 551)
     message_id = reply(app)
     run_jobs()
@@ -255,8 +243,7 @@ def test_retry_sends_a_failed_message_again(app, shop, run_jobs, sim):
     assert len(outgoing(app)) == 1
 
 
-def test_retry_refuses_sent_messages_and_other_accounts(app, shop, run_jobs, sim, factory):
-    connected, _ = shop
+def test_retry_refuses_sent_messages_and_other_accounts(app, connected, alice, run_jobs, sim, factory):
     message_id = reply(app)
     run_jobs()
     other = factory.account()
@@ -267,9 +254,8 @@ def test_retry_refuses_sent_messages_and_other_accounts(app, shop, run_jobs, sim
             sending.retry_send(other.id, message_id)
 
 
-def test_a_send_job_finding_its_message_claimed_does_not_send(app, shop, run_jobs, sim):
+def test_a_send_job_finding_its_message_claimed_does_not_send(app, connected, alice, run_jobs, sim):
     """The echo of an identical message typed in the app claimed our pending row first."""
-    connected, alice = shop
     message_id = reply(app)
     with app.app_context():
         db.session.execute(update(Message).where(Message.id == message_id).values(mid="m-claimed", status="sent"))
@@ -278,7 +264,7 @@ def test_a_send_job_finding_its_message_claimed_does_not_send(app, shop, run_job
     assert sim.calls_to("send") == []
 
 
-def test_a_send_job_that_died_mid_call_is_never_resent(app, shop, run_jobs, sim):
+def test_a_send_job_that_died_mid_call_is_never_resent(app, alice, run_jobs, sim):
     """The worker was killed while the Send API call was in flight: the row stays 'sending'."""
     message_id = reply(app)
     with app.app_context():
@@ -291,7 +277,7 @@ def test_a_send_job_that_died_mid_call_is_never_resent(app, shop, run_jobs, sim)
     assert waiting.status == "pending" and sending.status_label(waiting) == "Waiting for Instagram"
 
 
-def test_the_periodic_recovery_fails_sends_that_never_got_an_echo(app, shop, run_jobs, sim):
+def test_the_periodic_recovery_fails_sends_that_never_got_an_echo(app, alice, run_jobs, sim):
     message_id = reply(app)
     with app.app_context():
         db.session.execute(update(Message).where(Message.id == message_id).values(

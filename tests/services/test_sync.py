@@ -17,8 +17,9 @@ from sqlalchemy import select
 from inbox.extensions import db
 from inbox.models import Account, Attachment, Conversation, JobRun, Message, Reaction
 from inbox.services import jobruns, sync
-from tests.support.inbox_rows import add_conversation, count, identity_rows, job_run, self_rows
+from tests.support.stored import count, identity_rows, job_run, self_rows
 from tests.support.jobs import failed_jobs
+from tests.support.waiting import wait_until
 
 HTMX = {"HX-Request": "true"}
 T0 = int(time.time()) - 6 * 3600  # whole seconds: the API's created_time has no milliseconds
@@ -73,8 +74,8 @@ def _history(shop):
     return alice, bob, sent
 
 
-def test_resync_brings_conversations_messages_and_usernames(app, sim, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_resync_brings_conversations_messages_and_usernames(app, sim, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     alice, bob, sent = _history(shop)
 
     run = _resync(app, account.id, run_jobs)
@@ -122,8 +123,8 @@ def test_resync_brings_conversations_messages_and_usernames(app, sim, connected_
     assert self_rows(app) == []
 
 
-def test_a_second_resync_creates_nothing(app, sim, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_a_second_resync_creates_nothing(app, sim, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     _history(shop)
     _resync(app, account.id, run_jobs)
     before = _messages(app, account.id)
@@ -140,14 +141,14 @@ def test_a_second_resync_creates_nothing(app, sim, connected_account, run_jobs):
     assert {mid: row.id for mid, row in after.items()} == {mid: row.id for mid, row in before.items()}
 
 
-def test_messages_webhooks_already_brought_stay_one_row(app, sim, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_messages_webhooks_already_brought_stay_one_row(app, sim, connected, factory, run_jobs):
+    account, shop = connected.account, connected.ig
     carla = shop.add_customer("carla")
     first = carla.sends_text("first", at=T0, deliver=False)
     second = carla.sends_text("second", at=T0 + 10, deliver=False)
     # The webhook for the first one arrived (Meta's ms timestamp); the second one was missed.
-    conversation_id = add_conversation(app, account, carla.igsid, messages=[
-        {"mid": first.mid, "text": "first", "ts_ms": T0 * 1000 + 123}])
+    conversation_id = factory.conversation(account, carla.igsid, messages=[
+        {"mid": first.mid, "text": "first", "ts": T0 * 1000 + 123}]).id
     kept = _messages(app, account.id)[first.mid]
 
     run = _resync(app, account.id, run_jobs)
@@ -163,9 +164,9 @@ def test_messages_webhooks_already_brought_stay_one_row(app, sim, connected_acco
         assert thread.last_message_preview == "second" and thread.unread_count == 1
 
 
-def test_a_webhook_late_for_a_message_the_resync_brought_changes_nothing(app, sim_webhooks, connected_account,
+def test_a_webhook_late_for_a_message_the_resync_brought_changes_nothing(app, sim_webhooks, connected,
                                                                          run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+    account, shop = connected.account, connected.ig
     eve = shop.add_customer("eve")
     late = eve.sends_text("are you open on sunday?", at=T0, deliver=False)  # Meta's webhook is delayed
     echo = shop.types_in_app(eve, "Yes, 10 to 4", at=T0 + 5, deliver=False)
@@ -181,25 +182,17 @@ def test_a_webhook_late_for_a_message_the_resync_brought_changes_nothing(app, si
     assert sorted(after) == sorted([late.mid, echo.mid])
 
 
-def test_our_send_still_waiting_for_its_answer_is_claimed_not_doubled(app, sim, connected_account, run_jobs):
+def test_our_send_still_waiting_for_its_answer_is_claimed_not_doubled(app, sim, connected, factory, run_jobs):
     """The Send API delivered, the send job has not recorded the mid yet, and a resync lists the message."""
     from inbox.services.graph import GraphClient
 
-    account, shop = connected_account.account, connected_account.ig
+    account, shop = connected.account, connected.ig
     dora = shop.add_customer("dora")
     dora.sends_text("Is it still available?", at=T0, deliver=False)
-    conversation_id = add_conversation(app, account, dora.igsid)
-    now_ms = int(time.time() * 1000)
+    conversation = factory.conversation(account, dora.igsid)
+    pending_id = factory.message(conversation, "Yes, ships today!", out=True, status="pending",
+                                 client_token="tok-1").id
     with app.app_context():
-        from inbox.models import utcnow
-
-        pending = Message(account_id=account.id, conversation_id=conversation_id, mid=None, direction="out",
-                          sender_kind="staff", sender_igsid=account.ig_user_id, text="Yes, ships today!",
-                          status="pending", client_token="tok-1", meta_timestamp=now_ms, created_at=utcnow(),
-                          updated_at=utcnow())
-        db.session.add(pending)
-        db.session.commit()
-        pending_id = pending.id
         sent = GraphClient.for_account(db.session.get(Account, account.id)).send_text(dora.igsid, "Yes, ships today!")
 
     run = _resync(app, account.id, run_jobs)
@@ -211,15 +204,15 @@ def test_our_send_still_waiting_for_its_answer_is_claimed_not_doubled(app, sim, 
     assert (ours.id, ours.sender_kind, ours.status) == (pending_id, "staff", "sent")
 
 
-def test_pages_follow_the_rate_limit_without_a_single_throttled_call(app, sim, connected_account, client, auth,
+def test_pages_follow_the_rate_limit_without_a_single_throttled_call(app, sim, connected, client, auth,
                                                                     factory, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+    account, shop = connected.account, connected.ig
     for i in range(7):
         shop.add_customer(f"c{i}").sends_text(f"hi {i}", at=T0 + i, deliver=False)
     assert sim.settings.limits.conversations == 2.0  # Meta's 2 calls per second
     auth.login(factory.staff_on(account, "admin"))
     started = client.post(f"/accounts/{account.id}/runs/resync", headers=HTMX)
-    run_id = int(re.search(r'id="job-run-(\d+)"', started.get_data(as_text=True)).group(1))
+    run_id = int(re.search(r'id="run-(\d+)"', started.get_data(as_text=True)).group(1))
     run_jobs()
 
     calls = sim.calls_to("conversations")
@@ -233,8 +226,8 @@ def test_pages_follow_the_rate_limit_without_a_single_throttled_call(app, sim, c
     assert "7 conversations (7 new) · 7 messages (7 new) · 7 usernames updated · 4 Instagram calls." in _text(status)
 
 
-def test_when_meta_asks_for_less_data_the_pages_get_smaller(app, sim, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_when_meta_asks_for_less_data_the_pages_get_smaller(app, sim, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     app.config["SYNC_PAGE_SIZE"] = 4
     for i in range(6):
         shop.add_customer(f"d{i}").sends_text("hi", at=T0 + i, deliver=False)
@@ -247,8 +240,8 @@ def test_when_meta_asks_for_less_data_the_pages_get_smaller(app, sim, connected_
     assert len(ok) == 3  # 2 per page after halving 4
 
 
-def test_a_dead_token_stops_the_resync_and_keeps_nothing_half_done(app, sim, connected_account, run_jobs):
-    account, shop = connected_account.account, connected_account.ig
+def test_a_dead_token_stops_the_resync_and_keeps_nothing_half_done(app, sim, connected, run_jobs):
+    account, shop = connected.account, connected.ig
     shop.add_customer("erik").sends_text("hi", deliver=False)
     shop.expire_token()
     run = _resync(app, account.id, run_jobs)
@@ -259,8 +252,8 @@ def test_a_dead_token_stops_the_resync_and_keeps_nothing_half_done(app, sim, con
         assert db.session.get(Account, account.id).status == "reconnect_needed"
 
 
-def test_only_admins_may_resync(app, sim, connected_account, client, auth, factory):
-    account = connected_account.account
+def test_only_admins_may_resync(app, sim, connected, client, auth, factory):
+    account = connected.account
     auth.login(factory.staff_on(account, "agent"))
     assert client.post(f"/accounts/{account.id}/runs/resync", headers=HTMX).status_code == 403
     assert count(app, JobRun) == 0
@@ -269,8 +262,8 @@ def test_only_admins_may_resync(app, sim, connected_account, client, auth, facto
     assert client.post(f"/accounts/{account.id}/runs/resync", headers=HTMX, csrf=False).status_code == 400
 
 
-def test_resync_from_the_command_line(app, runner, sim, connected_account):
-    account, shop = connected_account.account, connected_account.ig
+def test_resync_from_the_command_line(app, runner, sim, connected):
+    account, shop = connected.account, connected.ig
     shop.add_customer("fatima").sends_text("hi", at=T0, deliver=False)
     result = runner.invoke(args=["sync", "--account", account.ig_user_id])
     assert result.exit_code == 0, result.output
@@ -279,10 +272,10 @@ def test_resync_from_the_command_line(app, runner, sim, connected_account):
     assert "1 conversations (0 new), 1 messages (0 new), 0 usernames updated" in again.output
 
 
-def test_a_crashed_resync_runs_again_without_duplicating_anything(app, app_config, sim, connected_account, run_jobs,
+def test_a_crashed_resync_runs_again_without_duplicating_anything(app, app_config, sim, connected, run_jobs,
                                                                   tmp_path):
     """A real worker process is killed (SIGKILL) in the middle of a resync; the next run completes it."""
-    account, shop = connected_account.account, connected_account.ig
+    account, shop = connected.account, connected.ig
     customers = [shop.add_customer(f"k{i}") for i in range(10)]
     for i, customer in enumerate(customers):
         customer.sends_text(f"first {i}", at=T0 + i, deliver=False)
@@ -301,11 +294,13 @@ def test_a_crashed_resync_runs_again_without_duplicating_anything(app, app_confi
     worker = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parents[2] / "worker.py"), "--burst"],
                               env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while count(app, Conversation) < 2:
+        def committed_a_page() -> bool:
+            if count(app, Conversation) >= 2:
+                return True
             assert worker.poll() is None, worker.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the worker never committed a page"
-            time.sleep(0.02)
+            return False
+
+        wait_until(committed_a_page, timeout=60, interval=0.02, what="the worker to commit a page")
     finally:
         _kill_with_children(worker.pid)
         worker.wait(timeout=10)
@@ -314,14 +309,15 @@ def test_a_crashed_resync_runs_again_without_duplicating_anything(app, app_confi
     assert 2 <= partial < 10
     assert job_run(app, crashed_id).state == "running"  # nothing ended it: the process just vanished
 
-    # Once its heartbeat has gone quiet, the dead run no longer blocks a new one.
+    # Once its heartbeat has gone quiet (0.3 s must pass), the dead run no longer blocks a new one.
     app.config["JOB_HEARTBEAT_SECONDS"] = 0.3
-    deadline = time.monotonic() + 10
+
+    def dead() -> bool:
+        db.session.expire_all()
+        return not jobruns.is_alive(db.session.get(JobRun, crashed_id))
+
     with app.app_context():
-        while jobruns.is_alive(db.session.get(JobRun, crashed_id)):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-            db.session.expire_all()
+        wait_until(dead, timeout=10, interval=0.1, what="the dead run's heartbeat to go quiet")
     sim.faults.latency = 0
     second = _resync(app, account.id, run_jobs)
     assert job_run(app, crashed_id).state == "failed" and job_run(app, crashed_id).error == jobruns.DIED

@@ -1,65 +1,23 @@
 """The simulator's webhook sender, checked by an independent receiver over real HTTP.
 
-The receiver below is deliberately not our webhook endpoint: it verifies the handshake
-token and recomputes both signatures with its own HMAC over the raw bytes it read.
+The receiver (tests/support/webhooks.Receiver) is deliberately not our webhook endpoint: it
+verifies the handshake token and recomputes both signatures with its own HMAC over the raw
+bytes it read.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
-from collections import deque
-from urllib.parse import parse_qs
 
 import pytest
 
 from inbox.services.graph import GraphClient
 from inbox.sim import Simulator, WebhookRefused
-from tests.conftest import APP_SECRET, VERIFY_TOKEN
+from tests.support.settings import APP_SECRET, VERIFY_TOKEN
 from tests.support.servers import ThreadedServer
-from tests.support.sim import wire_webhooks
-
-
-class Receiver:
-    """A tiny WSGI webhook receiver that trusts nothing it has not checked itself."""
-
-    def __init__(self, secret: str, verify_token: str) -> None:
-        self.secret = secret.encode()
-        self.verify_token = verify_token
-        self.posts: list[dict] = []
-        self.answers: deque[int] = deque()  # statuses to answer next (then 200)
-        self.on_post = None
-        self._lock = threading.Lock()
-
-    def __call__(self, environ, start_response):
-        if environ["REQUEST_METHOD"] == "GET":
-            query = parse_qs(environ.get("QUERY_STRING", ""))
-            if query.get("hub.mode") == ["subscribe"] and query.get("hub.verify_token") == [self.verify_token]:
-                start_response("200 OK", [("Content-Type", "text/plain")])
-                return [query["hub.challenge"][0].encode()]
-            start_response("403 Forbidden", [("Content-Type", "text/plain")])
-            return [b"wrong verify token"]
-        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        sha256 = "sha256=" + hmac.new(self.secret, raw, hashlib.sha256).hexdigest()
-        sha1 = "sha1=" + hmac.new(self.secret, raw, hashlib.sha1).hexdigest()
-        valid = (hmac.compare_digest(sha256, environ.get("HTTP_X_HUB_SIGNATURE_256", ""))
-                 and hmac.compare_digest(sha1, environ.get("HTTP_X_HUB_SIGNATURE", "")))
-        with self._lock:
-            status = self.answers.popleft() if self.answers else (200 if valid else 403)
-            self.posts.append({"raw": raw, "valid": valid, "status": status,
-                               "content_type": environ.get("CONTENT_TYPE")})
-        if self.on_post:
-            self.on_post(raw)
-        start_response(f"{status} X", [("Content-Type", "text/plain")])
-        return [b"EVENT_RECEIVED" if status == 200 else b"no"]
-
-    def payloads(self) -> list[dict]:
-        return [json.loads(p["raw"]) for p in self.posts]
-
-    def events(self) -> list[dict]:
-        return [e for p in self.payloads() for entry in p["entry"] for e in entry["messaging"]]
+from tests.support.sim import connect_account, wire_webhooks
+from tests.support.webhooks import Receiver
 
 
 @pytest.fixture
@@ -77,13 +35,8 @@ def wired(sim, receiver):
     return sim
 
 
-@pytest.fixture
-def shop(sim):
-    return sim.add_account("shop")
-
-
-def test_signed_delivery_with_non_ascii_escaped_like_meta(wired, shop, receiver):
-    alice = shop.add_customer("alice")
+def test_signed_delivery_with_non_ascii_escaped_like_meta(wired, sim_shop, receiver):
+    alice = sim_shop.add_customer("alice")
     text = "Grüße 👋 ½ price/size <b>"
 
     sent = alice.sends_text(text)
@@ -98,15 +51,15 @@ def test_signed_delivery_with_non_ascii_escaped_like_meta(wired, shop, receiver)
     body = json.loads(raw)
     assert body["object"] == "instagram"
     [entry] = body["entry"]
-    assert entry["id"] == shop.ig_user_id and isinstance(entry["time"], int)
+    assert entry["id"] == sim_shop.ig_user_id and isinstance(entry["time"], int)
     [event] = entry["messaging"]
-    assert event["sender"] == {"id": alice.igsid} and event["recipient"] == {"id": shop.ig_user_id}
+    assert event["sender"] == {"id": alice.igsid} and event["recipient"] == {"id": sim_shop.ig_user_id}
     assert event["message"] == {"mid": sent.mid, "text": text}
     assert event["timestamp"] > 1_600_000_000_000  # milliseconds
 
 
-def test_wrong_verify_token_fails_the_handshake_and_nothing_is_delivered(sim, shop, receiver):
-    alice = shop.add_customer("alice")
+def test_wrong_verify_token_fails_the_handshake_and_nothing_is_delivered(sim, sim_shop, receiver):
+    alice = sim_shop.add_customer("alice")
     result = sim.connect_webhooks(receiver.url + "/hook", verify_token="not-the-token")
 
     assert not result.ok and result.status == 403
@@ -119,17 +72,15 @@ def test_wrong_verify_token_fails_the_handshake_and_nothing_is_delivered(sim, sh
     assert [e["message"]["text"] for e in receiver.events()] == ["hello again"]
 
 
-def test_a_receiver_with_another_secret_rejects_the_signature(sim, shop, receiver):
+def test_a_receiver_with_another_secret_rejects_the_signature(sim, sim_shop, receiver):
     receiver.secret = b"another-secret"
     wire_webhooks(sim, receiver.url, "/hook")
-    sent = shop.add_customer("alice").sends_text("hi")
+    sent = sim_shop.add_customer("alice").sends_text("hi")
     assert not receiver.posts[0]["valid"]
     assert sent.delivery.state == "failed" and sent.delivery.status == 403
 
 
 def test_every_send_is_echoed_with_its_message_id(wired, app, sim, factory, receiver):
-    from tests.support.sim import connect_account
-
     connected = connect_account(factory, sim, "echoshop")
     alice = connected.ig.add_customer("alice")
     alice.sends_text("hi", deliver=False)
@@ -148,8 +99,6 @@ def test_every_send_is_echoed_with_its_message_id(wired, app, sim, factory, rece
 
 
 def test_echo_can_arrive_before_the_send_answers(wired, app, sim, factory, receiver):
-    from tests.support.sim import connect_account
-
     connected = connect_account(factory, sim, "raceshop")
     alice = connected.ig.add_customer("alice")
     alice.sends_text("hi", deliver=False)
@@ -166,33 +115,33 @@ def test_echo_can_arrive_before_the_send_answers(wired, app, sim, factory, recei
     assert receiver.events()[0]["message"]["mid"] == result.message_id
 
 
-def test_the_owner_typing_in_the_app_is_an_echo_with_a_new_mid(wired, shop, receiver):
-    alice = shop.add_customer("alice")
+def test_the_owner_typing_in_the_app_is_an_echo_with_a_new_mid(wired, sim_shop, receiver):
+    alice = sim_shop.add_customer("alice")
     first = alice.sends_text("hi")
-    typed = shop.types_in_app(alice, "Hello from my phone")
+    typed = sim_shop.types_in_app(alice, "Hello from my phone")
 
     echo = receiver.events()[1]
     assert echo["message"] == {"mid": typed.mid, "text": "Hello from my phone", "is_echo": True}
     assert typed.mid != first.mid
-    assert echo["sender"] == {"id": shop.ig_user_id}
+    assert echo["sender"] == {"id": sim_shop.ig_user_id}
     assert [(r.origin, r.text) for r in alice.received] == [("app", "Hello from my phone")]
 
 
-def test_duplicate_deliveries_send_the_same_bytes_twice(wired, shop, receiver):
+def test_duplicate_deliveries_send_the_same_bytes_twice(wired, sim_shop, receiver):
     sim = wired
     sim.faults.duplicate_rate = 1.0
-    shop.add_customer("alice").sends_text("once")
+    sim_shop.add_customer("alice").sends_text("once")
     assert len(receiver.posts) == 2
     assert receiver.posts[0]["raw"] == receiver.posts[1]["raw"]
     assert sim.deliveries[1].duplicate_of == sim.deliveries[0].id
 
 
-def test_retries_with_backoff_after_a_non_200(wired, shop, receiver):
+def test_retries_with_backoff_after_a_non_200(wired, sim_shop, receiver):
     sim = wired
     sim.faults.retry_delays = (0.05, 0.1, 0.1)
     receiver.answers.extend([500, 503])
 
-    sent = shop.add_customer("alice").sends_text("are you there?")
+    sent = sim_shop.add_customer("alice").sends_text("are you there?")
     assert sent.delivery.state == "retrying"
     sim.settle()
 
@@ -201,19 +150,17 @@ def test_retries_with_backoff_after_a_non_200(wired, shop, receiver):
     assert sent.delivery.state == "delivered" and len(sent.delivery.attempts) == 3
 
 
-def test_gives_up_after_the_last_retry(wired, shop, receiver):
+def test_gives_up_after_the_last_retry(wired, sim_shop, receiver):
     sim = wired
     sim.faults.retry_delays = (0.01,)
     receiver.answers.extend([500] * 5)
-    sent = shop.add_customer("alice").sends_text("lost?")
+    sent = sim_shop.add_customer("alice").sends_text("lost?")
     sim.settle()
     assert len(receiver.posts) == 2
     assert sent.delivery.state == "failed" and sent.delivery.reason == "HTTP 500"
 
 
 def test_continuous_failure_unsubscribes_until_subscribed_again(wired, app, sim, factory, receiver):
-    from tests.support.sim import connect_account
-
     connected = connect_account(factory, sim, "flaky")
     alice = connected.ig.add_customer("alice")
     receiver.answers.extend([500, 500])
@@ -248,9 +195,9 @@ def test_several_entries_batched_in_one_post(wired, receiver):
     assert all(len(e["messaging"]) == 1 for e in entries)
 
 
-def test_several_events_packed_in_one_entry(wired, shop, receiver):
+def test_several_events_packed_in_one_entry(wired, sim_shop, receiver):
     sim = wired
-    alice = shop.add_customer("alice")
+    alice = sim_shop.add_customer("alice")
     with sim.hold(batch=True, pack=True):
         first = alice.sends_text("a")
         alice.reacts(first.mid, "like")
@@ -259,9 +206,9 @@ def test_several_events_packed_in_one_entry(wired, shop, receiver):
                                                                                                    ["reaction"]]
 
 
-def test_out_of_order_delivery(wired, shop, receiver):
+def test_out_of_order_delivery(wired, sim_shop, receiver):
     sim = wired
-    alice = shop.add_customer("alice")
+    alice = sim_shop.add_customer("alice")
     with sim.hold(order="reversed"):
         for text in ("first", "second", "third"):
             alice.sends_text(text)
@@ -282,7 +229,7 @@ def test_background_delivery_gathers_events_into_batches(receiver):
     assert [e["message"]["text"] for e in receiver.events()] == ["3", "2", "1"]
 
 
-# --- What each customer action looks like on the wire (reference section 2) ---------------
+# --- What each customer action looks like on the wire (Instagram's webhook event shapes) ---
 
 def _msg(event):
     return event["message"]
@@ -349,18 +296,18 @@ ACTION_CASES = {
 
 
 @pytest.mark.parametrize("case", list(ACTION_CASES))
-def test_customer_action_payloads(wired, shop, receiver, case):
+def test_customer_action_payloads(wired, sim_shop, receiver, case):
     action, check = ACTION_CASES[case]
-    alice = shop.add_customer("alice")
+    alice = sim_shop.add_customer("alice")
     first = alice.sends_text("hello", deliver=False)
-    shop.types_in_app(alice, "hi there", deliver=False)
-    context = {"first": first.mid, "post": shop.add_post("Blue dress"),
+    sim_shop.types_in_app(alice, "hi there", deliver=False)
+    context = {"first": first.mid, "post": sim_shop.add_post("Blue dress"),
                "reply": alice.received[-1].mid}
 
     sent = action(alice, context)
 
     [event] = receiver.events()
     assert receiver.posts[0]["valid"]
-    assert event["sender"] == {"id": alice.igsid} and event["recipient"] == {"id": shop.ig_user_id}
+    assert event["sender"] == {"id": alice.igsid} and event["recipient"] == {"id": sim_shop.ig_user_id}
     assert check(event, context), json.dumps(event)
     assert sent.event == event

@@ -1,10 +1,12 @@
-"""A Flask test client that sends the CSRF token like the browser does."""
+"""Flask test clients: one that sends the CSRF token like the browser does, and logged-in ones."""
 
 from __future__ import annotations
 
 import re
 
 from flask.testing import FlaskClient
+
+from tests.support.factory import PASSWORD
 
 _META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
@@ -35,3 +37,12 @@ class InboxClient(FlaskClient):
             headers.setdefault("X-CSRFToken", self.csrf_token())
             kwargs["headers"] = headers
         return super().open(*args, **kwargs)
+
+
+def logged_in_client(app, user, password: str = PASSWORD) -> InboxClient:
+    """A new test client of app with user logged in (a second browser, a second tab)."""
+    app.test_client_class = InboxClient
+    client = app.test_client()
+    response = client.post("/login", data={"email": user.email, "password": password})
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    return client

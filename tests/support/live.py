@@ -1,11 +1,47 @@
-"""A websocket client for /live in tests and benchmarks (websocket-client, real HTTP)."""
+"""Live updates in tests and benchmarks: a websocket client for /live (websocket-client, real
+HTTP), and the events published on an account's Redis channel."""
 
 from __future__ import annotations
 
+import json
 import struct
 import time
+import uuid
 
+import redis
 import websocket
+
+MARKER = "test.marker"
+
+
+def drain(pubsub, *, close: bool = True, timeout: float = 10) -> list[dict]:
+    """Every live event published so far on the channels pubsub listens to, in order.
+
+    Publishes a marker on each channel and reads up to the last one: Redis hands a channel's
+    messages to a subscriber in the order it took the PUBLISH commands, so whatever was
+    published before this call arrives before its marker.
+    """
+    client = redis.Redis(connection_pool=pubsub.connection_pool)
+    markers = {}
+    for channel in list(pubsub.channels):
+        marker = uuid.uuid4().hex
+        markers[marker] = channel
+        client.publish(channel, json.dumps({"type": MARKER, "marker": marker}))
+    events = []
+    deadline = time.monotonic() + timeout
+    while markers:
+        assert time.monotonic() < deadline, f"no marker back within {timeout}s; got {events}"
+        message = pubsub.get_message(ignore_subscribe_messages=True, timeout=max(0.01, deadline - time.monotonic()))
+        if message is None or message["type"] != "message":
+            continue
+        event = json.loads(message["data"])
+        if event.get("type") == MARKER:
+            markers.pop(event["marker"], None)
+        else:
+            events.append(event)
+    if close:
+        pubsub.close()
+    return events
 
 
 def session_cookie(client) -> str:
@@ -67,3 +103,4 @@ class LiveSocket:
             self.ws.close()
         except Exception:
             pass
+

@@ -1,11 +1,20 @@
-"""Real HTTP servers in threads: the inbox, and (later) the Meta simulator."""
+"""Real HTTP servers for tests: the inbox in a thread, or in its own gunicorn process."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
+from pathlib import Path
 
+import requests
 from werkzeug.serving import make_server
+
+from tests.support.waiting import wait_until
 
 
 def free_port() -> int:
@@ -53,10 +62,6 @@ class GunicornServer:
 
     def __init__(self, config: dict, instance_path, *, threads: int = 32, port: int | None = None,
                  extra_env: dict | None = None):
-        import os
-        import sys
-        from pathlib import Path
-
         self.port = port or free_port()
         root = Path(__file__).resolve().parents[2]
         env = dict(os.environ)
@@ -76,35 +81,27 @@ class GunicornServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> GunicornServer:
-        import subprocess
-        import time
-
-        import requests
-
-        import tempfile
-
         # A file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks the server.
         self.log = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(self.command, env=self.env, cwd=self.cwd, stdout=subprocess.DEVNULL,
                                      stderr=self.log, text=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"gunicorn exited: {self.log.read()[-3000:]}")
-            try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code in (200, 503):
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("gunicorn did not start in time")
+        try:
+            wait_until(self._answers, timeout=timeout, interval=0.1, what="gunicorn to answer /healthz")
+        except AssertionError:
+            self.stop()
+            raise
+        return self
+
+    def _answers(self) -> bool:
+        if self.proc.poll() is not None:
+            self.log.seek(0)
+            raise RuntimeError(f"gunicorn exited: {self.log.read()[-3000:]}")
+        try:
+            return requests.get(self.url + "/healthz", timeout=1).status_code in (200, 503)
+        except requests.RequestException:
+            return False
 
     def stop(self, timeout: float = 15) -> int | None:
-        import signal
-        import subprocess
-
         if self.proc is None:
             return None
         if self.proc.poll() is None:

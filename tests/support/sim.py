@@ -7,7 +7,7 @@ Fixtures (tests/conftest.py):
   GRAPH_FACEBOOK_API_BASE and the OAuth URLs at it, and allows its host for media
   downloads. Webhooks are synchronous: an action returns once the POST was answered.
   Webhook retries are off unless a test sets `sim.faults.retry_delays`.
-- `connected_account`: a `Connected(account, ig)`: an Account row (detached) and the
+- `connected`: a `Connected(account, ig)`: an Account row (detached) and the
   simulated account (`AccountHandle`) sharing one ig_user_id and token.
 - `sim_webhooks`: `sim` delivering to the app served by `live_server`
   (`/webhooks/instagram`), handshake passed with META_VERIFY_TOKEN, signed with
@@ -15,17 +15,17 @@ Fixtures (tests/conftest.py):
 
 Typical test:
 
-    def test_customer_message_lands(sim_webhooks, connected_account, app):
-        alice = connected_account.ig.add_customer("alice", name="Alice")
+    def test_customer_message_lands(sim_webhooks, connected, app):
+        alice = connected.ig.add_customer("alice", name="Alice")
         sent = alice.sends_text("Is the blue one in stock?")
         assert sent.delivery.status == 200
         ...  # the message with mid sent.mid is in the database
 
-    def test_reply_reaches_customer(sim, connected_account, app):
-        alice = connected_account.ig.add_customer("alice")
+    def test_reply_reaches_customer(sim, connected, app):
+        alice = connected.ig.add_customer("alice")
         alice.sends_text("hi", deliver=False)          # history, no webhook
         with app.app_context():
-            GraphClient.for_account(connected_account.account).send_text(alice.igsid, "Hello!")
+            GraphClient.for_account(connected.account).send_text(alice.igsid, "Hello!")
         assert alice.received_texts == ["Hello!"]
 
 Helpers for more than one account or a custom receiver: `connect_account(factory, sim, ...)`

@@ -1,12 +1,18 @@
-"""Signed webhook deliveries for tests: the bytes Meta would send, signed like Meta signs them."""
+"""Webhook deliveries for tests: the bytes Meta would send, signed like Meta signs them, and an
+independent receiver that checks what a sender (the simulator) sends."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import threading
+from collections import deque
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
+
+from tests.support.settings import APP_SECRET
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 ACCOUNT = "17841400000000001"  # the fixtures' shop (entry.id)
@@ -36,8 +42,6 @@ def sign(body: bytes, secret: str) -> str:
 
 def post(client, payload: Any, secret: str | None = None, **headers):
     """POST a delivery to the webhook, signed with the app secret the tests configure."""
-    from tests.conftest import APP_SECRET
-
     body = encode(payload)
     headers.setdefault("X-Hub-Signature-256", sign(body, secret or APP_SECRET))
     # Meta sends no CSRF token; the inbox's own test client would add one unless told not to.
@@ -46,7 +50,7 @@ def post(client, payload: Any, secret: str | None = None, **headers):
                        **extra)
 
 
-# --- Payload builders (reference/meta-api.md section 2) ---------------------------------
+# --- Payload builders: the `messaging` items of Instagram's webhook events -----------
 
 def envelope(*items: dict, account: str = ACCOUNT, key: str = "messaging") -> dict:
     return {"object": "instagram", "entry": [{"id": account, "time": T0, key: [item]} for item in items]}
@@ -89,3 +93,45 @@ def unsend(mid: str, *, customer: str = CUSTOMER, account: str = ACCOUNT, ts: in
     item = message(mid, None, customer=customer, account=account, ts=ts, echo=echo)
     item["message"]["is_deleted"] = True
     return item
+
+
+# --- Receiving ---------------------------------------------------------------------------
+
+class Receiver:
+    """A tiny WSGI webhook receiver that trusts nothing it has not checked itself."""
+
+    def __init__(self, secret: str, verify_token: str) -> None:
+        self.secret = secret.encode()
+        self.verify_token = verify_token
+        self.posts: list[dict] = []
+        self.answers: deque[int] = deque()  # statuses to answer next (then 200)
+        self.on_post = None
+        self._lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        if environ["REQUEST_METHOD"] == "GET":
+            query = parse_qs(environ.get("QUERY_STRING", ""))
+            if query.get("hub.mode") == ["subscribe"] and query.get("hub.verify_token") == [self.verify_token]:
+                start_response("200 OK", [("Content-Type", "text/plain")])
+                return [query["hub.challenge"][0].encode()]
+            start_response("403 Forbidden", [("Content-Type", "text/plain")])
+            return [b"wrong verify token"]
+        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        sha256 = "sha256=" + hmac.new(self.secret, raw, hashlib.sha256).hexdigest()
+        sha1 = "sha1=" + hmac.new(self.secret, raw, hashlib.sha1).hexdigest()
+        valid = (hmac.compare_digest(sha256, environ.get("HTTP_X_HUB_SIGNATURE_256", ""))
+                 and hmac.compare_digest(sha1, environ.get("HTTP_X_HUB_SIGNATURE", "")))
+        with self._lock:
+            status = self.answers.popleft() if self.answers else (200 if valid else 403)
+            self.posts.append({"raw": raw, "valid": valid, "status": status,
+                               "content_type": environ.get("CONTENT_TYPE")})
+        if self.on_post:
+            self.on_post(raw)
+        start_response(f"{status} X", [("Content-Type", "text/plain")])
+        return [b"EVENT_RECEIVED" if status == 200 else b"no"]
+
+    def payloads(self) -> list[dict]:
+        return [json.loads(p["raw"]) for p in self.posts]
+
+    def events(self) -> list[dict]:
+        return [e for p in self.payloads() for entry in p["entry"] for e in entry["messaging"]]

@@ -11,8 +11,9 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from ...extensions import db
+from ...live.publish import publish_after_commit
 from ...models import Message, Reaction, utcnow
-from .. import conversations, identities, realtime
+from .. import conversations, identities
 from ..events import EditEvent, MessageEvent, ReactionEvent, ReferralEvent, SeenEvent, referral_ad
 from . import echoes, messages
 from .messages import NewMessage
@@ -32,9 +33,9 @@ def apply_unsend(event: MessageEvent, account_id: int, account_ig: str, customer
         conversation = conversations.lock_conversation(message.conversation_id)
         messages.tombstone(message)
         conversations.touch(conversation, message, new=False, preview=conversations.message_preview(message))
-        realtime.publish_after_commit(account_id, "message.updated", conversation_id=message.conversation_id,
-                                      message_id=message.id)
-        realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=message.conversation_id)
+        publish_after_commit(account_id, "message.updated", conversation_id=message.conversation_id,
+                             message_id=message.id)
+        publish_after_commit(account_id, "conversation.updated", conversation_id=message.conversation_id)
         return outcome.fill(message, "deleted")
     if customer is None:
         outcome.reason = "unsend of an unknown message without a customer id"
@@ -83,9 +84,9 @@ def apply_edit(event: EditEvent, account_id: int, account_ig: str, customer: str
     message.edit_count = event.num_edit if event.num_edit is not None else message.edit_count + 1
     message.edited_at = utcnow()
     conversations.touch(conversation, message, new=False, preview=conversations.message_preview(message))
-    realtime.publish_after_commit(account_id, "message.updated", conversation_id=message.conversation_id,
-                                  message_id=message.id)
-    realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=message.conversation_id)
+    publish_after_commit(account_id, "message.updated", conversation_id=message.conversation_id,
+                         message_id=message.id)
+    publish_after_commit(account_id, "conversation.updated", conversation_id=message.conversation_id)
     return outcome.fill(message, "updated", f"edited ({message.edit_count})")
 
 
@@ -130,8 +131,8 @@ def apply_reaction(event: ReactionEvent, account_id: int, outcome: Outcome) -> O
         else:
             existing.reaction, existing.emoji, existing.meta_timestamp = event.reaction, event.emoji, event.timestamp
         reason = f"reacted {event.emoji or event.reaction or ''}".strip()
-    realtime.publish_after_commit(account_id, "message.updated", conversation_id=message.conversation_id,
-                                  message_id=message.id)
+    publish_after_commit(account_id, "message.updated", conversation_id=message.conversation_id,
+                         message_id=message.id)
     outcome.action = "updated"
     outcome.reason = reason
     return outcome
@@ -162,7 +163,7 @@ def apply_seen(event: SeenEvent, account_id: int, account_ig: str, customer: str
         # The owner read the thread in the Instagram app.
         if conversation.unread_count:
             conversation.unread_count = 0
-            realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
+            publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
             outcome.action, outcome.reason = "updated", "read by the account"
         else:
             outcome.action, outcome.reason = "duplicate", "already read"
@@ -180,8 +181,8 @@ def apply_seen(event: SeenEvent, account_id: int, account_ig: str, customer: str
         outcome.action, outcome.reason = "duplicate", "nothing new was seen"
         return outcome
     for message_id in seen_ids[-20:]:  # the thread refetches on reconnect; the newest matter
-        realtime.publish_after_commit(account_id, "message.updated", conversation_id=conversation.id,
-                                      message_id=message_id)
+        publish_after_commit(account_id, "message.updated", conversation_id=conversation.id,
+                             message_id=message_id)
     outcome.action = "updated"
     outcome.reason = f"{len(seen_ids)} outgoing message(s) seen"
     return outcome
@@ -213,6 +214,6 @@ def apply_referral(event: ReferralEvent, account_id: int, customer: str | None, 
     conversation.last_ad_id = ad_id or conversation.last_ad_id
     conversation.last_ad_title = ad_title or conversation.last_ad_title
     identities.note_participant(account_id, customer)
-    realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
+    publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
     outcome.action, outcome.reason = "updated", f"came from ad {ad_id or ad_title}"
     return outcome

@@ -16,8 +16,9 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ...extensions import db
+from ...live.publish import publish_after_commit
 from ...models import Attachment, Message, Reaction, utcnow
-from .. import conversations, realtime
+from .. import conversations
 from ..events import AttachmentData, MessageEvent
 from ..transactions import Conflict, retry_on_conflict
 from . import messages
@@ -43,9 +44,9 @@ def apply_echo(event: MessageEvent, account_id: int, account_ig: str, customer: 
         claimed = claim_pending(conversation.id, event)
         if claimed is not None:
             conversations.touch(conversation, claimed, new=False, preview=conversations.message_preview(claimed))
-            realtime.publish_after_commit(account_id, "message.updated", conversation_id=conversation.id,
-                                          message_id=claimed.id)
-            realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
+            publish_after_commit(account_id, "message.updated", conversation_id=conversation.id,
+                                 message_id=claimed.id)
+            publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
             return outcome.fill(claimed, "claimed", "echo matched a pending send by its content")
     written = messages.write_new(NewMessage(event, account_id, account_ig, customer, outgoing=True))
     reason = "message_edit with num_edit 0 for a new mid" if event.from_edit else "sent from the Instagram app"
@@ -67,8 +68,8 @@ def _confirm(event: MessageEvent, message: Message, outcome: Outcome) -> Outcome
         if changed:
             conversation = conversations.lock_conversation(message.conversation_id)
             conversations.touch(conversation, message, new=False, preview=conversations.message_preview(message))
-            realtime.publish_after_commit(message.account_id, "message.updated",
-                                          conversation_id=message.conversation_id, message_id=message.id)
+            publish_after_commit(message.account_id, "message.updated",
+                                 conversation_id=message.conversation_id, message_id=message.id)
         return outcome.fill(message, "confirmed", "echo of our send")
     return outcome.fill(message, "duplicate", "mid already stored")
 
@@ -164,11 +165,11 @@ def _reconcile(message_id: int, mid: str) -> Message | None:
     ours.sent_at = ours.sent_at or now
     conversations.touch(conversation, ours, new=False, preview=conversations.message_preview(ours))
     for changed in sorted(changed_ids):
-        realtime.publish_after_commit(ours.account_id, "message.updated", conversation_id=conversation.id,
-                                      message_id=changed)
+        publish_after_commit(ours.account_id, "message.updated", conversation_id=conversation.id,
+                             message_id=changed)
     if removed_id is not None:
-        realtime.publish_after_commit(ours.account_id, "conversation.updated", conversation_id=conversation.id,
-                                      removed_message_id=removed_id)
+        publish_after_commit(ours.account_id, "conversation.updated", conversation_id=conversation.id,
+                             removed_message_id=removed_id)
     return ours
 
 
@@ -241,6 +242,6 @@ def _rehome_mid(ours: Message, mid: str, meta_ts: int) -> None:
     if copy is None:
         raise Conflict(f"message {mid} inserted concurrently")
     conversations.touch(conversation, copy, new=False, preview=conversations.message_preview(copy))
-    realtime.publish_after_commit(ours.account_id, "message.created", conversation_id=ours.conversation_id,
-                                  message_id=copy.id)
+    publish_after_commit(ours.account_id, "message.created", conversation_id=ours.conversation_id,
+                         message_id=copy.id)
 

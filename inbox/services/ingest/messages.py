@@ -21,8 +21,9 @@ from sqlalchemy import bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ...extensions import db
+from ...live.publish import publish_after_commit
 from ...models import Attachment, Conversation, Message, utcnow
-from .. import conversations, identities, media, realtime
+from .. import conversations, identities, media
 from ..events import POST_ATTACHMENT_TYPES, MessageEvent, referral_ad, referral_is_evidence
 from ..products import assignment
 from ..transactions import Conflict
@@ -170,8 +171,8 @@ def write_messages(items: list[NewMessage]) -> list[Written]:
                 assignment.note_evidence(message_id)
         participants.setdefault(item.account_id, []).append(item.customer)
         touched.setdefault(conversation.id, conversation)
-        realtime.publish_after_commit(item.account_id, "message.created", conversation_id=conversation.id,
-                                      message_id=message_id)
+        publish_after_commit(item.account_id, "message.created", conversation_id=conversation.id,
+                             message_id=message_id)
         results.append(Written(True, message_id, conversation.id, event.mid, item.direction, item.sender_kind))
 
     for account_id, customers in participants.items():  # one identity query per account, not per message
@@ -182,7 +183,7 @@ def write_messages(items: list[NewMessage]) -> list[Written]:
                                                   attachment_rows).all())
     _write_back([c for key, c in found.items() if vars(c) != before[key]], now)
     for conversation in touched.values():
-        realtime.publish_after_commit(conversation.account_id, "conversation.updated", conversation_id=conversation.id)
+        publish_after_commit(conversation.account_id, "conversation.updated", conversation_id=conversation.id)
     return results
 
 

@@ -33,8 +33,9 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from ...extensions import db, on_commit
+from ...live.publish import publish_after_commit
 from ...models import Account, AssignmentEvent, Conversation, Message, Post, PostProduct, Product, utcnow
-from .. import conversations, realtime, staff
+from .. import conversations, staff
 from ..events import POST_ATTACHMENT_TYPES, read_id
 from ..transactions import retry_on_conflict
 from . import posts
@@ -325,7 +326,7 @@ def _publish_product(account_id: int, conversation_id: int) -> None:
     published: set = db.session.info.setdefault("products_published", set())
     if conversation_id not in published:
         published.add(conversation_id)
-        realtime.publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id, product=1)
+        publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id, product=1)
 
 
 # --- A choice by hand ---------------------------------------------------------------------

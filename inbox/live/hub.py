@@ -1,15 +1,13 @@
-"""Live updates: writers publish small events with ids; each web process renders and fans out.
+"""The live hub of one web process: one Redis listener, one writer, and the open /live sockets.
 
-Events (type: ids):
-    message.created       conversation_id, message_id
-    message.updated       conversation_id, message_id
-    conversation.updated  conversation_id
-    job.progress          job_run_id
-    account.updated       (none)
-
-They travel on the Redis channel rkey("live", account_id) as JSON
-{"type": ..., "account_id": ..., **ids}. Publish only after the data is committed:
-use publish_after_commit inside a transaction, or publish once it is committed.
+One Hub per app and process: ONE Redis pub/sub listener thread (a pattern subscription on every
+account's channel) renders each batch of events once per account (inbox.live.frames) when a
+socket of that account is open here, and ONE writer thread sends the frames to the sockets.
+Each socket's own request thread only waits (for a close, a membership check): waking a hundred
+threads per event costs more than the sends themselves. A frame that waits behind others for the
+same account is merged with them, so a burst becomes one send per socket. A socket that cannot
+take a frame within SEND_TIMEOUT is closed, and so is every socket when Redis was lost or the
+process shuts down (1012): the client reconnects and refetches what it shows.
 """
 
 from __future__ import annotations
@@ -19,104 +17,46 @@ import logging
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterable
 
-from sqlalchemy import event
-from sqlalchemy.orm import Session
+from flask import Flask
 
-from ..extensions import get_redis, on_commit, rkey
+from ..extensions import get_redis
+from . import frames
+from .publish import STATE_EVENTS, channel_pattern
 
 log = logging.getLogger(__name__)
-
-EVENT_TYPES = ("message.created", "message.updated", "conversation.updated", "job.progress", "account.updated")
-
-
-def channel(account_id: int) -> str:
-    return rkey("live", account_id)
-
-
-def publish(account_id: int, event_type: str, **ids: int | str) -> None:
-    """Send one event to every web process now (the data must already be committed)."""
-    if event_type not in EVENT_TYPES:
-        raise ValueError(f"unknown live event {event_type!r}")
-    payload = json.dumps({"type": event_type, "account_id": account_id, **ids})
-    try:
-        get_redis().publish(channel(account_id), payload)
-    except Exception:  # a lost live update is repaired by the client's refetch on reconnect
-        log.warning("live publish failed for %s", payload, exc_info=True)
-
-
-def publish_after_commit(account_id: int, event_type: str, **ids: int | str) -> None:
-    """Publish once the current transaction commits (never if it rolls back).
-
-    The events of one transaction go out together, in order, after its other follow-ups
-    (enqueues), in one Redis round trip: a batch of a hundred messages is one pipeline,
-    not two hundred publishes.
-    """
-    if event_type not in EVENT_TYPES:
-        raise ValueError(f"unknown live event {event_type!r}")
-    from ..extensions import db
-
-    pending = db.session.info.get(_PENDING)
-    if pending is None:
-        pending = db.session.info[_PENDING] = []
-        on_commit(lambda: _publish_all(pending), last=True)
-    pending.append((account_id, json.dumps({"type": event_type, "account_id": account_id, **ids})))
-
-
-_PENDING = "live_pending"
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_pending(session: Session) -> None:
-    session.info.pop(_PENDING, None)  # its publish callback was dropped with the transaction
-
-
-def _publish_all(pending: list[tuple[int, str]]) -> None:
-    from ..extensions import db
-
-    db.session.info.pop(_PENDING, None)
-    try:
-        pipe = get_redis().pipeline(transaction=False)
-        for account_id, payload in pending:
-            pipe.publish(channel(account_id), payload)
-        pipe.execute()
-    except Exception:  # a lost live update is repaired by the client's refetch on reconnect
-        log.warning("live publish failed for %d event(s)", len(pending), exc_info=True)
-
-
-# --- Fan-out in a web process -------------------------------------------------------------
-#
-# One Hub per app and process: ONE Redis pub/sub listener thread (pattern subscription on
-# every account's channel) that renders each batch of events once per account (`render`,
-# from routes/live.py) when a socket of that account is open here, and ONE writer thread
-# that sends the frames to the sockets. Each socket's own request thread only waits (for
-# a close, a membership check); waking a hundred threads per event costs more than the
-# sends themselves. A frame that waits behind others for the same account is merged with
-# them, so a burst becomes one send per socket. A socket that cannot take a frame within
-# SEND_TIMEOUT is closed (the client reconnects and refetches).
 
 CLOSE = object()
 MAX_BATCH = 200  # events the listener renders into one frame when they arrived together
 SEND_TIMEOUT = 5.0  # seconds a socket may block the writer before it is dropped
-# Event types whose repeats within one batch say nothing new (the renderer reads the current
-# state), and the id that makes two of them the same.
-_COALESCE = {"conversation.updated": "conversation_id", "message.updated": "message_id", "job.progress": "job_run_id",
-             "account.updated": None}
+
+
+def init_app(app: Flask) -> None:
+    """app.extensions["inbox_shutdown"] (gunicorn's worker hook calls it) closes this process's sockets."""
+    previous = app.extensions.get("inbox_shutdown")
+
+    def shutdown() -> None:
+        current = app.extensions.get("inbox_live_hub")
+        if current is not None and current.pid == os.getpid():
+            current.stop()
+        if previous is not None:
+            previous()
+
+    app.extensions["inbox_shutdown"] = shutdown
 
 
 def coalesce(events: list[dict]) -> list[dict]:
-    """Drop repeats of state-refresh events within a batch (the first keeps its place).
+    """Drop repeats of state events within a batch (the first keeps its place).
 
-    A repeat's extra flags are kept on the first (products' `product=1` says the thread's
-    product panel changed too)."""
+    A repeat's extra flags are kept on the first (`product=1` says the thread's product panel
+    changed too)."""
     seen: dict[tuple, dict] = {}
     out = []
     for event in events:
         kind = event.get("type")
-        if kind in _COALESCE and not event.get("removed_message_id"):
-            key_name = _COALESCE[kind]
+        if kind in STATE_EVENTS and not event.get("removed_message_id"):
+            key_name = STATE_EVENTS[kind]
             key = (kind, event.get(key_name) if key_name else None)
             if key in seen:
                 kept = seen[key]
@@ -162,9 +102,8 @@ class Connection:
 class Hub:
     """The per-process listener, writer and the sockets they feed."""
 
-    def __init__(self, app, render: Callable[[int, list[dict]], str | None]):
+    def __init__(self, app: Flask):
         self.app = app
-        self.render = render
         self.pid = os.getpid()
         self._lock = threading.Lock()
         self._by_account: dict[int, set[Connection]] = {}
@@ -281,7 +220,7 @@ class Hub:
             if not self.connections(account_id):
                 continue
             try:
-                frame = self.render(account_id, coalesce(events))
+                frame = frames.render_frames(self.app, account_id, coalesce(events))
             except Exception:
                 log.exception("rendering live events %s failed", events)
                 continue
@@ -305,8 +244,8 @@ class Hub:
                     self._outbox.put(CLOSE)
                     break
                 pending.setdefault(more[0], []).append(more[1])
-            for account_id, frames in pending.items():
-                frame = "".join(frames)
+            for account_id, parts in pending.items():
+                frame = "".join(parts)
                 for connection in self.connections(account_id):
                     connection.deliver(frame)
 
@@ -317,14 +256,10 @@ class Hub:
             connection.close(code, reason)
 
 
-def channel_pattern(app=None) -> str:
-    return rkey("live", "*", app=app)
-
-
 _hub_lock = threading.Lock()
 
 
-def hub(app, render: Callable[[int, list[dict]], str | None]) -> Hub:
+def get_hub(app: Flask) -> Hub:
     """This process's Hub for app (a forked child gets its own)."""
     current = app.extensions.get("inbox_live_hub")
     if current is not None and current.pid == os.getpid():
@@ -332,30 +267,6 @@ def hub(app, render: Callable[[int, list[dict]], str | None]) -> Hub:
     with _hub_lock:
         current = app.extensions.get("inbox_live_hub")
         if current is None or current.pid != os.getpid():
-            current = Hub(app, render)
+            current = Hub(app)
             app.extensions["inbox_live_hub"] = current
     return current
-
-
-def install_shutdown(app) -> None:
-    """app.extensions["inbox_shutdown"] (gunicorn_conf calls it) also closes this process's sockets."""
-    previous = app.extensions.get("inbox_shutdown")
-
-    def shutdown() -> None:
-        current = app.extensions.get("inbox_live_hub")
-        if current is not None and current.pid == os.getpid():
-            current.stop()
-        if previous is not None:
-            previous()
-
-    app.extensions["inbox_shutdown"] = shutdown
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll predicate until true or timeout (tests and benchmarks)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()

@@ -1,4 +1,4 @@
-// The inbox page: mark the open row, hide pictures that fail, keep the thread scrolled to the newest.
+// The conversations page (templates/conversations/index.html): mark the open row, hide pictures that fail, keep the thread scrolled to the newest.
 (function () {
   "use strict";
 

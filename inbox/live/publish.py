@@ -1,0 +1,94 @@
+"""Live events: what writers send after a commit, on which Redis channel.
+
+Events (type: the ids it carries):
+    message.created       conversation_id, message_id
+    message.updated       conversation_id, message_id
+    conversation.updated  conversation_id (product=1 when the product decision changed,
+                          removed_message_id when a duplicate bubble was merged away)
+    job.progress          job_run_id
+    account.updated       (none)
+
+They travel on the Redis channel rkey("live", account_id) as JSON
+{"type": ..., "account_id": ..., **ids}. Publish only after the data is committed: call
+publish_after_commit inside the transaction, or publish once it is committed. A new event
+type goes in EVENT_TYPES (and in STATE_EVENTS when a repeat says nothing new) and gets a
+renderer in inbox.live.frames.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from ..extensions import db, get_redis, on_commit, rkey
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES = ("message.created", "message.updated", "conversation.updated", "job.progress", "account.updated")
+
+# Events that only say "show the current state of this": their renderers read the database, so
+# repeats within one batch render once. Each maps to the id that makes two of them the same
+# (None: any two are the same).
+STATE_EVENTS: dict[str, str | None] = {"conversation.updated": "conversation_id", "message.updated": "message_id",
+                                       "job.progress": "job_run_id", "account.updated": None}
+
+_PENDING = "live_pending"  # db.session.info key: this transaction's events, published after its commit
+
+
+def channel(account_id: int, app=None) -> str:
+    """The Redis channel of one account's events."""
+    return rkey("live", account_id, app=app)
+
+
+def channel_pattern(app=None) -> str:
+    """Every account's channel (the hub's pattern subscription)."""
+    return rkey("live", "*", app=app)
+
+
+def publish(account_id: int, event_type: str, **ids: int | str) -> None:
+    """Send one event to every web process now (the data must already be committed)."""
+    payload = _payload(account_id, event_type, ids)
+    try:
+        get_redis().publish(channel(account_id), payload)
+    except Exception:  # a lost live update is repaired by the client's refetch on reconnect
+        log.warning("live publish failed for %s", payload, exc_info=True)
+
+
+def publish_after_commit(account_id: int, event_type: str, **ids: int | str) -> None:
+    """Publish once the current transaction commits (never if it rolls back).
+
+    The events of one transaction go out together, in order, after its other follow-ups
+    (enqueues), in one Redis round trip: a batch of a hundred messages is one pipeline,
+    not two hundred publishes.
+    """
+    payload = _payload(account_id, event_type, ids)
+    pending = db.session.info.get(_PENDING)
+    if pending is None:
+        pending = db.session.info[_PENDING] = []
+        on_commit(lambda: _publish_all(pending), last=True)
+    pending.append((account_id, payload))
+
+
+def _payload(account_id: int, event_type: str, ids: dict) -> str:
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown live event {event_type!r}")
+    return json.dumps({"type": event_type, "account_id": account_id, **ids})
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)  # its publish callback was dropped with the transaction
+
+
+def _publish_all(pending: list[tuple[int, str]]) -> None:
+    db.session.info.pop(_PENDING, None)
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        for account_id, payload in pending:
+            pipe.publish(channel(account_id), payload)
+        pipe.execute()
+    except Exception:  # a lost live update is repaired by the client's refetch on reconnect
+        log.warning("live publish failed for %d event(s)", len(pending), exc_info=True)
