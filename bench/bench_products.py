@@ -95,7 +95,7 @@ def setup(app, account_id: int, n_products: int, n_messages: int) -> dict[str, l
 def run_pass(app, message_ids: list[int]) -> tuple[float, list[float], dict[str, int]]:
     from collections import Counter
 
-    from inbox.services import products
+    from inbox.services.products import assignment
 
     outcomes: Counter = Counter()
     times = []
@@ -103,7 +103,7 @@ def run_pass(app, message_ids: list[int]) -> tuple[float, list[float], dict[str,
         started = time.perf_counter()
         for message_id in message_ids:
             t = time.perf_counter()
-            for event in products.assign_from_message(message_id):
+            for event in assignment.assign_from_message(message_id):
                 outcomes[event.outcome] += 1
             times.append(time.perf_counter() - t)
         wall = time.perf_counter() - started
@@ -116,7 +116,7 @@ def many_events(app, account_id: int, n_events: int) -> tuple[float, float, floa
 
     from inbox.extensions import db
     from inbox.models import AssignmentEvent, Conversation, Product
-    from inbox.services import products
+    from inbox.services.products import panel
 
     now = datetime.now(timezone.utc)
     with app.app_context():
@@ -141,7 +141,7 @@ def many_events(app, account_id: int, n_events: int) -> tuple[float, float, floa
             renders.append(time.perf_counter() - t)
             size = len(html)
             t = time.perf_counter()
-            lines = products.explain(conv)
+            lines = panel.explain(conv)
             explains.append(time.perf_counter() - t)
             db.session.remove()
     return statistics.median(renders), statistics.median(explains), len(lines), size

@@ -63,7 +63,7 @@ class Defaults:
     # standby[] events belong to threads another app owns (handover); stored but not applied.
     WEBHOOK_APPLY_STANDBY = False
     # On PostgreSQL, applied events commit without waiting for the disk; the delivery row
-    # itself always commits durably first (services/ingest.py says why nothing is lost).
+    # itself always commits durably first (services/ingest/dispatch.py says why nothing is lost).
     WEBHOOK_ASYNC_COMMIT = True
     # Apply consecutive plain customer messages of one delivery in one set-based transaction.
     WEBHOOK_BULK = True

@@ -22,7 +22,8 @@ from flask import Flask
 
 from . import create_app, runner
 from .extensions import db
-from .services import accounts, products, staff
+from .services import accounts, staff
+from .services.products import catalogue, posts
 from .sim import Simulator
 
 log = logging.getLogger(__name__)
@@ -117,24 +118,23 @@ def seed_database(app, world: DemoWorld) -> None:
         shop = world.shop
         account = accounts.find_account(shop.ig_user_id)
         if account is None:
-            account = accounts.add_account(shop.ig_user_id, shop.username, token=shop.token,
-                                                  name="Demo Shop")
+            account = accounts.add_account(shop.ig_user_id, shop.username, token=shop.token, name="Demo Shop")
         else:
             accounts.set_token(account.id, shop.token)
         staff.grant_role(admin.id, account.id, "admin")
         staff.grant_role(agent.id, account.id, "agent")
 
         for sku, name, price, keywords in PRODUCTS:
-            if products.find_by_sku(account.id, sku) is None:
-                products.create_product(account.id, name=name, sku=sku, price=price, keywords=keywords,
-                                        currency="EUR")
+            if catalogue.find_by_sku(account.id, sku) is None:
+                catalogue.create_product(account.id, name=name, sku=sku, price=price, keywords=keywords,
+                                         currency="EUR")
         for media, sku in world.posts:
-            post = products.ensure_post(account.id, media.id, caption=media.caption, seen_via="own_media")
+            post = posts.ensure_post(account.id, media.id, caption=media.caption, seen_via="own_media")
             post.is_own = True
             post.owner_username = shop.username
             db.session.commit()
             if sku and post.link is None:
-                products.link_post(account.id, post.id, products.find_by_sku(account.id, sku).id, admin.id)
+                posts.link_post(account.id, post.id, catalogue.find_by_sku(account.id, sku).id, admin.id)
         account_id, admin_id = account.id, admin.id
     world.account_id, world.admin_id = account_id, admin_id
 
@@ -142,7 +142,7 @@ def seed_database(app, world: DemoWorld) -> None:
 def load_own_media(app, world: DemoWorld) -> None:
     """Fill in the posts' details from the (simulated) Graph API, as the Posts page's button does."""
     with app.app_context():
-        products.start_load_own_media(world.account_id, world.admin_id)
+        posts.start_load_own_media(world.account_id, world.admin_id)
 
 
 def build_world(sim) -> DemoWorld:

@@ -6,7 +6,8 @@ the worker runs them inside the app context.
 
 from __future__ import annotations
 
-from .services import accounts_maintenance, connect, identities, media, periodic, products, sending, sync
+from .services import accounts_maintenance, connect, identities, media, periodic, sending, sync
+from .services.products import assignment, posts
 
 
 def send_message(message_id: int) -> None:
@@ -36,12 +37,12 @@ def keep_profile_picture(account_id: int, igsid: str) -> None:
 
 def assign_from_message(message_id: int) -> None:
     """Apply the product evidence one message carries (links, auto-link, assignment)."""
-    products.assign_from_message(message_id)
+    assignment.assign_from_message(message_id)
 
 
 def load_own_media(job_run_id: int) -> None:
     """Load the account's own posts through the Graph API for the posts page (a run)."""
-    products.load_own_media(job_run_id)
+    posts.load_own_media(job_run_id)
 
 
 def refresh_identities(job_run_id: int) -> None:

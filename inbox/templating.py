@@ -18,7 +18,8 @@ from flask_login import current_user
 
 from .display import display_name, dom_id, is_fallback_name, name_hint
 from .models import JobRun
-from .services import conversations, identities, media, products, sending, sync
+from .services import conversations, identities, media, sending, sync
+from .services.products import panel, posts
 from .services.staff import accounts_for
 
 # What the inbox calls each kind of background run (others: the kind, in words).
@@ -39,7 +40,7 @@ def init_app(app: Flask) -> None:
         new_client_token=new_client_token, reply_refusal=reply_refusal,
         reply_window_closes_at=sending.window_closes_at, send_status_label=sending.status_label,
         # Products and posts
-        product_panel=products.product_panel, post_link_state=products.post_link_state,
+        product_panel=panel.product_panel, post_link_state=posts.post_link_state,
         # Background runs
         run_label=run_label, run_version=run_version,
     )

@@ -7,7 +7,7 @@ from flask.cli import with_appcontext
 
 from ..extensions import db
 from ..models import Conversation
-from ..services import products
+from ..services.products import panel
 from .support import account_or_fail
 
 
@@ -31,10 +31,10 @@ def conversations_explain(conversation_id: int | None, igsid: str | None, ig_use
             raise click.ClickException(f"No conversation {conversation_id} in that account.")
     elif igsid and ig_user_id:
         account = account_or_fail(ig_user_id)
-        conversation = products.find_conversation(account.id, igsid)
+        conversation = panel.find_conversation(account.id, igsid)
         if conversation is None:
             raise click.ClickException(f"No conversation with {igsid} in {account.label}.")
     else:
         raise click.UsageError("Give a conversation ID, or --customer IGSID with --account IG_USER_ID.")
-    for line in products.explain(conversation):
+    for line in panel.explain(conversation):
         click.echo(line)

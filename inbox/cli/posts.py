@@ -6,7 +6,7 @@ import click
 from flask.cli import with_appcontext
 
 from ..extensions import db
-from ..services import products
+from ..services.products import catalogue, posts
 from .support import account_or_fail
 
 
@@ -23,17 +23,17 @@ def group() -> None:
 def posts_link(media_id: str, sku: str, ig_user_id: str) -> None:
     """Link a post (by its Instagram media id) to the product with SKU, by hand."""
     account = account_or_fail(ig_user_id)
-    product = products.find_by_sku(account.id, sku)
+    product = catalogue.find_by_sku(account.id, sku)
     if product is None:
         raise click.ClickException(f"No product with SKU {sku} in {account.label}.")
     media_id = media_id.strip()
     if not media_id.isdigit() or len(media_id) > 64:
         raise click.ClickException(f"{media_id[:70]!r} is not an Instagram media id.")
-    post = products.ensure_post(account.id, media_id, seen_via="cli")
+    post = posts.ensure_post(account.id, media_id, seen_via="cli")
     db.session.commit()
     try:
-        products.link_post(account.id, post.id, product.id, None)
-    except products.ProductError as exc:
+        posts.link_post(account.id, post.id, product.id, None)
+    except catalogue.ProductError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Linked post {media_id} to {product.label}: every conversation that shares it is assigned "
                f"to it from now on.")
@@ -46,11 +46,11 @@ def posts_link(media_id: str, sku: str, ig_user_id: str) -> None:
 def posts_unlink(media_id: str, ig_user_id: str) -> None:
     """Remove a post's product link (conversations keep the product they have)."""
     account = account_or_fail(ig_user_id)
-    post = products.find_post(account.id, media_id)
+    post = posts.find_post(account.id, media_id)
     if post is None or post.link is None:
         raise click.ClickException(f"Post {media_id} is not linked in {account.label}.")
     label = post.link.product.label
-    products.unlink_post(account.id, post.id)
+    posts.unlink_post(account.id, post.id)
     click.echo(f"Unlinked post {media_id} from {label}.")
 
 
@@ -61,7 +61,7 @@ def posts_unlink(media_id: str, ig_user_id: str) -> None:
 def posts_list(ig_user_id: str, state: str) -> None:
     """List posts with their link state."""
     account = account_or_fail(ig_user_id)
-    for post in products.list_posts(account.id, state, limit=1000):
+    for post in posts.list_posts(account.id, state, limit=1000):
         link = post.link
         how = ("auto-linked" if link.auto_linked else "linked by hand") if link else "not linked"
         caption = " ".join((post.caption or "").split())[:60]

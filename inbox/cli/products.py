@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
-from ..services import products
+from ..services.products import catalogue
 from .support import account_or_fail
 
 
@@ -27,9 +27,9 @@ def products_add(ig_user_id: str, sku: str, name: str, price: str | None, curren
     """Add a product."""
     account = account_or_fail(ig_user_id)
     try:
-        product = products.create_product(account.id, name=name, sku=sku, price=price, currency=currency,
+        product = catalogue.create_product(account.id, name=name, sku=sku, price=price, currency=currency,
                                           keywords=keywords)
-    except products.ProductError as exc:
+    except catalogue.ProductError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Added {product.label} (id {product.id}) to {account.label}"
                f"{'; keywords: ' + product.keywords if product.keywords else '; matched by SKU only'}.")
@@ -42,11 +42,11 @@ def products_add(ig_user_id: str, sku: str, name: str, price: str | None, curren
 def products_list(ig_user_id: str, archived: bool) -> None:
     """List the catalogue: SKU, name, price, keywords, linked posts and conversations."""
     account = account_or_fail(ig_user_id)
-    items = products.list_products(account.id, include_archived=archived)
+    items = catalogue.list_products(account.id, include_archived=archived)
     if not items:
         click.echo(f"{account.label} has no products.")
         return
-    stats = products.product_stats(account.id)
+    stats = catalogue.product_stats(account.id)
     for p in items:
         st = stats.get(p.id, {})
         price = f"{p.price} {p.currency or ''}".strip() if p.price is not None else "-"
@@ -62,7 +62,7 @@ def products_list(ig_user_id: str, archived: bool) -> None:
 def products_import(ig_user_id: str, csv_file) -> None:
     """Add the products of a CSV (sku,name[,price,currency,keywords]); rejected rows are listed."""
     account = account_or_fail(ig_user_id)
-    report = products.import_products_csv(account.id, csv_file.read())
+    report = catalogue.import_products_csv(account.id, csv_file.read())
     if report.error and not report.created:
         raise click.ClickException(report.error)
     click.echo(f"Added {len(report.created)} products, rejected {len(report.rejected)} rows.")

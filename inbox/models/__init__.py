@@ -6,10 +6,10 @@ from .conversations import Conversation
 from .identities import Identity
 from .messages import Attachment, Message, Reaction
 from .operations import JobRun, WebhookDelivery
-from .types import utcnow
+from .types import ms_to_datetime, utcnow
 
 __all__ = [
     "Account", "AssignmentEvent", "Attachment", "Conversation", "Identity", "JobRun",
     "Membership", "Message", "Post", "PostProduct", "Product", "Reaction", "StaffUser",
-    "WebhookDelivery", "utcnow",
+    "WebhookDelivery", "ms_to_datetime", "utcnow",
 ]

@@ -37,3 +37,8 @@ class UTCDateTime(TypeDecorator):
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    """Meta's millisecond timestamp (Message.meta_timestamp) as an aware UTC datetime."""
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)

@@ -11,8 +11,12 @@ from flask_login import current_user
 from werkzeug.exceptions import NotFound
 
 from ..auth import account_scoped, require_role
-from ..services import jobruns, products
-from ..services.products import NotFoundError, ProductError
+from ..services import jobruns
+from ..services.products import assignment
+# The views below are called catalogue and posts.
+from ..services.products import catalogue as catalogue_service
+from ..services.products import posts as posts_service
+from ..services.products.catalogue import NotFoundError, ProductError
 from ..templating import is_htmx_fragment_request, render
 from .errors import error_page
 from .loaders import get_conversation_or_404, get_post_or_404, get_product_or_404
@@ -38,9 +42,9 @@ def _product_id(value) -> int | None:
 def catalogue():
     """The account's products (archived ones on request)."""
     show_archived = request.args.get("archived") == "1"
-    items = products.list_products(g.account.id, include_archived=show_archived)
+    items = catalogue_service.list_products(g.account.id, include_archived=show_archived)
     return render("products/index.html", account=g.account, products=items, show_archived=show_archived,
-                  stats=products.product_stats(g.account.id), is_admin=g.role == "admin")
+                  stats=catalogue_service.product_stats(g.account.id), is_admin=g.role == "admin")
 
 
 @bp.get("/products/new")
@@ -56,9 +60,9 @@ def create_product():
     """Add a product (admins)."""
     form = request.form
     try:
-        product = products.create_product(g.account.id, name=form.get("name"), sku=form.get("sku"),
-                                          price=form.get("price"), currency=form.get("currency"),
-                                          keywords=form.get("keywords"))
+        product = catalogue_service.create_product(g.account.id, name=form.get("name"), sku=form.get("sku"),
+                                                   price=form.get("price"), currency=form.get("currency"),
+                                                   keywords=form.get("keywords"))
     except ProductError as exc:
         return render("products/form.html", account=g.account, product=None, values=form, error=str(exc),
                       status=422)
@@ -81,9 +85,9 @@ def update_product(product_id: int):
     form = request.form
     product = get_product_or_404(product_id)
     try:
-        products.update_product(g.account.id, product.id, name=form.get("name"), sku=form.get("sku"),
-                                price=form.get("price"), currency=form.get("currency"),
-                                keywords=form.get("keywords"))
+        catalogue_service.update_product(g.account.id, product.id, name=form.get("name"), sku=form.get("sku"),
+                                         price=form.get("price"), currency=form.get("currency"),
+                                         keywords=form.get("keywords"))
     except ProductError as exc:
         return render("products/form.html", account=g.account, product=product, values=form, error=str(exc),
                       status=422)
@@ -95,7 +99,7 @@ def update_product(product_id: int):
 @require_role("admin")
 def archive_product(product_id: int):
     """Archive a product: no longer matched, offered or assigned (admins)."""
-    product = products.set_active(g.account.id, product_id, False)
+    product = catalogue_service.set_active(g.account.id, product_id, False)
     flash(f"Archived {product.label}.", "success")
     return redirect(url_for("products.catalogue"), 303)
 
@@ -104,7 +108,7 @@ def archive_product(product_id: int):
 @require_role("admin")
 def restore_product(product_id: int):
     """Bring an archived product back (admins)."""
-    product = products.set_active(g.account.id, product_id, True)
+    product = catalogue_service.set_active(g.account.id, product_id, True)
     flash(f"Restored {product.label}.", "success")
     return redirect(url_for("products.catalogue", archived=1), 303)
 
@@ -125,7 +129,7 @@ def import_products():
     if not data.strip():
         return render("products/import.html", account=g.account, report=None,
                       error="Choose a CSV file to import.", status=422)
-    report = products.import_products_csv(g.account.id, data)
+    report = catalogue_service.import_products_csv(g.account.id, data)
     return render("products/import.html", account=g.account, report=report, status=200 if report.ok else 422)
 
 
@@ -135,18 +139,18 @@ def import_products():
 def posts():
     """Posts seen in the inbox and the account's own, with their link state."""
     state = request.args.get("state", "all")
-    if state not in products.POST_STATES:
+    if state not in posts_service.POST_STATES:
         state = "all"
-    run = jobruns.recent_runs(g.account.id, (products.LOAD_OWN_MEDIA,))
-    return render("products/posts.html", account=g.account, posts=products.list_posts(g.account.id, state),
-                  state=state, counts=products.post_counts(g.account.id),
-                  options=products.list_products(g.account.id), run=run[0] if run else None)
+    run = jobruns.recent_runs(g.account.id, (posts_service.LOAD_OWN_MEDIA,))
+    return render("products/posts.html", account=g.account, posts=posts_service.list_posts(g.account.id, state),
+                  state=state, counts=posts_service.post_counts(g.account.id),
+                  options=catalogue_service.list_products(g.account.id), run=run[0] if run else None)
 
 
 @bp.post("/posts/load")
 def load_own_media():
     """Start loading the account's own posts from Instagram (a background run)."""
-    run, _ = products.start_load_own_media(g.account.id, current_user.id)
+    run, _ = posts_service.start_load_own_media(g.account.id, current_user.id)
     if is_htmx_fragment_request():
         return render("runs/run.html", "partials/_run.html", run=run)
     return redirect(url_for("products.posts"), 303)
@@ -156,7 +160,7 @@ def _post_response(post_id: int):
     post = get_post_or_404(post_id)
     if is_htmx_fragment_request():
         return render("products/posts.html", "partials/_post_row.html", post=post,
-                      options=products.list_products(g.account.id))
+                      options=catalogue_service.list_products(g.account.id))
     return redirect(request.referrer if _same_site(request.referrer) else url_for("products.posts"), 303)
 
 
@@ -171,7 +175,7 @@ def link_post(post_id: int):
     if product_id is None:
         abort(400)
     try:
-        products.link_post(g.account.id, post_id, product_id, current_user.id)
+        posts_service.link_post(g.account.id, post_id, product_id, current_user.id)
     except ProductError as exc:
         flash(str(exc), "error")
     return _post_response(post_id)
@@ -180,7 +184,7 @@ def link_post(post_id: int):
 @bp.post("/posts/<int:post_id>/unlink")
 def unlink_post(post_id: int):
     """Remove a post's link."""
-    products.unlink_post(g.account.id, post_id)
+    posts_service.unlink_post(g.account.id, post_id)
     return _post_response(post_id)
 
 
@@ -202,8 +206,8 @@ def thread_product(conversation_id: int):
 def set_thread_product(conversation_id: int):
     """Choose the conversation's product by hand (it wins over later automatic evidence)."""
     try:
-        products.set_conversation_product(g.account.id, conversation_id, _product_id(request.form.get("product_id")),
-                                          current_user.id)
+        assignment.set_conversation_product(g.account.id, conversation_id, _product_id(request.form.get("product_id")),
+                                            current_user.id)
     except ProductError as exc:
         # htmx swaps nothing on a 4xx: the error goes in with a 200, out of band.
         return _thread_product(conversation_id, 200 if is_htmx_fragment_request() else 422, str(exc), oob=True)
@@ -215,7 +219,7 @@ def set_thread_product(conversation_id: int):
 @bp.post("/conversations/<int:conversation_id>/product/automatic")
 def automatic_thread_product(conversation_id: int):
     """Let automatic evidence decide the conversation's product again."""
-    products.clear_manual_choice(g.account.id, conversation_id, current_user.id)
+    assignment.clear_manual_choice(g.account.id, conversation_id, current_user.id)
     if not is_htmx_fragment_request():
         return redirect(url_for("products.thread_product", conversation_id=conversation_id), 303)
     return _thread_product(conversation_id, oob=True)
@@ -223,7 +227,7 @@ def automatic_thread_product(conversation_id: int):
 
 def _post_link(attachment_id: int, status: int = 200, error: str | None = None, *, changed: bool = False):
     """The card's link state; to htmx posts, out of band: the card, the link box, the thread's product."""
-    attachment = products.get_post_attachment(g.account.id, attachment_id)
+    attachment = posts_service.get_post_attachment(g.account.id, attachment_id)
     if not is_htmx_fragment_request() or request.method == "GET":
         return render("products/post_link.html", "partials/_post_link.html", attachment=attachment,
                       account=g.account, error=error, status=status)
@@ -246,7 +250,7 @@ def link_attachment(attachment_id: int):
     if product_id is None:
         return _post_link(attachment_id, 422, "Choose a product.")
     try:
-        products.link_attachment(g.account.id, attachment_id, product_id, current_user.id)
+        assignment.link_attachment(g.account.id, attachment_id, product_id, current_user.id)
     except ProductError as exc:
         return _post_link(attachment_id, 422, str(exc))
     return _post_link(attachment_id, changed=True)
@@ -255,6 +259,6 @@ def link_attachment(attachment_id: int):
 @bp.post("/attachments/<int:attachment_id>/unlink")
 def unlink_attachment(attachment_id: int):
     """Remove the link of the post a shared-post card shows."""
-    _, post = products.post_for_attachment(g.account.id, attachment_id)
-    products.unlink_post(g.account.id, post.id)
+    _, post = posts_service.post_for_attachment(g.account.id, attachment_id)
+    posts_service.unlink_post(g.account.id, post.id)
     return _post_link(attachment_id, changed=True)

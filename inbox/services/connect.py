@@ -23,7 +23,6 @@ from urllib.parse import urlencode
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from ..crypto import TokenDecryptError, decrypt_token, encrypt_token
 from ..extensions import db, on_commit
@@ -32,6 +31,7 @@ from ..models import Account, JobRun, Membership, utcnow
 from ..queue import enqueue, job_id
 from . import graph
 from .accounts import store_token
+from .transactions import retry_on_conflict
 
 log = logging.getLogger(__name__)
 
@@ -190,20 +190,15 @@ def connect_with_code(code: str, redirect_uri: str, user_id: int | None, *, run_
                    "Use “Check now” on the accounts page, or wait for the daily check.")
         log.warning("connect: subscribing %s failed: %s", ig_user_id, exc)
 
-    for attempt in (1, 2):
-        try:
-            return _store(ig_user_id, me, long_lived.access_token, expires_at, fields, user_id, run_id, warning)
-        except IntegrityError:
-            # The same account connected at the same moment by another run: update it instead.
-            db.session.rollback()
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    # The same account connected at the same moment by another run: the second try updates it.
+    return retry_on_conflict(
+        lambda: _store(ig_user_id, me, long_lived.access_token, expires_at, fields, user_id, run_id, warning),
+        attempts=2)
 
 
 def _store(ig_user_id: str, me: dict, token: str, expires_at, fields: str | None, user_id: int | None,
            run_id: int | None, warning: str | None) -> Connected:
-    """The account row (new or reconnected), the connecting admin's membership, the run: one transaction."""
+    """The account row (new or reconnected), the connecting admin's membership, the run (the caller commits)."""
     now = utcnow()
     account = db.session.scalar(select(Account).where(Account.ig_user_id == ig_user_id))
     created = account is None
@@ -237,5 +232,4 @@ def _store(ig_user_id: str, me: dict, token: str, expires_at, fields: str | None
                        "created": created, "warning": warning}
     if not created:
         publish_after_commit(account.id, "account.updated")  # the reconnect banner goes away
-    db.session.commit()
     return Connected(account.id, account.label, created, warning)

@@ -1,5 +1,8 @@
 """What staff read in the inbox: the conversation list, one thread, read state and done/open.
 
+`touch` is the one rule for the list row after a message (time, preview, unread, reopen):
+every writer of messages calls it (ingestion, resync, replies, uploads).
+
 The list is keyset-paginated on (last_message_at, id), newest first; conversations that
 have no message time yet come last, by id. Search matches the customer's @username and
 name, and the text of the conversation's messages (pg_trgm on PostgreSQL, an FTS5
@@ -21,7 +24,7 @@ from sqlalchemy.orm import aliased, selectinload
 
 from ..extensions import db
 from ..live.publish import publish_after_commit
-from ..models import Attachment, Conversation, Identity, Message, Post, PostProduct, Product, utcnow
+from ..models import Attachment, Conversation, Identity, Message, Post, PostProduct, Product, ms_to_datetime, utcnow
 
 PAGE_SIZE = 30
 THREAD_PAGE_SIZE = 100
@@ -38,6 +41,14 @@ NAME_SET_MAX = 2000
 # A rare text's conversations up to this many are fetched and passed as a list.
 TEXT_SET_MAX = 5000
 POST_TYPES = ("ig_post", "share", "ig_reel", "reel")
+PREVIEW_LENGTH = 255
+ATTACHMENT_PREVIEWS = {
+    "image": "Photo", "video": "Video", "audio": "Voice message", "file": "File", "ig_post": "Shared a post",
+    "share": "Shared a post", "ig_reel": "Shared a reel", "reel": "Shared a reel",
+    "story_mention": "Mentioned you in their story", "ig_story": "Shared a story",
+    "ephemeral": "Sent a disappearing photo", "fallback": "Shared a link", "template": "Shared a product",
+    "sticker": "Sticker", "unknown": "Attachment",
+}
 
 
 class NotFound(LookupError):
@@ -476,3 +487,76 @@ def set_status(account_id: int, conversation_id: int, status: str) -> Conversati
     db.session.commit()
     return conversation
 
+
+
+# --- The list row after a message -----------------------------------------------------------
+
+def preview_text(text: str | None, attachment_types: list[str] | tuple[str, ...] = (), *,
+                 is_deleted: bool = False, is_unsupported: bool = False) -> str:
+    """The one-line preview of a message shown in the conversation list."""
+    if is_deleted:
+        return "Unsent a message"
+    if text and text.strip():
+        line = " ".join(text.split())
+        return line if len(line) <= PREVIEW_LENGTH else line[: PREVIEW_LENGTH - 1] + "…"
+    if attachment_types:
+        return ATTACHMENT_PREVIEWS.get(attachment_types[0], "Attachment")
+    if is_unsupported:
+        return "Unsupported message"
+    return "Message"
+
+
+def message_preview(message: Message) -> str:
+    """preview_text of a stored message (its attachments loaded)."""
+    types = [a.type for a in message.attachments] if not message.is_deleted else []
+    return preview_text(message.text, types, is_deleted=message.is_deleted, is_unsupported=message.is_unsupported)
+
+
+def touch(conversation: Any, message: Any, *, preview: str, new: bool = True, history: bool = False) -> None:
+    """Keep the list row right after a message was written or changed (in the caller's transaction).
+
+    The newest message by Meta's time gives the row its time, preview and direction. A new
+    customer message moves the customer's reply window, counts as unread (unless it is
+    already unsent) and reopens a conversation marked done; a new outgoing one at or after
+    the customer's latest means nothing is waiting any more. With new=False (a message we
+    hold was claimed, confirmed, edited, unsent or merged) only the preview follows. With
+    history=True (resync found a message older than the list showed) the customer's window
+    moves, but nothing is unread or reopened.
+
+    `conversation` and `message` are rows or plain objects with the same attributes (the
+    set-based writers keep plain ones and write them back together); the caller holds the
+    conversation's row lock.
+    """
+    at = ms_to_datetime(message.meta_timestamp)
+    if conversation.last_message_at is None or at >= conversation.last_message_at:
+        conversation.last_message_at = at
+        conversation.last_message_preview = preview
+        conversation.last_message_direction = message.direction
+        conversation.last_message_sender_kind = message.sender_kind
+    if not new:
+        return
+    if message.direction == "in":
+        if conversation.last_customer_message_at is None or at > conversation.last_customer_message_at:
+            conversation.last_customer_message_at = at
+        if not message.is_deleted and not history:
+            conversation.unread_count = (conversation.unread_count or 0) + 1
+            if conversation.status == "done":
+                conversation.status = "open"  # the customer wrote again
+    elif not history and (conversation.last_customer_message_at is None
+                          or at >= conversation.last_customer_message_at):
+        # The owner answered (here or in the app): nothing before it is waiting any more.
+        conversation.unread_count = 0
+
+
+def lock_conversation(conversation_id: int) -> Conversation:
+    """The conversation row, locked for this transaction and fresh from the database."""
+    return db.session.scalars(select(Conversation).where(Conversation.id == conversation_id)
+                              .with_for_update().execution_options(populate_existing=True)).one()
+
+
+def lock_customer_conversation(account_id: int, customer_igsid: str) -> Conversation | None:
+    """The account's conversation with this customer, locked for this transaction; None when there is none."""
+    return db.session.scalars(select(Conversation)
+                              .where(Conversation.account_id == account_id,
+                                     Conversation.customer_igsid == customer_igsid)
+                              .with_for_update().execution_options(populate_existing=True)).first()

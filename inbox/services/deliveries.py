@@ -14,13 +14,14 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import insert, or_, select, update
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import defer
 
 from ..extensions import db
 from ..models import WebhookDelivery, utcnow
 from .events import InvalidBody, parse_delivery
-from .ingest import Outcome, apply_event, apply_messages_in_bulk, event_type, is_bulk_candidate
+from .ingest.dispatch import apply_events
+from .ingest.outcomes import Outcome
+from .transactions import is_outage
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +32,6 @@ INTERRUPTED_AFTER = timedelta(minutes=5)
 
 class StorageUnavailable(RuntimeError):
     """The database cannot take the delivery now: answer 5xx so Meta retries."""
-
-
-def is_outage(exc: BaseException) -> bool:
-    """A database that is down or unreachable, as opposed to a problem with one event."""
-    if isinstance(exc, (OperationalError, InterfaceError)):
-        return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line for people: the database's own words, without the SQL statement."""
-    cause = getattr(exc, "orig", None) or exc
-    first = (str(cause).strip().splitlines() or [""])[0]
-    return f"{type(cause).__name__}: {first}"[:300]
 
 
 @dataclass
@@ -158,75 +145,26 @@ def list_deliveries(*, failed_only: bool = True, limit: int = 100) -> list[Webho
 
 def _process(delivery_id: int, body: bytes, received_at, *, attempts: int,
              create_accounts: bool = False) -> DeliveryResult:
-    """Parse and apply every event, each in its own transaction, then record the outcome.
-
-    A run of plain customer messages (what a batch mostly is) is applied in one
-    transaction with set-based SQL; if the database refuses it, the run is applied again
-    one event at a time, so a bad event still fails alone. The outcome is written in the
-    last transaction when that one succeeds, which saves a commit per delivery.
-    """
+    """Parse and apply every event, then record the outcome (in the last event's transaction)."""
     received_ms = int(received_at.timestamp() * 1000)
-    outcomes: list[Outcome] = []
+    invalid: list[Outcome] = []
     try:
         events = list(parse_delivery(body, received_ms).events)
     except InvalidBody as exc:
         events = []
-        outcomes.append(Outcome(index=0, type="invalid", action="ignored", reason=str(exc), error=str(exc)))
-    bulk = current_app.config.get("WEBHOOK_BULK", True) and not create_accounts
-    recorded = False
-    i = one_by_one_until = 0
-    while i < len(events):
-        end = i
-        while bulk and i >= one_by_one_until and end < len(events) and is_bulk_candidate(events[end]):
-            end += 1
-        is_last = (end if end - i >= 2 else i + 1) == len(events)
+        invalid.append(Outcome(index=0, type="invalid", action="ignored", reason=str(exc), error=str(exc)))
 
-        def record(last: list[Outcome]) -> None:
-            _record(delivery_id, [*outcomes, *last], attempts)
+    def record(applied: list[Outcome]) -> None:
+        _record(delivery_id, [*invalid, *applied], attempts)
 
-        if end - i >= 2:
-            try:
-                applied = apply_messages_in_bulk(events[i:end], before_commit=record if is_last else None)
-            except Exception as exc:
-                if is_outage(exc):
-                    raise StorageUnavailable(str(exc)) from exc
-                log.info("webhook delivery %s: events %s-%s applied one by one (%s)", delivery_id, i, end - 1,
-                         describe_error(exc))
-                applied = None
-            if applied is None:
-                one_by_one_until = end
-            else:
-                outcomes.extend(applied)
-                recorded = is_last
-                i = end
-                continue
-            is_last = i + 1 == len(events)
-        event = events[i]
-        try:
-            outcome = apply_event(event, create_accounts=create_accounts,
-                                  before_commit=(lambda o: record([o])) if is_last else None)
-            recorded = is_last
-        except Exception as exc:
-            if is_outage(exc):
-                raise StorageUnavailable(str(exc)) from exc
-            # One event's failure stays with that event; the rest of the delivery still applies.
-            log.exception("webhook delivery %s: event %s failed", delivery_id, event.index)
-            message = describe_error(exc)
-            outcome = Outcome(index=event.index, type=event_type(event), action="ignored",
-                              reason=f"error: {message}", error=message, account=event.entry_id,
-                              mid=getattr(event, "mid", None))
-        outcomes.append(outcome)
-        i += 1
+    try:
+        outcomes = [*invalid, *apply_events(events, create_accounts=create_accounts, finish=record,
+                                            label=f"webhook delivery {delivery_id}")]
+    except Exception as exc:
+        if is_outage(exc):
+            raise StorageUnavailable(str(exc)) from exc
+        raise
     status, error = _status(outcomes)
-    if not recorded:
-        try:
-            _record(delivery_id, outcomes, attempts)
-            db.session.commit()
-        except Exception as exc:
-            db.session.rollback()
-            if is_outage(exc):
-                raise StorageUnavailable(str(exc)) from exc
-            raise
     return DeliveryResult(delivery_id=delivery_id, status=status, error=error, outcomes=outcomes)
 
 

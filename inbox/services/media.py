@@ -135,7 +135,7 @@ def download_attachment(attachment_id: int, *, force: bool = False) -> str:
     if fetched.outcome == "stored" and row.storage_key and row.storage_key != fetched.key:
         _delete_after_commit(row.storage_key)
     publish_after_commit(row.account_id, "message.updated", conversation_id=row.conversation_id,
-                                  message_id=row.message_id)
+                         message_id=row.message_id)
     db.session.commit()
     if fetched.outcome == "failed" and fetched.transient:
         raise MediaUnavailable(f"attachment {attachment_id}: {fetched.reason}")
@@ -191,7 +191,7 @@ def retry_attachments(account_id: int, *, states: tuple[str, ...] = ("failed",),
                 select(Message.id, Message.conversation_id).join(Attachment, Attachment.message_id == Message.id)
                 .where(Attachment.id.in_(ids)).distinct()):
             publish_after_commit(account_id, "message.updated", conversation_id=conversation_id,
-                                          message_id=message_id)
+                                 message_id=message_id)
     db.session.commit()
     return ids
 

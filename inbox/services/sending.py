@@ -8,7 +8,7 @@ The life of a reply:
   the `high` queue and publishes `message.created` + `conversation.updated`.
 - `send_message` (the job) sends once. Before calling Meta it marks the row "sending"
   (committed), so a job that died mid-call is never sent again blindly. The Send API's
-  `message_id` goes through `ingest.reconcile_sent`, which merges with an echo that got
+  `message_id` goes through `ingest.echoes.reconcile_sent`, which merges with an echo that got
   there first. Final errors fail the row with a human reason; throttling and outages leave
   it pending and raise, so RQ retries the job; an ambiguous failure (the send may have
   left) is never resent: the row waits for its echo ("waiting for Instagram") and
@@ -34,8 +34,9 @@ from ..extensions import db, on_commit
 from ..live.publish import publish_after_commit
 from ..models import Account, Attachment, Conversation, Message, utcnow
 from ..queue import enqueue
-from . import graph, ingest, media
+from . import conversations, graph, media
 from .accounts import mark_reconnect_needed
+from .ingest.echoes import reconcile_sent
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +149,10 @@ def queue_reply(account_id: int, conversation_id: int, user_id: int | None, text
         if existing is None:
             raise
         return _same_reply(existing, account_id, conversation_id)
-    ingest._touch_conversation(conversation, message, new=True, preview=ingest.preview_text(text))
+    conversations.touch(conversation, message, preview=conversations.preview_text(text))
     enqueue_send(message.id)
     publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
-                                  message_id=message.id)
+                         message_id=message.id)
     publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
     try:
         db.session.commit()
@@ -162,23 +163,6 @@ def queue_reply(account_id: int, conversation_id: int, user_id: int | None, text
             raise
         return _same_reply(existing, account_id, conversation_id)
     return message
-
-
-def _by_token(token: str) -> Message | None:
-    return db.session.scalar(select(Message).where(Message.client_token == token))
-
-
-def _same_reply(message: Message, account_id: int, conversation_id: int) -> Message:
-    if message.account_id != account_id or message.conversation_id != conversation_id:
-        raise SendRefused("This form was already used for another conversation; reload the page.", status=409)
-    return message
-
-
-def enqueue_send(message_id: int) -> None:
-    """After the commit: the send job on the high queue, one per message at a time."""
-    intervals = list(current_app.config.get("SEND_RETRY_INTERVALS", DEFAULT_RETRY_INTERVALS))
-    on_commit(lambda: enqueue("inbox.tasks.send_message", message_id, queue="high", timeout=120,
-                              retries=len(intervals), retry_intervals=intervals))
 
 
 def queue_attachment_replies(account_id: int, conversation_id: int, user_id: int | None, uploads: list[media.Upload],
@@ -218,13 +202,12 @@ def queue_attachment_replies(account_id: int, conversation_id: int, user_id: int
                                           filename=upload.filename, fetched_at=now)]
         db.session.add(message)
         db.session.flush()
-        ingest._touch_conversation(conversation, message, new=True,
-                                   preview=ingest.preview_text(None, [upload.kind]))
+        conversations.touch(conversation, message, preview=conversations.preview_text(None, [upload.kind]))
         messages.append(message)
     for message in messages:
-        enqueue_send(message.id)  # send_message sends it (media.outgoing_attachment)
+        enqueue_send(message.id)  # sending.send_message sends it (outgoing_attachment)
         publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
-                                      message_id=message.id)
+                             message_id=message.id)
     publish_after_commit(account_id, "conversation.updated", conversation_id=conversation.id)
     try:
         db.session.commit()
@@ -235,10 +218,21 @@ def queue_attachment_replies(account_id: int, conversation_id: int, user_id: int
     return messages
 
 
-# --- The send job --------------------------------------------------------------------------
+def _by_token(token: str) -> Message | None:
+    return db.session.scalar(select(Message).where(Message.client_token == token))
 
-class RetryLater(Exception):
-    """Meta throttled us or was unavailable; RQ runs the job again later."""
+
+def _same_reply(message: Message, account_id: int, conversation_id: int) -> Message:
+    if message.account_id != account_id or message.conversation_id != conversation_id:
+        raise SendRefused("This form was already used for another conversation; reload the page.", status=409)
+    return message
+
+
+def enqueue_send(message_id: int) -> None:
+    """After the commit: the send job on the high queue, one per message at a time."""
+    intervals = list(current_app.config.get("SEND_RETRY_INTERVALS", DEFAULT_RETRY_INTERVALS))
+    on_commit(lambda: enqueue("inbox.tasks.send_message", message_id, queue="high", timeout=120,
+                              retries=len(intervals), retry_intervals=intervals))
 
 
 def send_message(message_id: int) -> str:
@@ -301,7 +295,7 @@ def send_message(message_id: int) -> str:
                                  if isinstance(exc, graph.RateLimited) else
                                  "Instagram is not answering right now; retrying shortly.")
         publish_after_commit(message.account_id, "message.updated",
-                                      conversation_id=message.conversation_id, message_id=message.id)
+                             conversation_id=message.conversation_id, message_id=message.id)
         db.session.commit()
         raise RetryLater(str(exc)) from None
     except graph.GraphError as exc:
@@ -327,7 +321,7 @@ def send_message(message_id: int) -> str:
             db.session.commit()
         return "waiting-for-echo"
 
-    ingest.reconcile_sent(message_id, result.message_id)
+    reconcile_sent(message_id, result.message_id)
     return "sent"
 
 
@@ -358,14 +352,14 @@ def _fail(message: Message, code: str, reason: str) -> None:
     message.status = "failed"
     message.error_code, message.error_message = code, reason
     publish_after_commit(message.account_id, "message.updated",
-                                  conversation_id=message.conversation_id, message_id=message.id)
+                         conversation_id=message.conversation_id, message_id=message.id)
 
 
 def _wait_for_echo(message: Message, reason: str) -> None:
     """Never resend: the echo confirms it; a job fails it if no echo comes in time."""
     message.error_code, message.error_message = AMBIGUOUS, reason
     publish_after_commit(message.account_id, "message.updated",
-                                  conversation_id=message.conversation_id, message_id=message.id)
+                         conversation_id=message.conversation_id, message_id=message.id)
     wait = int(current_app.config.get("SEND_ECHO_WAIT_SECONDS", DEFAULT_ECHO_WAIT_SECONDS))
     message_id = message.id
     on_commit(lambda: enqueue("inbox.tasks.expire_unconfirmed_send", message_id,
@@ -423,7 +417,7 @@ def retry_send(account_id: int, message_id: int, user_id: int | None = None) -> 
     if changed:
         enqueue_send(message.id)
         publish_after_commit(account_id, "message.updated", conversation_id=message.conversation_id,
-                                      message_id=message.id)
+                             message_id=message.id)
     db.session.commit()
     return db.session.scalar(select(Message).where(Message.id == message.id)
                              .execution_options(populate_existing=True))

@@ -134,3 +134,11 @@ def role_on(user: StaffUser, account_id: int) -> str | None:
     return db.session.scalar(
         select(Membership.role).where(Membership.user_id == user.id, Membership.account_id == account_id)
     )
+
+
+def name_of(user_id: int | None) -> str:
+    """A staff member's name as the inbox's sentences say it ("someone" for nobody or a deleted user)."""
+    if user_id is None:
+        return "someone"
+    user = db.session.get(StaffUser, user_id)
+    return user.display_name if user is not None else "someone"

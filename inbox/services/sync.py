@@ -15,7 +15,7 @@ for less data (code 1), the page size is halved.
 
 Messages from the API are read with the webhook readers (services/events.py) into the
 MessageEvent ingestion applies, and their rows are made by ingestion's own helpers
-(services/ingest.py), so both paths write the same thing: direction from `from.id`,
+(services/ingest/messages.py), so both paths write the same thing: direction from `from.id`,
 `meta_timestamp` from `created_time`, Attachment rows with type/source_url/media_id/title
 and the raw item. An outgoing message we do not hold first claims one of our pending
 sends with the same content (as its echo would), else it is the owner's (`instagram_app`).
@@ -36,15 +36,15 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from ..display import display_name
 from ..extensions import db
 from ..live.publish import publish
-from ..models import Account, Attachment, Conversation, JobRun, Message, Reaction, utcnow
-from . import identities, jobruns, media, products
+from ..models import Account, Attachment, Conversation, JobRun, Message, Reaction, ms_to_datetime, utcnow
+from . import conversations, identities, jobruns, media
 from .events import (
     POST_ATTACHMENT_TYPES, AttachmentData, MessageEvent, clean_text, read_id, read_mid, read_short, read_time,
 )
 from .graph import MESSAGE_FIELDS, GraphClient, GraphError, RateLimited, TokenInvalid, Transient
-from .ingest import (
-    _claim_pending, _message_preview, _message_values, _ms_to_datetime, _touch_conversation, preview_text,
-)
+from .ingest.echoes import claim_pending
+from .ingest.messages import message_values
+from .products import assignment
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ def apply_conversations(account: Account, apis: list[ApiConversation], summary: 
          "unread_count": 0, "status": "open", "created_at": now, "updated_at": now} for api in apis
     ], conflict=["account_id", "customer_igsid"], returning=["customer_igsid"])}
     # Locked in id order (ingestion locks the same way), fresh from the database.
-    conversations = {c.customer_igsid: c for c in db.session.scalars(
+    by_customer = {c.customer_igsid: c for c in db.session.scalars(
         select(Conversation)
         .where(Conversation.account_id == account_id,
                Conversation.customer_igsid.in_([api.customer_igsid for api in apis]))
@@ -284,7 +284,7 @@ def apply_conversations(account: Account, apis: list[ApiConversation], summary: 
     by_mid: dict[str, tuple[Conversation, ApiMessage]] = {}
     for api in apis:
         for m in sorted(api.messages, key=lambda m: (m.timestamp, m.mid)):
-            by_mid.setdefault(m.mid, (conversations[api.customer_igsid], m))  # a mid twice: the first keeps it
+            by_mid.setdefault(m.mid, (by_customer[api.customer_igsid], m))  # a mid twice: the first keeps it
     summary.messages += len(by_mid)
     claimed = _claim_our_sends(account_id, by_mid)
     rows = []
@@ -292,7 +292,7 @@ def apply_conversations(account: Account, apis: list[ApiConversation], summary: 
         if mid in claimed:
             continue
         outgoing = m.event.is_echo
-        rows.append(_message_values(m.event, account_id, account_ig, conversation.id, conversation.customer_igsid,
+        rows.append(message_values(m.event, account_id, account_ig, conversation.id, conversation.customer_igsid,
                                     direction="out" if outgoing else "in",
                                     sender_kind="instagram_app" if outgoing else "customer", now=now))
     inserted = {mid: message_id for message_id, mid in
@@ -313,7 +313,7 @@ def apply_conversations(account: Account, apis: list[ApiConversation], summary: 
                                   "reaction": name, "emoji": None if name else value, "meta_timestamp": None,
                                   "created_at": now})
         if any(a.type in POST_ATTACHMENT_TYPES for a in m.attachments):
-            products.note_evidence(message_id)
+            assignment.note_evidence(message_id)
     if attachment_rows:
         media.note_attachments([row.id for row in _insert_many(Attachment, attachment_rows, returning=["id"])])
     if reaction_rows:
@@ -321,7 +321,7 @@ def apply_conversations(account: Account, apis: list[ApiConversation], summary: 
 
     applied = []
     for api in apis:
-        conversation = conversations[api.customer_igsid]
+        conversation = by_customer[api.customer_igsid]
         changed = api.customer_igsid in created or api.customer_igsid in renamed
         if api.graph_id and conversation.graph_conversation_id != api.graph_id:
             conversation.graph_conversation_id = api.graph_id
@@ -333,7 +333,8 @@ def apply_conversations(account: Account, apis: list[ApiConversation], summary: 
         updated = []
         for mid, message in claimed.items():
             if by_mid[mid][0] is conversation:
-                _touch_conversation(conversation, message, new=False, preview=_message_preview(message))
+                conversations.touch(conversation, message, new=False,
+                                    preview=conversations.message_preview(message))
                 updated.append(message.id)
         applied.append(Applied(conversation.id, api.customer_igsid in created, sorted(i for i, _ in new), changed
                                or bool(updated), updated))
@@ -362,30 +363,21 @@ def _claim_our_sends(account_id: int, by_mid: dict[str, tuple[Conversation, ApiM
     for mid in outgoing:
         conversation, m = by_mid[mid]
         if mid not in held and conversation.id in pending:
-            message = _claim_pending(conversation.id, m.event)
+            message = claim_pending(conversation.id, m.event)
             if message is not None:
                 claimed[mid] = message
     return claimed
 
 
 def _touch(conversation: Conversation, new: list[ApiMessage]) -> None:
-    """The list row after new messages, as ingestion keeps it (services/ingest._touch_conversation).
-
-    A message older than what the list already showed is history: it moves the customer's
-    window when it is their latest, but it is not unread and does not reopen a conversation
-    marked done.
-    """
+    """The list row after new messages: a message older than what the list already showed is history."""
     shown_until = conversation.last_message_at
     for m in sorted(new, key=lambda m: (m.timestamp, m.mid)):
         outgoing = m.event.is_echo
         row = SimpleNamespace(meta_timestamp=m.timestamp, direction="out" if outgoing else "in",
                               sender_kind="instagram_app" if outgoing else "customer", is_deleted=False)
-        at = _ms_to_datetime(m.timestamp)
-        history = shown_until is not None and at <= shown_until
-        if history and not outgoing and (conversation.last_customer_message_at is None
-                                         or at > conversation.last_customer_message_at):
-            conversation.last_customer_message_at = at
-        _touch_conversation(conversation, row, new=not history, preview=preview_text(
+        history = shown_until is not None and ms_to_datetime(m.timestamp) <= shown_until
+        conversations.touch(conversation, row, history=history, preview=conversations.preview_text(
             m.text, [a.type for a in m.attachments], is_unsupported=m.event.is_unsupported))
 
 

@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from inbox.extensions import db
 from inbox.models import Conversation, Message
-from inbox.services import jobruns, products
+from inbox.services import jobruns
+from inbox.services.products import catalogue, posts
 
 SECRET = "their private words"
 
@@ -23,8 +24,8 @@ def test_another_accounts_ids_are_404_under_ones_own_account(app, client, auth, 
     cid = factory.conversation(theirs, "555", messages=[{"mid": "m.theirs", "text": SECRET, "ts": 1_700_000_000_000}]).id
     with app.app_context():
         mid = db.session.scalar(select(Message.id).where(Message.conversation_id == cid))
-        product = products.create_product(theirs.id, name="Their scarf", sku="TS-1")
-        post = products.ensure_post(theirs.id, "media-theirs", caption=SECRET)
+        product = catalogue.create_product(theirs.id, name="Their scarf", sku="TS-1")
+        post = posts.ensure_post(theirs.id, "media-theirs", caption=SECRET)
         db.session.commit()
         run, _ = jobruns.start_or_get_running("refresh_identities", theirs.id, "unused", enqueue_job=False)
         ids = {"product": product.id, "post": post.id, "run": run.id}

@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from inbox.extensions import db, get_redis
 from inbox.models import Attachment, Message, Product
-from inbox.services import products
 from inbox.live.publish import channel
+from inbox.services.products import posts
 from tests.support.stored import conversation_of
 
 
@@ -100,7 +100,7 @@ def test_the_posts_page_shows_link_states_and_links_and_unlinks(
     assert "Auto-linked" in page and "Not linked" in page and "Our post" in page and "Our new hat" in page
     assert "Loaded 1 post from Instagram (1 new)." in page
     with app.app_context():
-        post = products.find_post(account.id, own.id)
+        post = posts.find_post(account.id, own.id)
     r = client.post(f"/accounts/{account.id}/posts/{post.id}/link", data={"product_id": dress},
                     headers={"HX-Request": "true"})
     assert r.status_code == 200 and "Linked by hand" in r.get_data(as_text=True)
@@ -184,8 +184,8 @@ def test_another_accounts_products_posts_conversations_and_attachments_are_404(
     their_conv = conversation_of(app, other.account.id, bob.igsid)
     assert their_conv.product_id == theirs
     with app.app_context():
-        their_post = products.find_post(other.account.id, sent.event["message"]["attachments"][0]["payload"]
-                                        ["ig_post_media_id"])
+        their_post = posts.find_post(other.account.id, sent.event["message"]["attachments"][0]["payload"]
+                                     ["ig_post_media_id"])
     aid = _attachment_id(app, sent.mid)
     base = f"/accounts/{mine.account.id}"
     assert client.get(f"{base}/products/{theirs}/edit").status_code == 404
@@ -209,7 +209,7 @@ def test_another_accounts_products_posts_conversations_and_attachments_are_404(
     assert "Their product" not in client.get(f"{base}/products/").get_data(as_text=True)
     assert "theirs" not in client.get(f"{base}/posts/?state=manual").get_data(as_text=True)
     with app.app_context():  # the same media id shared in both accounts: two posts, one link
-        assert products.find_post(mine.account.id, their_post.media_id) is None
+        assert posts.find_post(mine.account.id, their_post.media_id) is None
 
 
 def test_captions_and_product_names_are_escaped_everywhere(

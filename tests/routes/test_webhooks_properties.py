@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from inbox.extensions import db
 from inbox.models import Account, Attachment, Conversation, Message, Reaction, WebhookDelivery
 from inbox.models.messages import DIRECTIONS, SENDER_KINDS
-from inbox.services.ingest import ACTIONS
+from inbox.services.ingest.outcomes import ACTIONS
 from tests.support.webhooks import ACCOUNT, CUSTOMER, SECOND_ACCOUNT, encode, fixture, fixture_names, post
 
 PAYLOADS = {name: json.loads(fixture(name)) for name in fixture_names()}

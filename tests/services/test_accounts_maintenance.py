@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from inbox.extensions import db
 from inbox.models import Account, Message, utcnow
 from inbox.queue import all_queues, enqueue, get_queue, schedule_daily_check
-from inbox.services import products
+from inbox.services.products import assignment, catalogue
 from inbox.services.accounts import access_token
 from inbox.services.accounts_maintenance import refresh_tokens
 from inbox.services.graph import WEBHOOK_FIELDS, GraphClient
@@ -206,9 +206,9 @@ def test_a_token_found_dead_while_assigning_and_check_now_are_one_check(app, cli
     sent = alice.shares_post(own, caption="")  # no caption: assignment reads the post from Meta
     sim_webhooks.fail_next("media", 190, 460)  # ... and Meta refuses the token
     with app.app_context():
-        products.create_product(account.id, name="Blue Scarf", sku="BS-2")
+        catalogue.create_product(account.id, name="Blue Scarf", sku="BS-2")
         message_id = db.session.scalar(select(Message.id).where(Message.mid == sent.mid))
-        products.assign_from_message(message_id)  # what the assignment job runs
+        assignment.assign_from_message(message_id)  # what the assignment job runs
     auth.login(factory.user(superadmin=True))
     client.post("/admin/accounts/check", data={"account_id": account.id})  # "Check now" meanwhile
 

@@ -468,3 +468,14 @@ def test_missing_json_values_are_sql_null_on_every_path(app, client, account, se
         rows = db.session.execute(text(
             "SELECT mid, referral IS NULL, previous_texts IS NULL FROM messages ORDER BY id")).all()
     assert [(r[1], r[2]) for r in rows] == [(True, True)] * 4 + [(False, True)]
+
+
+@pytest.mark.parametrize("together", [1, 3], ids=["alone", "in a batch"])
+def test_a_stored_mid_from_a_new_sender_opens_no_conversation(app, client, account, together):
+    deliver(client, envelope(message("m-known", "hi", ts=T0)))
+    stranger = "9100000000000077"
+    others = [message(f"m-new-{n}", "new", customer=f"91000000000001{n:02d}", ts=T0 + n) for n in range(together - 1)]
+    deliver(client, envelope(message("m-known", "hi", customer=stranger, ts=T0), *others))
+    assert [(r["action"], r["mid"]) for r in last_results(app)][:1] == [("duplicate", "m-known")]
+    assert stranger not in {c.customer_igsid for c in conversations(app)}
+    assert len(conversations(app)) == together  # the known customer's, and one per new message

@@ -1,7 +1,7 @@
 """The echo race: our sends and their echoes, in every order, end as exactly one row per real message.
 
 The send job writes a pending outgoing row, calls the Send API, then
-calls ingest.reconcile_sent(message_id, mid). Meta's echo of the same send may arrive
+calls echoes.reconcile_sent(message_id, mid). Meta's echo of the same send may arrive
 before or after that, once or twice; the owner may type the same text in the app.
 """
 
@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from inbox.extensions import db
 from inbox.models import Conversation, Message, Reaction
-from inbox.services import ingest
+from inbox.services.ingest import echoes
 from inbox.services.deliveries import receive_delivery
 from tests.support.factory import Factory
 from tests.support.webhooks import T0, encode, envelope, message, reaction, seen
@@ -47,7 +47,7 @@ def echo(app, mid: str, text: str | None = "Yes, in M and L.", ts: int = T0 + 10
 
 def returned(app, message_id: int, mid: str):
     with app.app_context():
-        ingest.reconcile_sent(message_id, mid)
+        echoes.reconcile_sent(message_id, mid)
 
 
 def outgoing(app) -> list[tuple]:
@@ -157,7 +157,7 @@ def test_our_send_and_the_owner_typing_the_same_text_in_the_app_in_every_order(a
 
 def test_reconcile_of_a_vanished_message_does_nothing(app, conversation):
     with app.app_context():
-        assert ingest.reconcile_sent(999999, "m-a") is None
+        assert echoes.reconcile_sent(999999, "m-a") is None
 
 
 def test_the_send_returning_after_the_echo_row_was_reacted_to_keeps_one_reaction_per_person(app, conversation):

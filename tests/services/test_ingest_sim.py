@@ -8,7 +8,7 @@ import pytest
 
 from inbox.models import Message
 from inbox.services.graph import GraphClient
-from inbox.services.ingest import reconcile_sent
+from inbox.services.ingest.echoes import reconcile_sent
 from tests.support.stored import conversations, deliveries, messages
 
 

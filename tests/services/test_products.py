@@ -14,7 +14,7 @@ from sqlalchemy import select
 from inbox.extensions import db
 from inbox.models import AssignmentEvent, Attachment, Message, Post, PostProduct
 from inbox.queue import get_queue
-from inbox.services import products
+from inbox.services.products import assignment, catalogue
 from tests.support.stored import conversation_of
 from tests.support.jobs import failed_jobs
 
@@ -30,7 +30,7 @@ def _sku_of(app, conv):
     with app.app_context():
         if conv.product_id is None:
             return None
-        return products.get_product(conv.account_id, conv.product_id).sku
+        return catalogue.get_product(conv.account_id, conv.product_id).sku
 
 
 def _attachment_of(app, account_id, mid):
@@ -55,7 +55,7 @@ def test_a_post_linked_by_hand_from_one_conversation_assigns_the_next_one_that_s
     assert _events(app, a.id)[-1][1] == "no_match"
 
     with app.app_context():  # Ana links it from the card in Alice's thread
-        products.link_attachment(account.id, _attachment_of(app, account.id, sent.mid), dress, ana.id)
+        assignment.link_attachment(account.id, _attachment_of(app, account.id, sent.mid), dress, ana.id)
     a = conversation_of(app, account.id, alice.igsid)
     assert _sku_of(app, a) == "RD-1" and a.assignment_source == "post_link"
 
@@ -121,13 +121,13 @@ def test_auto_link_with_no_match_and_with_two_matches_records_the_outcome(
 def test_keywords_match_whole_words_only_and_blank_keywords_are_ignored(app):
     with app.app_context():
         account_id = _account_id(app)
-        ring = products.create_product(account_id, name="Ring", sku="R-1", keywords=" , ring, ,")
+        ring = catalogue.create_product(account_id, name="Ring", sku="R-1", keywords=" , ring, ,")
         assert ring.keywords == "ring"
-        catalogue = products.list_products(account_id)
-        assert [m.sku for m in products.match_products(catalogue, "Earrings and a bracelet")] == []
-        assert [m.sku for m in products.match_products(catalogue, "Gold RING!")] == ["R-1"]
-        assert [m.sku for m in products.match_products(catalogue, "SKU r-1 in stock")] == ["R-1"]
-        assert [m.sku for m in products.match_products(catalogue, "SKU R-10 in stock")] == []
+        active = catalogue.list_products(account_id)
+        assert [m.sku for m in catalogue.match_products(active, "Earrings and a bracelet")] == []
+        assert [m.sku for m in catalogue.match_products(active, "Gold RING!")] == ["R-1"]
+        assert [m.sku for m in catalogue.match_products(active, "SKU r-1 in stock")] == ["R-1"]
+        assert [m.sku for m in catalogue.match_products(active, "SKU R-10 in stock")] == []
 
 
 def _account_id(app):
@@ -148,7 +148,7 @@ def test_a_choice_by_hand_survives_later_automatic_evidence(
     conv = conversation_of(app, account.id, alice.igsid)
     assert _sku_of(app, conv) == "RD-1"
     with app.app_context():
-        products.set_conversation_product(account.id, conv.id, scarf, ana.id)
+        assignment.set_conversation_product(account.id, conv.id, scarf, ana.id)
     alice.shares_post(caption="This dress in blue?")  # automatic evidence for the dress again
     alice.clicks_ad(post=sim_webhooks.add_foreign_post(caption="dress sale"))
     run_jobs()
@@ -248,7 +248,7 @@ def test_the_assignment_job_is_one_per_message_and_idempotent(app, sim_webhooks,
         message_id = db.session.scalar(select(Message.id).where(Message.mid == sent.mid))
     run_jobs()
     with app.app_context():
-        assert products.assign_from_message(message_id) == []  # a repeat decides nothing again
+        assert assignment.assign_from_message(message_id) == []  # a repeat decides nothing again
     conv = conversation_of(app, account.id, alice.igsid)
     assert len(_events(app, conv.id)) == 1
 
