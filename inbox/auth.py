@@ -10,6 +10,7 @@ from flask import Blueprint, Flask, abort, current_app, g, redirect, request, ur
 from flask_login import current_user
 from sqlalchemy import select
 
+from . import logs
 from .extensions import db, get_redis, login_manager, rkey
 from .models import Account, Membership, StaffUser
 from .services.staff import has_staff
@@ -17,7 +18,7 @@ from .services.staff import has_staff
 # Endpoints reachable without a login (everything else needs one).
 PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.setup", "health.healthz"}
 # Blueprints that authenticate by other means (Meta's signature, signed URLs).
-PUBLIC_BLUEPRINTS = {"webhooks", "public_media", "oauth_public"}
+PUBLIC_BLUEPRINTS = {"webhooks", "public_media", "oauth_public", "metrics"}
 
 
 def init_app(app: Flask) -> None:
@@ -132,6 +133,7 @@ def account_scoped(bp: Blueprint) -> Blueprint:
         if row is None:
             abort(404)
         g.account, g.role = row
+        logs.bind(account_id=g.account.id)
 
     return bp
 

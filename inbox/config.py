@@ -105,6 +105,15 @@ class Defaults:
     REMEMBER_COOKIE_SECURE = False
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    # Operating it: /metrics answers only with this bearer token (no token: no /metrics); errors
+    # go to Sentry when SENTRY_DSN is set; LOG_FORMAT=json (environment) makes every log line JSON.
+    METRICS_TOKEN: str | None = None
+    SENTRY_DSN: str | None = None
+    SENTRY_ENVIRONMENT: str | None = None  # default: INBOX_ENV
+    # Meta's signed_request (data deletion, deauthorize) older than this is refused.
+    SIGNED_REQUEST_MAX_AGE_SECONDS = 24 * 3600
+    # `inbox doctor` fails an account whose token expires within this many days.
+    DOCTOR_TOKEN_MIN_DAYS = 7
     # Inbox search on PostgreSQL: how many conversations (in list order) are checked one by one
     # for a text before the trigram index is asked instead (fast for common words).
     SEARCH_WALK_WINDOW = 400
@@ -131,6 +140,9 @@ _ENV_STRINGS = (
     "TOKEN_ENCRYPTION_KEY",
     "MEDIA_ROOT",
     "PUBLIC_BASE_URL",
+    "METRICS_TOKEN",
+    "SENTRY_DSN",
+    "SENTRY_ENVIRONMENT",
 )
 
 # Secrets production must be given; development generates and keeps them.

@@ -12,7 +12,7 @@ from pathlib import Path
 import requests
 from flask_migrate import upgrade
 
-from . import create_app, embedded_redis
+from . import create_app, embedded_redis, metrics
 
 
 def apply_migrations(app) -> None:
@@ -81,6 +81,9 @@ def run(*, host: str = "127.0.0.1", port: int = 5000, threads: int = 64, app=Non
     env["DATABASE_URL"] = app.config["DATABASE_URL"]
     for name in ("SECRET_KEY", "TOKEN_ENCRYPTION_KEY", "META_APP_SECRET", "META_VERIFY_TOKEN"):
         env.setdefault(name, app.config[name])
+    # Every process started here counts in one directory, emptied of earlier runs' files.
+    env[metrics.DIR_VARIABLE] = metrics.prepare_directory(
+        metrics.OPERATOR_DIRECTORY or str(Path(app.instance_path) / "prometheus"))
 
     stopping = False
 

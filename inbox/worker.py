@@ -10,11 +10,12 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from flask import Flask
 from rq import Worker
 
-from . import queue
+from . import logs, metrics, queue
 from .extensions import db, get_redis, rkey
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,18 @@ def _reset_connections_in_child() -> None:
     # A forked horse must not share the parent's database sockets.
     for engine in db.engines.values():
         engine.dispose(close=False)
+    metrics.mark_job_process(os.getppid())
+
+
+class InboxWorker(Worker):
+    """RQ's worker, counting each job by task and outcome in the job's own process."""
+
+    def perform_job(self, job, job_queue, *args, **kwargs) -> bool:
+        started = time.perf_counter()
+        done = super().perform_job(job, job_queue, *args, **kwargs)
+        task = (job.func_name or "unknown").removeprefix(queue.TASKS)
+        metrics.job_finished(task, "finished" if done else "failed", time.perf_counter() - started)
+        return done
 
 
 def heartbeat(app: Flask, name: str, stop: threading.Event) -> None:
@@ -46,6 +59,8 @@ def heartbeat(app: Flask, name: str, stop: threading.Event) -> None:
 def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> int:
     """Work the app's queues in the app context; returns an exit status."""
     name = name or f"worker.{os.getpid()}"
+    os.environ[logs.PROCESS_VARIABLE] = "worker"
+    metrics.prepare_directory()
     # Until RQ installs its own handlers, SIGTERM still unwinds through `finally`.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     with app.app_context():
@@ -57,7 +72,7 @@ def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> i
             if not burst:
                 queue.schedule_daily_check(app)  # the daily token and webhook check, without cron
                 queue.schedule_recovery(app)  # interrupted webhook deliveries, every few minutes
-            worker = Worker(queue.all_queues(app), connection=get_redis(app),
+            worker = InboxWorker(queue.all_queues(app), connection=get_redis(app),
                             name=f"{app.config['REDIS_NAMESPACE']}.{name}")
             worker.work(burst=burst, with_scheduler=not burst, logging_level="INFO")
         finally:

@@ -8,6 +8,7 @@ from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask_login import current_user, login_user, logout_user
 
 from .. import auth as access
+from .. import metrics
 from ..extensions import db, get_redis, rkey
 from ..models import utcnow
 from ..services import staff
@@ -39,12 +40,14 @@ def login():
         ip = request.remote_addr or "unknown"
         wait = access.login_lock_remaining(email, ip)
         if wait:
+            metrics.login_attempt("throttled")
             flash(f"Too many failed attempts. Try again in {wait} seconds.", "error")
             status = 429
         else:
             user = staff.authenticate(email, request.form.get("password", ""))
             if user is None:
                 locked = access.record_login_failure(email, ip)
+                metrics.login_attempt("throttled" if locked else "failure")
                 if locked:
                     flash(f"Too many failed attempts. Try again in {locked} seconds.", "error")
                     status = 429
@@ -52,6 +55,7 @@ def login():
                     flash("Wrong email or password.", "error")
                     status = 401
             else:
+                metrics.login_attempt("success")
                 access.clear_login_failures(email)
                 user.last_login_at = utcnow()
                 db.session.commit()

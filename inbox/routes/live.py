@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, current_app, g, request
 from flask_login import current_user
 
+from .. import metrics
 from ..auth import member_account_ids
 from ..extensions import db, sock
 from ..live import frames
@@ -57,6 +58,7 @@ def socket(ws):
     ws.send(hello)
     connection.ready = True  # from here the hub's writer sends to it (one writer per process)
     next_check = time.monotonic() + MEMBERSHIP_CHECK_SECONDS
+    metrics.socket_opened()
     try:
         while ws.connected and not connection.closed:
             connection.wake.wait(1.0)
@@ -75,6 +77,7 @@ def socket(ws):
     finally:
         connection.closed = True
         hub.remove(connection)
+        metrics.socket_closed()
 
 
 def _still_allowed(user_id: int, session_version: int, wanted: int | None) -> frozenset[int]:

@@ -16,7 +16,9 @@ from flask import current_app
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import defer
 
+from .. import metrics
 from ..extensions import db
+from ..logs import log_context
 from ..models import WebhookDelivery, utcnow
 from .events import InvalidBody, parse_delivery
 from .ingest.dispatch import apply_events
@@ -158,13 +160,16 @@ def _process(delivery_id: int, body: bytes, received_at, *, attempts: int,
         _record(delivery_id, [*invalid, *applied], attempts)
 
     try:
-        outcomes = [*invalid, *apply_events(events, create_accounts=create_accounts, finish=record,
-                                            label=f"webhook delivery {delivery_id}")]
+        with log_context(delivery_id=delivery_id):
+            outcomes = [*invalid, *apply_events(events, create_accounts=create_accounts, finish=record,
+                                                label=f"webhook delivery {delivery_id}")]
     except Exception as exc:
         if is_outage(exc):
             raise StorageUnavailable(str(exc)) from exc
         raise
     status, error = _status(outcomes)
+    metrics.delivery_finished(status)
+    metrics.events_applied(outcomes, received_at.timestamp())
     return DeliveryResult(delivery_id=delivery_id, status=status, error=error, outcomes=outcomes)
 
 

@@ -35,6 +35,7 @@ import requests
 from flask import current_app
 from requests.adapters import HTTPAdapter
 
+from .. import metrics
 from . import ratelimit
 from .accounts import access_token
 
@@ -506,23 +507,15 @@ class GraphClient:
         else:
             headers["Authorization"] = f"Bearer {self._token}"
         path = _path_of(url)
+        started = time.perf_counter()
         try:
             response = http_session().request(method, url, params=params or None, json=json_body, headers=headers,
                                               timeout=self.timeout, allow_redirects=False)
-        except requests.exceptions.ConnectTimeout as exc:
-            raise Transient(f"Could not reach the Graph API ({type(exc).__name__}).") from None
-        except requests.exceptions.ConnectionError as exc:
-            if sending and not _never_connected(exc):
-                raise AmbiguousSendFailure(
-                    f"The connection failed after the send left ({type(exc).__name__}).") from None
-            raise Transient(f"Could not reach the Graph API ({type(exc).__name__}).") from None
-        except requests.exceptions.Timeout as exc:
-            if sending:
-                raise AmbiguousSendFailure(f"No answer from the Send API within {self.timeout:g}s.") from None
-            raise Transient(f"No answer from the Graph API within {self.timeout:g}s ({type(exc).__name__}).") from None
         except requests.exceptions.RequestException as exc:
-            raise GraphError(f"Graph API request failed ({type(exc).__name__}).") from None
-
+            metrics.graph_request(path, method, "timeout" if isinstance(exc, requests.exceptions.Timeout)
+                                  else "unreachable", time.perf_counter() - started)
+            raise self._network_error(exc, sending) from None
+        metrics.graph_request(path, method, response.status_code, time.perf_counter() - started)
         try:
             body = response.json()
         except ValueError:
@@ -531,6 +524,20 @@ class GraphClient:
             log.debug("graph %s %s -> 200", method, path)
             return body
         raise self._error(response, body, sending, method, path)
+
+    def _network_error(self, exc: requests.exceptions.RequestException, sending: bool) -> GraphError:
+        """What a call that got no answer means: safe to retry, or a send that may have left."""
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return Transient(f"Could not reach the Graph API ({type(exc).__name__}).")
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            if sending and not _never_connected(exc):
+                return AmbiguousSendFailure(f"The connection failed after the send left ({type(exc).__name__}).")
+            return Transient(f"Could not reach the Graph API ({type(exc).__name__}).")
+        if isinstance(exc, requests.exceptions.Timeout):
+            if sending:
+                return AmbiguousSendFailure(f"No answer from the Send API within {self.timeout:g}s.")
+            return Transient(f"No answer from the Graph API within {self.timeout:g}s ({type(exc).__name__}).")
+        return GraphError(f"Graph API request failed ({type(exc).__name__}).")
 
     def _error(self, response, body, sending: bool, method: str, path: str) -> GraphError:
         error = body.get("error") if isinstance(body, dict) else None

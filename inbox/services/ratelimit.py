@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from .. import metrics
 from ..extensions import get_redis, rkey
 
 # KEYS[1]: the bucket. ARGV: emission interval (µs), burst tolerance (µs).
@@ -45,6 +46,7 @@ def acquire(bucket: str, key: str, rate: float | None, *, burst: int = 1, app=No
     client = get_redis(app)
     wait_us = int(client.eval(_RESERVE, 1, rkey("ratelimit", bucket, key, app=app), interval_us, tolerance_us))
     wait = wait_us / 1_000_000
+    metrics.ratelimit_wait(bucket, wait)
     if wait > 0:
         sleep(wait)
     return wait

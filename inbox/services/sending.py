@@ -30,6 +30,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from .. import metrics
 from ..extensions import db, on_commit
 from ..live.publish import publish_after_commit
 from ..models import Account, Attachment, Conversation, Message, utcnow
@@ -257,12 +258,14 @@ def send_message(message_id: int) -> str:
     if account.status != "active":
         _fail(message, "account", "Replies are paused until an admin reconnects this Instagram account.")
         db.session.commit()
+        metrics.reply_finished("failed")
         return "failed"
     try:
         outgoing = media.outgoing_attachment(message)  # a staff file: (kind, signed public URL)
     except media.UploadError as exc:
         _fail(message, "media", f"Not sent: {exc}")
         db.session.commit()
+        metrics.reply_finished("failed")
         return "failed"
     attempts_allowed = len(current_app.config.get("SEND_RETRY_INTERVALS", DEFAULT_RETRY_INTERVALS)) + 1
     message.send_attempts = (message.send_attempts or 0) + 1
@@ -274,13 +277,15 @@ def send_message(message_id: int) -> str:
     try:
         client = graph.GraphClient.for_account(account)
         result = client.send_attachment(recipient, *outgoing) if outgoing else client.send_text(recipient, text)
-    except graph.AmbiguousSendFailure:
+    except graph.AmbiguousSendFailure as exc:
+        metrics.reply_finished("unconfirmed", exc.code)
         message = _reload(message_id)
         if message is not None and message.mid is None and message.status == "pending":
             _wait_for_echo(message, "Waiting for Instagram to confirm this message was sent.")
             db.session.commit()
         return "waiting-for-echo"
     except (graph.RateLimited, graph.Transient) as exc:
+        metrics.reply_finished("retry", exc.code)
         message = _reload(message_id)
         if message is None or message.mid is not None or message.status != "pending":
             db.session.commit()
@@ -299,6 +304,7 @@ def send_message(message_id: int) -> str:
         db.session.commit()
         raise RetryLater(str(exc)) from None
     except graph.GraphError as exc:
+        metrics.reply_finished("failed", exc.code)
         message = _reload(message_id)
         if message is None:
             return "missing"
@@ -315,12 +321,14 @@ def send_message(message_id: int) -> str:
     except Exception:
         # Not a Graph answer (a bug or a crash mid-call): the request may have left.
         log.exception("send of message %s failed unexpectedly", message_id)
+        metrics.reply_finished("unconfirmed")
         message = _reload(message_id)
         if message is not None and message.mid is None and message.status == "pending":
             _wait_for_echo(message, "Waiting for Instagram to confirm this message was sent.")
             db.session.commit()
         return "waiting-for-echo"
 
+    metrics.reply_finished("sent")
     reconcile_sent(message_id, result.message_id)
     return "sent"
 
