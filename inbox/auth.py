@@ -18,7 +18,7 @@ from .services.staff import has_staff
 # Endpoints reachable without a login (everything else needs one).
 PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.setup", "health.healthz"}
 # Blueprints that authenticate by other means (Meta's signature, signed URLs).
-PUBLIC_BLUEPRINTS = {"webhooks", "public_media", "oauth_public", "metrics"}
+PUBLIC_BLUEPRINTS = {"webhooks", "public_media", "oauth_public", "metrics", "meta"}
 
 
 def init_app(app: Flask) -> None:

@@ -6,7 +6,7 @@ the worker runs them inside the app context.
 
 from __future__ import annotations
 
-from .services import accounts_maintenance, connect, identities, media, periodic, sending, sync
+from .services import accounts_maintenance, connect, erasure, identities, media, periodic, sending, sync
 from .services.products import assignment, posts
 
 
@@ -63,6 +63,11 @@ def connect_account(job_run_id: int) -> None:
 def check_account(account_id: int) -> None:
     """The daily check for one account, now ("Check now", or a token found dead)."""
     accounts_maintenance.check_account(account_id)
+
+
+def erase_account(erasure_id: int) -> None:
+    """Delete an account and everything of it (Meta's data-deletion request)."""
+    erasure.erase_account(erasure_id)
 
 
 def daily_check() -> None:

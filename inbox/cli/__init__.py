@@ -2,7 +2,7 @@
 
     inbox run | demo | worker       the processes (below)
     flask --app inbox <group> …     one module per group: users, accounts, webhooks, identities,
-                                    sync, media, products, posts, conversations
+                                    sync, media, products, posts, conversations, customers, doctor
 
 `inbox` also answers every group (`inbox users list`), as `flask --app inbox` does.
 """
@@ -21,13 +21,13 @@ from .. import create_app
 from ..demo import run_demo
 from ..runner import run
 from ..worker import run_worker
-from . import accounts, conversations, identities, media, posts, products, sync, users, webhooks
+from . import accounts, conversations, customers, doctor, identities, media, posts, products, sync, users, webhooks
 
 
 def init_app(app: Flask) -> None:
     """Register the command groups on the app (`flask --app inbox …`)."""
     for command in (users.group, accounts.group, webhooks.group, identities.group, sync.command, media.group,
-                    products.group, posts.group, conversations.group):
+                    products.group, posts.group, conversations.group, customers.group, doctor.command):
         app.cli.add_command(command)
 
 

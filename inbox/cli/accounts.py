@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Account
+from ..services import erasure
 from ..services.accounts import AccountError, add_account, set_token
 from ..services.accounts_maintenance import check_account, refresh_tokens
 from ..services.staff import find_user, grant
@@ -106,3 +107,18 @@ def accounts_refresh_tokens(ig_user_id: str | None) -> None:
         click.echo("No active accounts.")
     for check in checks:
         click.echo(check.describe())
+
+
+@group.command("retention")
+@click.argument("ig_user_id")
+@click.option("--days", type=click.IntRange(min=1), default=None, help="keep messages this many days")
+@click.option("--off", "off", is_flag=True, help="keep everything (the default)")
+@with_appcontext
+def accounts_retention(ig_user_id: str, days: int | None, off: bool) -> None:
+    """Delete an account's messages and attachments older than N days, every day (or stop doing it)."""
+    account = account_or_fail(ig_user_id)
+    if off == (days is not None):
+        raise click.UsageError("Give --days N or --off.")
+    erasure.set_retention(account.id, None if off else days)
+    click.echo(f"{account.label}: " + ("messages are kept." if off else
+                                       f"messages and attachments older than {days} days are deleted daily."))

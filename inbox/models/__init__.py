@@ -5,11 +5,11 @@ from .catalog import AssignmentEvent, Post, PostProduct, Product
 from .conversations import Conversation
 from .identities import Identity
 from .messages import Attachment, Message, Reaction
-from .operations import JobRun, WebhookDelivery
+from .operations import Erasure, JobRun, WebhookDelivery
 from .types import ms_to_datetime, utcnow
 
 __all__ = [
-    "Account", "AssignmentEvent", "Attachment", "Conversation", "Identity", "JobRun",
+    "Account", "AssignmentEvent", "Attachment", "Conversation", "Erasure", "Identity", "JobRun",
     "Membership", "Message", "Post", "PostProduct", "Product", "Reaction", "StaffUser",
     "WebhookDelivery", "ms_to_datetime", "utcnow",
 ]

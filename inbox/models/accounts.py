@@ -11,7 +11,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from ..extensions import db
 from .types import UTCDateTime, utcnow
 
-ACCOUNT_STATUSES = ("active", "reconnect_needed", "disabled")
+# "disconnected": the owner removed the app on Instagram (Meta's deauthorize callback); token dropped.
+ACCOUNT_STATUSES = ("active", "reconnect_needed", "disabled", "disconnected")
 ROLES = ("admin", "agent")
 
 
@@ -36,6 +37,10 @@ class Account(db.Model):
     status_reason: Mapped[str | None] = mapped_column(Text)
     webhook_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     webhook_fields: Mapped[str | None] = mapped_column(Text)
+    # The app-scoped id Business Login gave (what Meta's data-deletion and deauthorize callbacks name).
+    app_user_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Delete messages and attachments older than this many days (None: keep everything).
+    retention_days: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -13,6 +13,8 @@ from .types import BigId, Json, UTCDateTime, utcnow
 
 DELIVERY_STATUSES = ("received", "processed", "failed", "ignored")
 JOB_STATES = ("queued", "running", "finished", "failed")
+ERASURE_KINDS = ("customer", "account", "retention")
+ERASURE_STATES = ("pending", "done", "nothing_held")
 
 
 class WebhookDelivery(db.Model):
@@ -59,3 +61,26 @@ class JobRun(db.Model):
     @property
     def is_active(self) -> bool:
         return self.state in ("queued", "running")
+
+
+class Erasure(db.Model):
+    """The audit line of data erased: what kind, who asked, how much went; never who it was about.
+
+    An account erasure that Meta asked for (data-deletion callback) carries the confirmation
+    code its status page is found by; it stays "pending" until the worker has erased it.
+    """
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    # SET NULL: an account erasure removes the account row itself.
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    confirmation_code: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # Who asked: "staff" (actor_user_id), "cli", "meta" (the data-deletion callback), "retention".
+    requested_by: Mapped[str] = mapped_column(String(16))
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    counts: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -190,6 +190,8 @@ def connect_with_code(code: str, redirect_uri: str, user_id: int | None, *, run_
                    "Use “Check now” on the accounts page, or wait for the daily check.")
         log.warning("connect: subscribing %s failed: %s", ig_user_id, exc)
 
+    # Meta's data-deletion and deauthorize callbacks name the person by this app-scoped id.
+    me = {**me, "app_user_id": grant.user_id or me.get("id")}
     # The same account connected at the same moment by another run: the second try updates it.
     return retry_on_conflict(
         lambda: _store(ig_user_id, me, long_lived.access_token, expires_at, fields, user_id, run_id, warning),
@@ -208,6 +210,7 @@ def _store(ig_user_id: str, me: dict, token: str, expires_at, fields: str | None
     account.username = str(me.get("username") or account.username or "").lstrip("@")
     account.name = me.get("name") or account.name
     account.profile_pic_url = me.get("profile_picture_url") or account.profile_pic_url
+    account.app_user_id = str(me.get("app_user_id") or "") or account.app_user_id
     # The token is an Instagram Login token now, whatever the account used before.
     account.api_flavour, account.page_id = "instagram", None
     store_token(account, token, expires_at)

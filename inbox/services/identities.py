@@ -543,6 +543,18 @@ def people(account_id: int, *, limit: int = 500) -> list[Person]:
     return [Person(igsid, identity, conversation_id, at) for igsid, conversation_id, at, identity in rows]
 
 
+def person(account_id: int, igsid: str) -> Person | None:
+    """One customer of the account (None when they have no conversation with it)."""
+    row = db.session.execute(
+        select(Conversation.customer_igsid, Conversation.id, Conversation.last_message_at, Identity)
+        .outerjoin(Identity, (Identity.account_id == Conversation.account_id)
+                   & (Identity.igsid == Conversation.customer_igsid))
+        .where(Conversation.account_id == account_id, Conversation.customer_igsid == igsid,
+               Conversation.customer_igsid != _own_id(account_id))
+    ).first()
+    return Person(row[0], row[3], row[1], row[2]) if row else None
+
+
 def identity_counts(account_id: int) -> dict[str, int]:
     """How many customers have a name, only an id, or a failed last fetch."""
     rows = db.session.execute(

@@ -7,15 +7,16 @@ chain; the worker schedules both again whenever it starts.
 from __future__ import annotations
 
 from .. import queue
-from . import accounts_maintenance, deliveries, media, sending
+from . import accounts_maintenance, deliveries, erasure, media, sending
 
 
 def run_daily_check() -> None:
-    """Refresh tokens near expiry and restore webhook subscriptions (every account), then
-    delete stored media no row refers to any more (rows removed by SQL cascades)."""
+    """Refresh tokens near expiry and restore webhook subscriptions (every account), delete
+    messages past each account's retention, then stored media no row refers to any more."""
     queue.schedule_daily_check()
     try:
         accounts_maintenance.refresh_tokens()
+        erasure.apply_retention()
     finally:
         media.sweep()
 
@@ -26,3 +27,5 @@ def run_recovery() -> None:
     queue.schedule_recovery()
     deliveries.recover_deliveries()
     sending.sweep_unconfirmed()
+    for erasure_id in erasure.pending_account_erasures():  # Meta's data-deletion requests not done yet
+        erasure.erase_account(erasure_id)

@@ -84,6 +84,8 @@ def refusal_reason(conversation: Conversation, account: Account | None = None, *
         return "Replies are paused until an admin reconnects this Instagram account."
     if account is not None and account.status == "disabled":
         return "This Instagram account is disabled."
+    if account is not None and account.status == "disconnected":
+        return "The owner removed the inbox's access on Instagram; replies resume once an admin connects it again."
     closes = window_closes_at(conversation)
     if closes is None:
         return "You can reply once the customer has written to you."
