@@ -25,7 +25,7 @@ from typing import Any
 from flask import current_app
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
-from sqlalchemy import ColumnElement, Table, delete, func, select, text, update
+from sqlalchemy import ColumnElement, LargeBinary, Table, delete, func, literal, select, text, update
 
 from .. import metrics
 from ..extensions import db, get_redis, on_commit
@@ -89,15 +89,10 @@ def _after_commit_delete_files(keys: list[str]) -> None:
     on_commit(remove)
 
 
-def _after_commit_forget_search_text() -> None:
-    """SQLite's full-text index keeps deleted text in its segments until they are merged."""
-    if db.engine.dialect.name != "sqlite":
-        return
-
-    def optimize() -> None:
+def _forget_search_text() -> None:
+    """SQLite's full-text index keeps deleted text in its segments until they are merged: merge them now."""
+    if db.session.get_bind().dialect.name == "sqlite":
         db.session.execute(text("INSERT INTO messages_fts(messages_fts) VALUES ('optimize')"))
-        db.session.commit()
-    on_commit(optimize, last=True)
 
 
 # --- Webhook deliveries and run summaries ----------------------------------------------------
@@ -118,7 +113,7 @@ def _redact_deliveries(needles: tuple[str, ...], counts: Counts, *, whole_entrie
         return
     condition = None
     for needle in needles:
-        clause = WebhookDelivery.body.like(b"%" + needle.encode() + b"%")
+        clause = _body_contains(needle.encode())
         condition = clause if condition is None else condition | clause
     for delivery_id, body, results in db.session.execute(
             select(WebhookDelivery.id, WebhookDelivery.body, WebhookDelivery.results).where(condition)).all():
@@ -131,6 +126,14 @@ def _redact_deliveries(needles: tuple[str, ...], counts: Counts, *, whole_entrie
             body=kept, signature=None,
             results=[r for r in results or [] if not _mentions(r, needles)] or None))
         counts.add("webhook_deliveries_redacted", 1)
+
+
+def _body_contains(needle: bytes) -> ColumnElement:
+    """A delivery's raw bytes contain these (bytea on PostgreSQL, a BLOB on SQLite)."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        return func.instr(WebhookDelivery.body, literal(needle, LargeBinary)) > 0
+    # Ids have no LIKE wildcard characters; bytea LIKE bytea compares bytes.
+    return WebhookDelivery.body.op("LIKE")(literal(b"%" + needle + b"%", LargeBinary))
 
 
 def _without(body: bytes, needles: tuple[str, ...], whole_entries: bool) -> bytes | None:
@@ -216,7 +219,7 @@ def erase_customer(account_id: int, igsid: str, *, requested_by: str, actor_user
     counts.add("files", len(files))
     erasure = _audit("customer", account_id, requested_by, actor_user_id, counts, status="done")
     _after_commit_delete_files(files)
-    _after_commit_forget_search_text()
+    _forget_search_text()
     _drop_queued_jobs(igsid)
     db.session.commit()
     metrics.erased("customer")
@@ -295,7 +298,7 @@ def erase_account(erasure_id: int) -> Erasure | None:
         counts.add("files", len(files))
     erasure.status, erasure.finished_at, erasure.counts = "done", utcnow(), dict(counts) or None
     _after_commit_delete_files(files)
-    _after_commit_forget_search_text()
+    _forget_search_text()
     db.session.commit()
     metrics.erased("account")
     log.info("erased an account at Meta's request (erasure %s): %s", erasure.id, _summary(counts))
@@ -365,7 +368,7 @@ def _apply_retention(account_id: int, days: int, now) -> Erasure | None:
         return None
     counts.add("files", len(files))
     erasure = _audit("retention", account_id, "retention", None, counts, status="done")
-    _after_commit_forget_search_text()
+    _forget_search_text()
     db.session.commit()
     metrics.erased("retention")
     log.info("retention (%d days) for account %s: %s", days, account_id, _summary(counts))
