@@ -42,7 +42,7 @@ def run_checks() -> list[Check]:
     checks: list[Check] = []
     for check in (secrets_set, migrations_at_head, redis_reachable, worker_alive, deliveries_draining,
                   public_base_url, media_writable):
-        checks.append(_safely(check.__name__, check))
+        checks.append(_safely(check.__name__.replace("_", " "), check))
     checks.extend(account_checks())
     return checks
 
@@ -52,7 +52,7 @@ def _safely(name: str, check: Callable[[], Check]) -> Check:
         return check()
     except Exception as exc:  # a check that breaks is a failed check, not a crashed doctor
         db.session.rollback()
-        return Check(name.replace("_", " "), False, f"the check itself failed: {type(exc).__name__}: {exc}",
+        return Check(name, False, f"the check itself failed: {type(exc).__name__}: {exc}",
                      "Fix what the error says, then run `inbox doctor` again.")
 
 
@@ -151,8 +151,8 @@ def account_checks() -> list[Check]:
     db.session.rollback()
     checks = []
     for account in accounts:
-        checks.append(_safely("token", lambda: token_valid(account)))
-        checks.append(_safely("webhooks", lambda: webhook_subscription(account)))
+        checks.append(_safely(f"{account.label} token", lambda: token_valid(account)))
+        checks.append(_safely(f"{account.label} webhooks", lambda: webhook_subscription(account)))
     return checks
 
 
@@ -179,7 +179,10 @@ def token_valid(account: Account) -> Check:
 def webhook_subscription(account: Account) -> Check:
     name = f"{account.label} webhooks"
     flavour = account.api_flavour or "instagram"
-    have = set(graph.GraphClient.for_account(account).subscribed_fields())
+    try:
+        have = set(graph.GraphClient.for_account(account).subscribed_fields())
+    except graph.TokenInvalid:
+        return Check(name, False, "cannot be read: Instagram refuses the token", "Connect the account again.")
     missing = [f for f in graph.WEBHOOK_FIELDS[flavour] if f not in have]
     if missing:
         return Check(name, False, f"not subscribed to {', '.join(missing)}",
