@@ -28,8 +28,17 @@ PROCESS_VARIABLE = "INBOX_PROCESS"  # web, worker or cli: set by gunicorn's sett
 _FIELDS = ("request_id", "account_id", "delivery_id")
 _context: dict[str, contextvars.ContextVar] = {name: contextvars.ContextVar(name, default=None) for name in _FIELDS}
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Secrets that travel in query strings (the webhook handshake's verify token, OAuth codes) and
+# form-style text: their values never reach a log line, whoever logs them (gunicorn's access log).
+_SECRET_VALUES = re.compile(r"(?<![A-Za-z_])(hub\.verify_token|verify_token|access_token|client_secret|"
+                            r"fb_exchange_token|signed_request|code|state|password|token)=[^&\s\"']+")
 # LogRecord's own attributes: anything else on a record came from `extra=` and is logged too.
 _RECORD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+def redact(line: str) -> str:
+    """Hide the values of secret-looking parameters in a log line."""
+    return _SECRET_VALUES.sub(r"\1=[redacted]", line)
 
 
 def log_format() -> str:
@@ -62,7 +71,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
             "process": getattr(record, "process_kind", None) or process_kind(),
             "pid": record.process,
         }
@@ -87,7 +96,7 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        line = redact(super().format(record))
         request_id = getattr(record, "request_id", None)
         return f"{line} [request {request_id}]" if request_id else line
 
@@ -105,18 +114,22 @@ def configure(*, testing: bool = False) -> None:
     root = logging.getLogger()
     if testing or any(getattr(h, "_inbox", False) for h in root.handlers + logging.getLogger("inbox").handlers):
         return
-    handler = make_handler()
-    handler._inbox = True  # type: ignore[attr-defined]
     if log_format() == "json":
-        # Libraries (rq, gunicorn's app loggers, werkzeug) propagate here, so they print JSON too.
-        root.addHandler(handler)
+        # Libraries (rq, werkzeug) propagate here, so they print JSON too. Under gunicorn its
+        # logging settings (gunicorn_logconfig) already put a JSON handler on the root.
+        if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+            handler = make_handler()
+            handler._inbox = True  # type: ignore[attr-defined]
+            root.addHandler(handler)
         root.setLevel(logging.WARNING)
         for name in ("inbox", "rq.worker", "rq.scheduler"):
             logging.getLogger(name).setLevel(logging.INFO)
-    else:
-        inbox = logging.getLogger("inbox")
-        inbox.addHandler(handler)
-        inbox.setLevel(logging.INFO)
+        return
+    handler = make_handler()
+    handler._inbox = True  # type: ignore[attr-defined]
+    inbox = logging.getLogger("inbox")
+    inbox.addHandler(handler)
+    inbox.setLevel(logging.INFO)
 
 
 def gunicorn_logconfig() -> dict | None:
@@ -130,6 +143,7 @@ def gunicorn_logconfig() -> dict | None:
         "formatters": {"json": {"()": JsonFormatter}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"],
                                 "stream": "ext://sys.stderr"}},
+        "root": {"level": "WARNING", "handlers": ["stderr"]},
         "loggers": {
             "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
             "gunicorn.access": {"level": "INFO", "handlers": ["stderr"], "propagate": False},

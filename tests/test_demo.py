@@ -1,9 +1,16 @@
-"""`inbox demo` as a person starts it: a process, the printed credentials, a live inbox."""
+"""`inbox demo` as a person starts it: a process, the printed credentials, a live inbox.
+
+It runs as an operator would run it in production: JSON logs (every line one object, and no
+secret, password or customer text in any of them) and /metrics behind a token, with the
+figures of the web processes and of the worker's jobs together.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -11,19 +18,26 @@ from pathlib import Path
 
 import pytest
 import requests
+from cryptography.fernet import Fernet
 
 from inbox import demo
+from tests.support.metrics import parse, total
 from tests.support.servers import free_port
 from tests.support.waiting import wait_until
+
+METRICS_TOKEN = "demo-test-metrics-token"
 
 
 class DemoProcess:
     def __init__(self, tmp_path: Path) -> None:
         self.port, self.sim_port = free_port(), free_port()
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "INBOX_INSTANCE_PATH")}
+        self.instance = tmp_path / "demo"
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("DATABASE_URL", "REDIS_URL", "INBOX_INSTANCE_PATH", "PROMETHEUS_MULTIPROC_DIR")}
+        env.update(LOG_FORMAT="json", METRICS_TOKEN=METRICS_TOKEN)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "inbox.cli", "demo", "--port", str(self.port), "--sim-port", str(self.sim_port),
-             "--pace", "0.5", "--web-processes", "2", "--instance", str(tmp_path / "demo")],
+             "--pace", "0.5", "--web-processes", "2", "--instance", str(self.instance)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.lines: list[str] = []
         self.ready = threading.Event()
@@ -62,6 +76,34 @@ def running_demo(tmp_path):
         yield process
     finally:
         assert process.stop() == 0, "".join(process.lines[-40:])
+    check_logs(process)
+
+
+def check_logs(process: DemoProcess) -> None:
+    """Every log line is one JSON object; none holds a secret, a password or what a customer wrote."""
+    logged, printed = [], []
+    for line in process.lines:
+        (logged if line.startswith("{") else printed).append(line)
+    entries = [json.loads(line) for line in logged]
+    assert len(entries) > 50
+    assert all({"time", "level", "logger", "message", "process"} <= set(e) for e in entries)
+    assert {e["process"] for e in entries} >= {"web", "worker"}
+    # What is not a log line is the banner `inbox demo` prints for the person who started it.
+    assert all(not line.strip() or line.startswith("  ") or line.strip() == "Stopping…" for line in printed), printed
+
+    secrets = json.loads((process.instance / "secrets.json").read_text())
+    with sqlite3.connect(process.instance / "inbox.sqlite3") as connection:
+        sealed = [row[0] for row in connection.execute("SELECT access_token_encrypted FROM accounts")]
+        texts = [row[0] for row in connection.execute("SELECT text FROM messages WHERE text IS NOT NULL")]
+    tokens = [Fernet(secrets["TOKEN_ENCRYPTION_KEY"].encode()).decrypt(t.encode()).decode() for t in sealed if t]
+    assert tokens and len(texts) > 10
+    forbidden = [*secrets.values(), *tokens, demo.ADMIN_PASSWORD, demo.AGENT_PASSWORD, METRICS_TOKEN,
+                 *{t for t in texts if len(t) >= 8}]
+    for line in logged:
+        entry = json.loads(line)
+        if entry["level"] in ("info", "warning", "error", "critical"):
+            leaked = [f for f in forbidden if f in line]
+            assert not leaked, (leaked, line)
 
 
 def login(base_url: str, email: str, password: str) -> requests.Session:
@@ -136,3 +178,14 @@ def test_demo_prints_working_credentials_and_customers_keep_writing(running_demo
     deliveries = admin.get(running_demo.url + "/admin/deliveries")
     assert deliveries.status_code == 200
     assert "Every delivery Meta sent has been applied." in deliveries.text
+
+    # /metrics: the web processes' figures and the worker's jobs' (the reply went out from a job).
+    assert requests.get(running_demo.url + "/metrics").status_code == 401
+    scraped = requests.get(running_demo.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert scraped.status_code == 200
+    figures = parse(scraped.text)
+    assert total(figures, "inbox_webhook_events_total", type="message") >= 12
+    assert total(figures, "inbox_replies_total", outcome="sent") >= 1
+    assert total(figures, "inbox_graph_requests_total", endpoint="me/messages", status="200") >= 1
+    assert total(figures, "inbox_jobs_total", task="send_message", outcome="finished") >= 1
+    assert total(figures, "inbox_http_requests_total", endpoint="webhooks.receive", status="200") >= 12
