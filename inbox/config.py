@@ -107,6 +107,7 @@ class Defaults:
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
     # Operating it: /metrics answers only with this bearer token (no token: no /metrics); errors
     # go to Sentry when SENTRY_DSN is set; LOG_FORMAT=json (environment) makes every log line JSON.
+    MIGRATIONS_DIR: str | None = None  # None: migrations/ beside the inbox package (a checkout)
     METRICS_TOKEN: str | None = None
     SENTRY_DSN: str | None = None
     SENTRY_ENVIRONMENT: str | None = None  # default: INBOX_ENV
@@ -143,6 +144,7 @@ _ENV_STRINGS = (
     "METRICS_TOKEN",
     "SENTRY_DSN",
     "SENTRY_ENVIRONMENT",
+    "MIGRATIONS_DIR",
 )
 
 # Secrets production must be given; development generates and keeps them.

@@ -44,8 +44,9 @@ sock = Sock()
 def init_app(app) -> None:
     """Bind every extension to the app."""
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"),
-                     render_as_batch=True, compare_type=True)
+    # The project's migrations/ beside the package; an installed copy (the image) says where it put them.
+    directory = app.config.get("MIGRATIONS_DIR") or str(Path(__file__).resolve().parent.parent / "migrations")
+    migrate.init_app(app, db, directory=directory, render_as_batch=True, compare_type=True)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to continue."

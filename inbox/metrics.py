@@ -73,15 +73,21 @@ def mark_job_process(worker_pid: int) -> None:
     _job_of_worker = worker_pid
 
 
-def prepare_directory(path: str | None = None) -> str:
-    """Create the directory, export it to child processes, and drop this host's dead processes' files."""
+def prepare_directory(path: str | None = None, *, web: bool = False) -> str:
+    """Create the directory, export it to child processes, and drop this host's dead processes' files.
+
+    `web` (gunicorn's master, before its workers start): this host's live gauges (open
+    websockets) go too, whoever wrote them: a container restarted under the same host
+    name may reuse the pids of the one before.
+    """
     path = path or default_directory()
     os.makedirs(path, exist_ok=True)
     os.environ[DIR_VARIABLE] = path
     pattern = re.compile(rf"_{re.escape(_HOST)}-(\d+)j?\.db$")
     for name in glob.glob(os.path.join(path, "*.db")):
         match = pattern.search(name)
-        if match and not _alive(int(match.group(1))):
+        stale_live = web and os.path.basename(name).startswith("gauge_live")
+        if match and (stale_live or not _alive(int(match.group(1)))):
             try:
                 os.remove(name)
             except FileNotFoundError:

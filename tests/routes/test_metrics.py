@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -124,3 +126,11 @@ def test_graph_endpoints_are_low_cardinality():
     assert metrics.graph_endpoint("/v24.0/aWdfZAG06MTpJR01lc3NhZA2VJZAD") == "{id}"
     assert metrics.graph_endpoint("/v24.0/17841400000/subscribed_apps") == "{id}/subscribed_apps"
     assert metrics.graph_endpoint("/refresh_access_token") == "refresh_access_token"
+
+
+def test_the_grafana_dashboard_reads_only_metrics_that_exist():
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    source = (ROOT / "inbox" / "metrics.py").read_text()
+    names = {re.sub(r"_(bucket|sum|count)$", "", n) for e in exprs for n in re.findall(r"\binbox_[a-z_]+", e)}
+    assert names and all(f'"{name}"' in source for name in names), names
