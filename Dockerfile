@@ -10,6 +10,10 @@
 ARG BASE_IMAGE=python:3.12-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
+# Behind a private index or a TLS-inspecting proxy: --build-arg PIP_INDEX_URL=… / PIP_CERT=<a mounted CA bundle>.
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_CERT
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/inbox
 WORKDIR /src
