@@ -26,10 +26,9 @@ def init_app(app: Flask) -> None:
     dsn = app.config.get("SENTRY_DSN")
     if not dsn or _initialised_with == dsn:
         return
-    # Here, not at the top: an optional dependency, loaded only when an operator asked for Sentry.
-    import sentry_sdk
-    from sentry_sdk.integrations.flask import FlaskIntegration
-    from sentry_sdk.integrations.rq import RqIntegration
+    import sentry_sdk  # here, not at the top: an optional dependency, loaded only with SENTRY_DSN
+    from sentry_sdk.integrations.flask import FlaskIntegration  # the same reason
+    from sentry_sdk.integrations.rq import RqIntegration  # the same reason
 
     sentry_sdk.init(
         dsn=dsn,

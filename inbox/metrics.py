@@ -138,8 +138,7 @@ _GRAPH_SECONDS = Histogram("inbox_graph_request_duration_seconds", "Time a Graph
 _RATELIMIT_WAIT = Histogram("inbox_graph_ratelimit_wait_seconds",
                             "Time a Graph API call waited for its rate-limit slot.", ["bucket"],
                             buckets=(0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-_SOCKETS = Gauge("inbox_websockets_open", "Live-update websockets open now.", ["process"],
-                 multiprocess_mode="livesum")
+_SOCKETS = Gauge("inbox_websockets_open", "Live-update websockets open now.", multiprocess_mode="livesum")
 _LOGINS = Counter("inbox_login_attempts_total", "Staff logins, by outcome (success, failure, throttled).",
                   ["outcome"])
 _JOBS = Counter("inbox_jobs_total", "Background jobs run, by task and outcome.", ["task", "outcome"])
@@ -177,11 +176,11 @@ def ratelimit_wait(bucket: str, seconds: float) -> None:
 
 
 def socket_opened() -> None:
-    _SOCKETS.labels("web").inc()
+    _SOCKETS.inc()
 
 
 def socket_closed() -> None:
-    _SOCKETS.labels("web").dec()
+    _SOCKETS.dec()
 
 
 def login_attempt(outcome: str) -> None:

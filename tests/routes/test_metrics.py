@@ -18,7 +18,9 @@ from inbox.extensions import db
 from inbox.models import Conversation
 from inbox.queue import enqueue
 from inbox.services import sending
+from tests.support.live import LiveSocket, session_cookie
 from tests.support.metrics import TOKEN, scrape, total, value
+from tests.support.waiting import wait_until
 from tests.support.webhooks import ACCOUNT, envelope, message, post
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,3 +136,12 @@ def test_the_grafana_dashboard_reads_only_metrics_that_exist():
     source = (ROOT / "inbox" / "metrics.py").read_text()
     names = {re.sub(r"_(bucket|sum|count)$", "", n) for e in exprs for n in re.findall(r"\binbox_[a-z_]+", e)}
     assert names and all(f'"{name}"' in source for name in names), names
+
+
+def test_open_websockets_are_counted_while_open(client, agent, live_server):
+    before = value(scrape(client), "inbox_websockets_open")
+    socket = LiveSocket(live_server.url, session_cookie(client))
+    socket.wait_for('id="live-state"')  # subscribed
+    wait_until(lambda: value(scrape(client), "inbox_websockets_open") == before + 1, timeout=10)
+    socket.ws.close()
+    wait_until(lambda: value(scrape(client), "inbox_websockets_open") == before, timeout=10)
