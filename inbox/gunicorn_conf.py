@@ -27,7 +27,7 @@ logconfig_dict = logs.gunicorn_logconfig() or {}
 
 
 def on_starting(server):
-    metrics.prepare_directory(web=True)
+    metrics.prepare_directory()
 
 
 def child_exit(server, worker):

@@ -73,12 +73,12 @@ def mark_job_process(worker_pid: int) -> None:
     _job_of_worker = worker_pid
 
 
-def prepare_directory(path: str | None = None, *, web: bool = False) -> str:
+def prepare_directory(path: str | None = None) -> str:
     """Create the directory, export it to child processes, and drop this host's dead processes' files.
 
-    `web` (gunicorn's master, before its workers start): this host's live gauges (open
-    websockets) go too, whoever wrote them: a container restarted under the same host
-    name may reuse the pids of the one before.
+    Called before a process group starts its children (gunicorn's master, `inbox worker`,
+    `inbox run`), so a container restarted under the same host name finds its
+    predecessor's processes dead, and their files go.
     """
     path = path or default_directory()
     os.makedirs(path, exist_ok=True)
@@ -86,8 +86,7 @@ def prepare_directory(path: str | None = None, *, web: bool = False) -> str:
     pattern = re.compile(rf"_{re.escape(_HOST)}-(\d+)j?\.db$")
     for name in glob.glob(os.path.join(path, "*.db")):
         match = pattern.search(name)
-        stale_live = web and os.path.basename(name).startswith("gauge_live")
-        if match and (stale_live or not _alive(int(match.group(1)))):
+        if match and not _alive(int(match.group(1))):
             try:
                 os.remove(name)
             except FileNotFoundError:
