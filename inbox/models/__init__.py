@@ -1,6 +1,7 @@
 """The data model: one module per table family, every table re-exported here."""
 
 from .accounts import Account, Membership, StaffUser
+from .comments import Automation, AutomationRun, Comment
 from .catalog import AssignmentEvent, Post, PostProduct, Product
 from .conversations import Conversation
 from .identities import Identity
@@ -9,7 +10,7 @@ from .operations import JobRun, WebhookDelivery
 from .types import ms_to_datetime, utcnow
 
 __all__ = [
-    "Account", "AssignmentEvent", "Attachment", "Conversation", "Identity", "JobRun",
+    "Account", "AssignmentEvent", "Attachment", "Automation", "AutomationRun", "Comment", "Conversation", "Identity", "JobRun",
     "Membership", "Message", "Post", "PostProduct", "Product", "Reaction", "StaffUser",
     "WebhookDelivery", "ms_to_datetime", "utcnow",
 ]
