@@ -179,6 +179,10 @@ def _change(row: Comment, event: CommentEvent, updated: list[Comment], outcome: 
     if event.text is None or event.text == row.text:
         outcome.action, outcome.reason = "duplicate", "comment already stored"
         return
+    if event.text in (row.previous_texts or []):
+        # A redelivery of a version we replaced: comment changes carry no edit counter.
+        outcome.action, outcome.reason = "duplicate", "an earlier version of the comment"
+        return
     row.previous_texts = [*(row.previous_texts or []), row.text or ""]
     row.text = event.text
     row.edit_count = (row.edit_count or 0) + 1
