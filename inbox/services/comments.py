@@ -156,12 +156,16 @@ def post_comments(account_id: int, post_id: int) -> list[CommentNode]:
 
 
 def comment_node(account_id: int, comment_id: int) -> CommentNode | None:
-    """One comment with its extras (replies are pushed on their own)."""
+    """One comment with its extras and its replies (Instagram threads one level deep)."""
     row = db.session.scalar(select(Comment).where(Comment.id == comment_id, Comment.account_id == account_id))
     if row is None:
         return None
-    nodes = {row.id: CommentNode(row)}
+    replies = [] if not row.comment_id else list(db.session.scalars(
+        select(Comment).where(Comment.account_id == account_id, Comment.parent_comment_id == row.comment_id,
+                              Comment.id != row.id).order_by(Comment.meta_timestamp, Comment.id)))
+    nodes = {r.id: CommentNode(r) for r in [row, *replies]}
     _attach_extras(account_id, nodes)
+    nodes[row.id].replies = [nodes[r.id] for r in replies]
     return nodes[row.id]
 
 
@@ -480,6 +484,16 @@ def _end_action(comment_id: int, reason: str, *, status: str | None = None) -> s
 
 
 # --- Shared with automations and the thread ----------------------------------------------------
+
+def private_reply_context(message: Message) -> tuple[Comment, Post | None] | None:
+    """For a private reply: the comment it answers and that comment's post (None for other messages)."""
+    if not message.comment_id:
+        return None
+    comment = message.comment
+    if comment is None:
+        return None
+    return comment, db.session.get(Post, comment.post_id) if comment.post_id else None
+
 
 def price_text(product: Product | None) -> str:
     if product is None or product.price is None:
