@@ -21,13 +21,13 @@ from .. import create_app
 from ..demo import run_demo
 from ..runner import run
 from ..worker import run_worker
-from . import accounts, conversations, identities, media, posts, products, sync, users, webhooks
+from . import accounts, automations, comments, conversations, identities, media, posts, products, sync, users, webhooks
 
 
 def init_app(app: Flask) -> None:
     """Register the command groups on the app (`flask --app inbox …`)."""
     for command in (users.group, accounts.group, webhooks.group, identities.group, sync.command, media.group,
-                    products.group, posts.group, conversations.group):
+                    products.group, posts.group, conversations.group, comments.group, automations.group):
         app.cli.add_command(command)
 
 
