@@ -264,7 +264,7 @@ def reply_privately(account_id: int, comment_id: int, user_id: int | None, text:
     account = db.session.get(Account, account_id)
     reason = private_reply_refusal(comment, account)
     if reason:
-        raise CommentRefused(reason)
+        raise CommentRefused(reason, status=409 if comment_has_private_reply(comment.id) else 422)
     conversation = _open_conversation(account_id, comment.author_igsid)
     if comment.author_username:
         identities.save_participant(account, comment.author_igsid, comment.author_username)
