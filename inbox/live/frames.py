@@ -217,6 +217,18 @@ def comment_updated(event: dict, account_id: int) -> str | None:
     return frame + _post_row(account_id, node.comment.post_id or 0, True)
 
 
+@frame_renderer("message.updated")
+def private_reply_state(event: dict, account_id: int) -> str | None:
+    """A private reply's status changed (sent, failed): the comment it answers shows it."""
+    found = batch_message(event)
+    if found is None or not found[0].comment_id:
+        return None
+    node = comments.comment_node(account_id, found[0].comment_id)
+    if node is None:
+        return None
+    return render_push("partials/_comment.html", node=node, account=g.account, error=None, oob=True)
+
+
 @frame_renderer("automation.updated")
 def automation_updated(event: dict, account_id: int) -> str | None:
     """A rule's card (active or paused, its latest firings) on the automations page."""
