@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from inbox.extensions import db
 from inbox.models import Post
+from inbox.services import automations
 from tests.support.browser import login, screenshot
 from tests.support.jobs import background_worker
 
@@ -81,3 +82,26 @@ def test_comments_live_public_reply_hide_and_private_reply(page, app, factory, s
                                                          "(Red Dress)")
     expect(page.locator(".thread-product-source").first).to_contain_text("comment")
     screenshot(page, "comments-private-reply-thread")
+
+
+def test_the_automations_page_shows_rules_and_their_firings_live(page, app, factory, sim_webhooks, connected,
+                                                                  live_server):
+    account, shop = connected.account, connected.ig
+    admin = factory.staff_on(account, "admin", name="Ana")
+    media = shop.add_post("Canvas tote")
+    with app.app_context():
+        spec = automations.check_rule(account.id, name="Price questions", keywords="price, 💰",
+                                      template="Hi {first_name}! Here it is: {link}", public_replies=["Sent you a DM!"])
+        automations.create_automation(account.id, spec, None)
+    login(page, live_server.url, admin)
+    page.goto(f"{live_server.url}/accounts/{account.id}/automations/")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    rule = page.locator(".automation", has_text="Price questions")
+    expect(rule).to_contain_text("Not fired yet.")
+    with background_worker(factory.app):
+        shop.add_customer("nora").comments_on(media, "PRICE?? 💰")
+        expect(rule.locator(".automation-history")).to_contain_text("fired", timeout=15_000)
+        expect(rule.locator(".automation-history")).to_contain_text("@nora")
+    rule.get_by_role("button", name="Pause").click()
+    expect(rule.locator(".chip").first).to_have_text("Paused")
+    screenshot(page, "automations-page")
