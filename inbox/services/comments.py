@@ -215,8 +215,12 @@ def list_comments(account_id: int, *, media_id: str | None = None, limit: int = 
 # --- Private replies ---------------------------------------------------------------------------
 
 def private_reply_refusal(comment: Comment, account: Account | None = None, *, now=None,
-                          replied: Message | None = None) -> str | None:
-    """Why this comment cannot get a private reply now (None: it can). The button shows it."""
+                          replied: Message | None = None, loaded: bool = False) -> str | None:
+    """Why this comment cannot get a private reply now (None: it can). The button shows it.
+
+    `replied` is the comment's private reply when the caller loaded it (`loaded`: then None
+    means there is none, and no query is made).
+    """
     now = now or utcnow()
     if account is not None and account.status != "active":
         return "Replies are paused until an admin reconnects this Instagram account."
@@ -228,7 +232,7 @@ def private_reply_refusal(comment: Comment, account: Account | None = None, *, n
         return "Private replies go only to comments on the account's own posts."
     if not comment.author_igsid or not comment.comment_id:
         return "Instagram did not say who wrote this comment."
-    if replied is not None or comment_has_private_reply(comment.id):
+    if replied is not None or (not loaded and comment_has_private_reply(comment.id)):
         return "Already replied privately: Instagram allows one private reply per comment."
     written = ms_to_datetime(comment.meta_timestamp)
     if now - written > PRIVATE_REPLY_WINDOW:
