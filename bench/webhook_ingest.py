@@ -388,8 +388,9 @@ def main() -> int:
             report(f"POST 1 event at {args.rate:.0f}/s (paced)", lat, st, elapsed, 1, meter.since(start))
         if server is not None:
             messages = server.count("SELECT count(*) FROM messages")
+            comments = server.count("SELECT count(*) FROM comments")
             failed = server.count("SELECT count(*) FROM webhook_deliveries WHERE status <> 'processed'")
-            print(f"\nstored: {messages} messages; deliveries not processed: {failed}; "
+            print(f"\nstored: {messages} messages, {comments} comments; deliveries not processed: {failed}; "
                   f"load average after: {os.getloadavg()[0]:.1f}")
             print("server CPU ms/req: gunicorn workers + this database's PostgreSQL backends, per request;"
                   " 2 idle cores serve about 2000 / that many requests per second")

@@ -76,6 +76,8 @@ class Defaults:
     GRAPH_SEND_RATE = 100.0
     GRAPH_SEND_MEDIA_RATE = 10.0  # audio and video sends (Meta's limit)
     GRAPH_PROFILE_RATE: float | None = None  # Meta publishes none; set one to pace profile fetches
+    GRAPH_PRIVATE_REPLIES_PER_HOUR: float | None = 750  # Meta's budget for private replies (posts and reels)
+    GRAPH_COMMENTS_RATE: float | None = None  # Comments API calls per second (Meta: usage-based, no fixed rate)
     GRAPH_READ_RETRIES = 3  # transient and throttling errors on reads
     GRAPH_RETRY_BACKOFF_SECONDS = 0.5  # doubled on each retry
     GRAPH_MAX_RETRY_WAIT_SECONDS = 30.0  # a longer wait is left to the job (RateLimited.retry_after)

@@ -22,7 +22,7 @@ from flask import Flask
 
 from . import create_app, runner
 from .extensions import db
-from .services import accounts, staff
+from .services import accounts, automations, staff
 from .services.products import catalogue, posts
 from .sim import Simulator
 
@@ -66,6 +66,18 @@ QUESTIONS = [
 ]
 THANKS = ["Thank you!", "Perfect, thanks 🙏", "Great, I will order now.", "Ok! 👍", "Super, merci !"]
 OWNER_LINES = ["Hi! Yes, we ship everywhere in the EU.", "It is, in every size 🙂", "Sending you the link now!"]
+# People who only comment on the shop's posts (no profile can be read until they write a DM).
+COMMENTERS = ["nora.designs", "felix_r", "ines.pt", "dario.m", "yuki.s"]
+COMMENTS = [
+    "Price? 😍", "How much is this?", "Is it available in M?", "Love it!! 🔥", "Do you ship to Spain?",
+    "Preço? 🙏", "Need this 💕", "What fabric is it?", "link pls", "Stunning 😍😍",
+]
+# The keyword rule the demo starts with: a private reply to price questions, and a public nudge.
+DEMO_RULE = dict(
+    name="Price questions", keywords="price, how much, preço, precio, prix, 💰",
+    template="Hi {first_name}! {product} is {price}. Here is the post: {link} Reply here to order 🙂",
+    public_replies=["Sent you a DM, {username}!", "Check your DMs {username} 💌"],
+)
 
 
 def default_instance() -> Path:
@@ -81,6 +93,7 @@ class DemoWorld:
     posts: list = field(default_factory=list)  # (Media, sku or None)
     customers: list = field(default_factory=list)  # CustomerHandle
     replied: dict = field(default_factory=dict)  # igsid -> number of replies seen
+    commenters: list = field(default_factory=list)  # CustomerHandle: people who comment
     account_id: int | None = None
     admin_id: int | None = None
 
@@ -137,6 +150,27 @@ def seed_database(app, world: DemoWorld) -> None:
                 posts.link_post(account.id, post.id, catalogue.find_by_sku(account.id, sku).id, admin.id)
         account_id, admin_id = account.id, admin.id
     world.account_id, world.admin_id = account_id, admin_id
+
+
+def seed_automation(app, world: DemoWorld) -> None:
+    """One keyword rule, active: price questions in the comments get a private reply."""
+    with app.app_context():
+        if not automations.list_automations(world.account_id):
+            spec = automations.check_rule(world.account_id, **DEMO_RULE)
+            automations.create_automation(world.account_id, spec, world.admin_id)
+
+
+def play_comments(world: DemoWorld, rng: random.Random) -> None:
+    """A few comments on the shop's posts: questions, a reply between customers, emoji."""
+    now = datetime.now(timezone.utc)
+    people = [world.shop.add_customer(username) for username in COMMENTERS]
+    world.commenters.extend(people)
+    first = people[0].comments_on(world.posts[0][0], "Love the colour 😍", at=now - timedelta(minutes=50))
+    people[1].comments_on(world.posts[0][0], "@nora.designs same!! 🔥", reply_to=first.mid,
+                          at=now - timedelta(minutes=45))
+    people[2].comments_on(world.posts[2][0], "Is it big enough for a laptop?", at=now - timedelta(minutes=20))
+    people[3].comments_on(world.posts[1][0], "How much? 💰")
+    world.sim.settle(30)
 
 
 def load_own_media(app, world: DemoWorld) -> None:
@@ -205,8 +239,11 @@ class CustomerScript(threading.Thread):
             return
         w, rng = self.world, self.rng
         action = rng.choices(
-            ["question", "new", "share", "ad", "story", "owner", "react", "photo", "voice", "video", "reel"],
-            weights=[5, 2, 2, 1, 1, 1, 1, 1, 1, 0.5, 0.5])[0]
+            ["question", "new", "share", "ad", "story", "owner", "react", "photo", "voice", "video", "reel", "comment"],
+            weights=[5, 2, 2, 1, 1, 1, 1, 1, 1, 0.5, 0.5, 3])[0]
+        if action == "comment" and w.commenters:
+            self.comment()
+            return
         if action == "new" and self._new:
             username, name = self._new.pop(0)
             customer = w.shop.add_customer(username, name=name)
@@ -242,9 +279,28 @@ class CustomerScript(threading.Thread):
         else:
             customer.sends_text(rng.choice(QUESTIONS))
 
+    def comment(self) -> None:
+        """Someone comments on a post, answers another comment, or deletes what they wrote."""
+        w, rng = self.world, self.rng
+        person = rng.choice(w.commenters + w.customers[:2])
+        media, _ = rng.choice(w.posts)
+        sim_comments = [c for c in w.sim.world.comments.values() if c.media_id == media.id and not c.deleted]
+        roll = rng.random()
+        if roll < 0.15 and sim_comments:
+            other = rng.choice(sim_comments)
+            if other.author_id != person.igsid and not other.own:
+                person.comments_on(media, f"@{other.username} {rng.choice(['same!', 'me too 😍', 'agree'])}",
+                                   reply_to=other.id)
+                return
+        mine = [c for c in sim_comments if c.author_id == person.igsid]
+        if roll > 0.95 and mine:
+            person.deletes_comment(mine[-1].id)
+            return
+        person.comments_on(media, rng.choice(COMMENTS))
+
     def answer_replies(self) -> bool:
         """A customer who got a reply from the inbox answers it (once per reply)."""
-        for customer in list(self.world.customers):
+        for customer in list(self.world.customers) + list(self.world.commenters):
             replies = [r for r in customer.received if r.origin == "api"]
             seen = self.world.replied.get(customer.igsid, 0)
             if len(replies) > seen:
@@ -277,6 +333,7 @@ def run_demo(*, host: str = "127.0.0.1", port: int = 5000, sim_port: int = 0, pa
             raise RuntimeError(f"The inbox refused the simulator's webhook handshake: {handshake.status}")
         load_own_media(app, world)
         play_history(world, random.Random(seed))
+        play_comments(world, random.Random(seed))
         script.start()
 
     banner = (
@@ -284,10 +341,11 @@ def run_demo(*, host: str = "127.0.0.1", port: int = 5000, sim_port: int = 0, pa
         f"  Log in as   {ADMIN_EMAIL} / {ADMIN_PASSWORD}   (admin)\n"
         f"         or   {AGENT_EMAIL} / {AGENT_PASSWORD}   (agent)\n"
         f"  Customers write every ~{pace:g} s; replies you send reach them through the simulator.\n"
+        f"  Comments: people comment on the posts; the rule {DEMO_RULE['name']!r} answers price questions.\n"
     )
     try:
         return runner.run(host=host, port=port, app=app, web_processes=web_processes,
-                          before_serving=lambda app, env: seed_database(app, world),
+                          before_serving=lambda app, env: (seed_database(app, world), seed_automation(app, world)),
                           after_start=after_start, banner_extra=banner)
     finally:
         script.stop()

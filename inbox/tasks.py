@@ -6,13 +6,29 @@ the worker runs them inside the app context.
 
 from __future__ import annotations
 
-from .services import accounts_maintenance, connect, erasure, identities, media, periodic, sending, sync
+from .services import (accounts_maintenance, automations, comments, connect, erasure, identities, media, periodic,
+                       sending, sync)
 from .services.products import assignment, posts
 
 
 def send_message(message_id: int) -> None:
     """Send one pending outgoing message through the Send API."""
     sending.send_message(message_id)
+
+
+def send_public_reply(comment_id: int) -> None:
+    """Post our pending public reply to a comment through the Comments API."""
+    comments.send_public_reply(comment_id)
+
+
+def run_comment_action(comment_id: int) -> None:
+    """Hide, show again or delete a comment through the Comments API."""
+    comments.run_comment_action(comment_id)
+
+
+def run_comment_automations(comment_id: int) -> None:
+    """Run the account's keyword rules on a new customer comment."""
+    automations.run_for_comment(comment_id)
 
 
 def expire_unconfirmed_send(message_id: int) -> None:

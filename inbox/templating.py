@@ -18,7 +18,7 @@ from flask_login import current_user
 
 from .display import display_name, dom_id, is_fallback_name, name_hint
 from .models import JobRun
-from .services import conversations, identities, media, sending, sync
+from .services import comments, conversations, identities, media, sending, sync
 from .services.products import panel, posts
 from .services.staff import accounts_for
 
@@ -43,6 +43,9 @@ def init_app(app: Flask) -> None:
         product_panel=panel.product_panel, post_link_state=posts.post_link_state,
         # Background runs
         run_label=run_label, run_version=run_version,
+        # Comments
+        post_label=comments.post_label, private_reply_refusal=comments.private_reply_refusal,
+        private_reply_context=comments.private_reply_context,
     )
     app.jinja_env.filters.update(reltime=reltime, datetime=format_datetime, ms_datetime=ms_datetime,
                                  day_label=day_label)

@@ -175,6 +175,18 @@ def test_demo_prints_working_credentials_and_customers_keep_writing(running_demo
     thread = lambda: admin.get(f"{running_demo.url}{account_path}/c/{conversation_id}").text
     wait_until(lambda: any(t in thread() for t in demo.THANKS), timeout=30, interval=0.3)
 
+    # Comments: the posts people commented on are listed, and the keyword rule answers a price
+    # question with a private reply (the simulated commenter receives it).
+    comments_page = admin.get(f"{running_demo.url}{account_path}/comments/").text
+    assert 'id="comment-post-' in comments_page and "Automations" in comments_page
+    rules = lambda: admin.get(f"{running_demo.url}{account_path}/automations/").text
+    assert demo.DEMO_RULE["name"] in rules() and "Active" in rules()
+    wait_until(lambda: "fired" in rules(), timeout=30, interval=0.5)
+    dario = lambda: next(c for c in requests.get(running_demo.sim_url + "/_sim/state").json()["customers"]
+                         if c["username"] == "dario.m")
+    wait_until(lambda: requests.get(f"{running_demo.sim_url}/_sim/customers/{dario()['igsid']}/received").json(),
+               timeout=30, interval=0.5)
+
     deliveries = admin.get(running_demo.url + "/admin/deliveries")
     assert deliveries.status_code == 200
     assert "Every delivery Meta sent has been applied." in deliveries.text

@@ -23,7 +23,7 @@ from flask import Flask, g, render_template
 
 from ..extensions import db
 from ..models import Account, Conversation, Message
-from ..services import conversations, jobruns
+from ..services import automations, comments, conversations, jobruns
 from ..services.conversations import ConversationRow
 from .publish import EVENT_TYPES
 
@@ -181,3 +181,60 @@ def run_progress(event: dict, account_id: int) -> str | None:
     if run is None:
         return None
     return render_push("partials/_run.html", run=run)
+
+
+# --- Comments and automations ------------------------------------------------------------------
+
+def _post_row(account_id: int, post_id: int, oob) -> str:
+    summary = comments.post_summary(account_id, post_id) if post_id else None
+    if summary is None:
+        return ""
+    return render_push("partials/_comment_post_row.html", summary=summary, oob=oob, product_id=None)
+
+
+@frame_renderer("comment.created")
+def comment_created(event: dict, account_id: int) -> str | None:
+    """Append the comment to its post's open thread (a reply under its parent), and put the post
+    first in the comments list with its new count."""
+    node = comments.comment_node(account_id, int(event.get("comment_id") or 0))
+    if node is None:
+        return None
+    parent = comments.parent_row_id(node.comment)
+    frame = ""
+    if node.comment.post_id:
+        frame = render_push("partials/_comment.html", node=node, account=g.account, error=None, oob="beforeend",
+                            parent_id=parent)
+    return frame + _post_row(account_id, node.comment.post_id or 0, "afterbegin")
+
+
+@frame_renderer("comment.updated")
+def comment_updated(event: dict, account_id: int) -> str | None:
+    """Replace the comment in place (edited, deleted, hidden, replied to, a rule ran) and its post's row."""
+    node = comments.comment_node(account_id, int(event.get("comment_id") or 0))
+    if node is None:
+        return None
+    frame = render_push("partials/_comment.html", node=node, account=g.account, error=None, oob=True)
+    return frame + _post_row(account_id, node.comment.post_id or 0, True)
+
+
+@frame_renderer("message.updated")
+def private_reply_state(event: dict, account_id: int) -> str | None:
+    """A private reply's status changed (sent, failed): the comment it answers shows it."""
+    found = batch_message(event)
+    if found is None or not found[0].comment_id:
+        return None
+    node = comments.comment_node(account_id, found[0].comment_id)
+    if node is None:
+        return None
+    return render_push("partials/_comment.html", node=node, account=g.account, error=None, oob=True)
+
+
+@frame_renderer("automation.updated")
+def automation_updated(event: dict, account_id: int) -> str | None:
+    """A rule's card (active or paused, its latest firings) on the automations page."""
+    try:
+        rule = automations.get_automation(account_id, int(event.get("automation_id") or 0))
+    except automations.AutomationNotFound:
+        return None
+    return render_push("partials/_automation.html", rule=rule, account=g.account,
+                       history=automations.history(account_id, rule.id, limit=10), oob=True)

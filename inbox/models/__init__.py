@@ -1,6 +1,7 @@
 """The data model: one module per table family, every table re-exported here."""
 
 from .accounts import Account, Membership, StaffUser
+from .comments import Automation, AutomationRun, Comment
 from .catalog import AssignmentEvent, Post, PostProduct, Product
 from .conversations import Conversation
 from .identities import Identity
@@ -9,7 +10,8 @@ from .operations import Erasure, JobRun, WebhookDelivery
 from .types import ms_to_datetime, utcnow
 
 __all__ = [
-    "Account", "AssignmentEvent", "Attachment", "Conversation", "Erasure", "Identity", "JobRun",
+    "Account", "AssignmentEvent", "Attachment", "Automation", "AutomationRun", "Comment", "Conversation", "Erasure",
+    "Identity", "JobRun",
     "Membership", "Message", "Post", "PostProduct", "Product", "Reaction", "StaffUser",
     "WebhookDelivery", "ms_to_datetime", "utcnow",
 ]

@@ -92,11 +92,13 @@ class AssignmentEvent(db.Model):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    # Evidence from a comment: the comment (its time orders it against other evidence).
+    comment_id: Mapped[int | None] = mapped_column(ForeignKey("comments.id", ondelete="SET NULL"))
     source: Mapped[str] = mapped_column(String(32))
     outcome: Mapped[str] = mapped_column(String(16))
     product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id", ondelete="SET NULL"))
     previous_product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id", ondelete="SET NULL"))
-    # What the evidence was: "ig_post", "share", "ig_reel", "ad", "product_referral", "manual".
+    # What the evidence was: "ig_post", "share", "ig_reel", "ad", "product_referral", "comment", "manual".
     evidence_kind: Mapped[str | None] = mapped_column(String(32))
     evidence_id: Mapped[str | None] = mapped_column(String(64))
     candidates: Mapped[list[Any] | None] = mapped_column(Json)

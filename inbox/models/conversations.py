@@ -11,7 +11,7 @@ from ..extensions import db
 from .types import UTCDateTime, utcnow
 
 CONVERSATION_STATUSES = ("open", "done")
-ASSIGNMENT_SOURCES = ("post_link", "ad", "product_referral", "manual", "auto_link")
+ASSIGNMENT_SOURCES = ("post_link", "ad", "product_referral", "comment", "manual", "auto_link")
 
 
 class Conversation(db.Model):

@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, 
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
+from .comments import Comment
 from .types import BigId, Json, UTCDateTime, utcnow
 
 DIRECTIONS = ("in", "out")
@@ -29,6 +30,7 @@ class Message(db.Model):
         # NULL mids (pending sends) are distinct on both SQLite and PostgreSQL.
         UniqueConstraint("account_id", "mid"),
         Index("ix_messages_thread", "conversation_id", "meta_timestamp", "id"),
+        Index("uq_messages_comment_id", "comment_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -46,6 +48,9 @@ class Message(db.Model):
     quick_reply_payload: Mapped[str | None] = mapped_column(Text)
     postback_payload: Mapped[str | None] = mapped_column(Text)
     referral: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    # A private reply: the comment it answers (Meta allows one per comment, so this is unique).
+    # No ON DELETE: comment rows are marked deleted, never removed, except with their account.
+    comment_id: Mapped[int | None] = mapped_column(ForeignKey("comments.id"))
     is_unsupported: Mapped[bool] = mapped_column(Boolean, default=False)
     # Outgoing only.
     status: Mapped[str | None] = mapped_column(String(16))
@@ -71,6 +76,7 @@ class Message(db.Model):
         back_populates="message", order_by="Attachment.position", cascade="all, delete-orphan"
     )
     reactions: Mapped[list[Reaction]] = relationship(back_populates="message", cascade="all, delete-orphan")
+    comment: Mapped[Comment | None] = relationship(lazy="select")
 
 
 class Attachment(db.Model):

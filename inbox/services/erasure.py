@@ -29,7 +29,7 @@ from sqlalchemy import ColumnElement, LargeBinary, Table, delete, func, literal,
 
 from .. import metrics
 from ..extensions import db, get_redis, on_commit
-from ..models import Account, Erasure, JobRun, Post, WebhookDelivery, utcnow
+from ..models import Account, Comment, Erasure, JobRun, Post, WebhookDelivery, utcnow
 from ..queue import all_queues, enqueue
 from .storage import get_storage
 
@@ -202,15 +202,23 @@ def erase_customer(account_id: int, igsid: str, *, requested_by: str, actor_user
     identity = db.session.execute(
         select(_table("identities").c.username, _table("identities").c.name)
         .where(_table("identities").c.account_id == account_id, _table("identities").c.igsid == igsid)).first()
-    needles = (igsid,)
+    username = identity.username if identity is not None else None
+    # Their comments' ids: the account's public replies to them go too, and so do stored events about them.
+    their_comments = [c for c in db.session.scalars(select(Comment.comment_id).where(
+        Comment.account_id == account_id, Comment.author_igsid == igsid)) if c]
+    needles = (igsid, *their_comments, *((f"@{username}",) if username else ()))
     counts, files = Counts(), []
     for table in reversed(db.metadata.sorted_tables):
         for column in _igsid_columns(table):
             _delete_rows(table, (table.c.account_id == account_id) & (column == igsid), counts, files)
-    if identity is not None and identity.username:
-        # A post of theirs that they shared names them as its owner.
-        _delete_rows(Post.__table__, (Post.account_id == account_id) & (Post.owner_username == identity.username)
+    if their_comments:
+        _delete_rows(Comment.__table__, (Comment.account_id == account_id) & Comment.is_own.is_(True)
+                     & Comment.parent_comment_id.in_(their_comments), counts, files)
+    if username:
+        # A post of theirs that they shared names them as its owner; others' comments may @mention them.
+        _delete_rows(Post.__table__, (Post.account_id == account_id) & (Post.owner_username == username)
                      & Post.is_own.is_(False), counts, files)
+        _unmention(account_id, username, counts)
     if not counts:
         db.session.rollback()
         raise NothingToErase("This account holds nothing about that customer.")
@@ -225,6 +233,18 @@ def erase_customer(account_id: int, igsid: str, *, requested_by: str, actor_user
     metrics.erased("customer")
     log.info("erased a customer of account %s (erasure %s): %s", account_id, erasure.id, _summary(counts))
     return erasure
+
+
+def _unmention(account_id: int, username: str, counts: Counts) -> None:
+    """Someone else's comment that @mentions them keeps its words, without the name."""
+    mention = f"@{username}"
+    for comment in db.session.scalars(select(Comment).where(Comment.account_id == account_id,
+                                                            Comment.text.contains(mention, autoescape=True))):
+        comment.text = comment.text.replace(mention, "@[erased]")
+        if comment.previous_texts:
+            comment.previous_texts = [t.replace(mention, "@[erased]") for t in comment.previous_texts]
+        counts.add("mentions_removed", 1)
+    db.session.flush()
 
 
 def customer_holdings(account_id: int, igsid: str) -> dict[str, int]:

@@ -137,9 +137,53 @@ class ReferralEvent(Event):
     kind = "referral"
 
 
+COMMENT_FIELDS = ("comments", "live_comments")
+# What a `verb` (or a deletion flag) in a comment change means. Meta documents no edit or
+# deletion shape for Instagram comments; Page feed changes carry `verb` ("add", "edited",
+# "remove", "hide", "unhide"), so a comment change that carries one is read the same way.
+COMMENT_VERBS = {"add": "add", "added": "add", "edit": "edit", "edited": "edit", "update": "edit",
+                 "remove": "remove", "removed": "remove", "delete": "remove", "deleted": "remove",
+                 "hide": "hide", "hidden": "hide", "unhide": "unhide"}
+
+
+@dataclass(frozen=True)
+class CommentEvent(Event):
+    """A comment on the account's media (`comments`, `live_comments`), or a change to one.
+
+    `sender_id` is the commenter (`from.id`); `own` is true when the business wrote it
+    (`from.self_ig_scoped_id`, or `from.id` is the account). `verb` is "add" unless the
+    change said otherwise (see COMMENT_VERBS). Times are in seconds in these payloads.
+    """
+
+    comment_id: str
+    field: str = "comments"
+    media_id: str | None = None
+    text: str | None = None
+    parent_id: str | None = None
+    username: str | None = None
+    own: bool = False
+    verb: str = "add"
+    media_product_type: str | None = None
+    ad_id: str | None = None
+    ad_title: str | None = None
+    original_media_id: str | None = None
+
+    kind = "comment"
+
+
+@dataclass(frozen=True)
+class MentionEvent(Event):
+    """Facebook Login's `mentions`: the account was @mentioned in a comment or a caption (ids only)."""
+
+    media_id: str | None = None
+    comment_id: str | None = None
+
+    kind = "mention"
+
+
 @dataclass(frozen=True)
 class IgnoredEvent(Event):
-    """Something stored with the delivery but not applied (comments, handover, broken items)."""
+    """Something stored with the delivery but not applied (handover, unknown changes, broken items)."""
 
     type: str = "unknown"
     reason: str = ""
@@ -394,10 +438,7 @@ def parse_delivery(body: bytes, received_ms: int) -> ParsedDelivery:
             for item in _as_list(entry.get(key)):
                 events.append(parse_messaging(item, len(events), entry_id, entry_ms, standby=standby))
         for change in _as_list(entry.get("changes")):
-            field_name = change.get("field") if isinstance(change, dict) else None
-            label = field_name[:40] if isinstance(field_name, str) else "unknown"
-            events.append(IgnoredEvent(len(events), entry_id, None, None, entry_ms, type="change",
-                                       reason=f"{label} changes are not handled by the inbox"))
+            events.append(parse_change(change, len(events), entry_id, entry_ms))
     return ParsedDelivery(obj, tuple(events))
 
 
@@ -432,6 +473,65 @@ def parse_messaging(item: Any, index: int, entry_id: str | None, entry_ms: int, 
     known = sorted(k for k in item if k not in ("sender", "recipient", "timestamp"))
     label = ",".join(known)[:60] or "nothing"
     return IgnoredEvent(**base, type="unknown", reason=f"unknown messaging event ({label})")
+
+
+def parse_change(change: Any, index: int, entry_id: str | None, entry_ms: int) -> Event:
+    """One item of entry.changes[]: a comment, a live comment, a mention, or something ignored."""
+    base = dict(index=index, entry_id=entry_id, sender_id=None, recipient_id=None, timestamp=entry_ms)
+    if not isinstance(change, dict):
+        return IgnoredEvent(**base, type="change", reason="change is not an object")
+    field_name = change.get("field")
+    label = field_name.strip().lower()[:40] if isinstance(field_name, str) else "unknown"
+    value = change.get("value")
+    if label in COMMENT_FIELDS:
+        return _parse_comment(value, label, base)
+    if label == "mentions":
+        return _parse_mention(value, base)
+    return IgnoredEvent(**base, type="change", reason=f"{label} changes are not handled by the inbox")
+
+
+def _parse_comment(value: Any, field_name: str, base: dict[str, Any]) -> Event:
+    if not isinstance(value, dict):
+        return IgnoredEvent(**base, type="comment", reason=f"{field_name} value is not an object")
+    # Business Login names the comment `id`; Facebook Login's sample calls it `comment_id`.
+    comment_id = read_id(value.get("id")) or read_id(value.get("comment_id"))
+    if comment_id is None:
+        return IgnoredEvent(**base, type="comment", reason=f"{field_name} change without a usable comment id")
+    author = value.get("from")
+    author = author if isinstance(author, dict) else {}
+    sender = read_id(author.get("id"))
+    media = _as_dict(value.get("media"))
+    media_id = read_id(media.get("id")) or read_id(value.get("media_id"))
+    verb = COMMENT_VERBS.get(value.get("verb").strip().lower() if isinstance(value.get("verb"), str) else "add")
+    if verb is None:
+        return IgnoredEvent(**base, type="comment", reason=f"unknown comment verb {str(value.get('verb'))[:20]!r}")
+    if read_bool(value.get("is_deleted")) or read_bool(value.get("deleted")):
+        verb = "remove"
+    elif "hidden" in value and verb == "add" and isinstance(value.get("hidden"), bool):
+        verb = "hide" if value["hidden"] else verb
+    own = (read_id(author.get("self_ig_scoped_id")) is not None
+           or (sender is not None and sender == base["entry_id"]))
+    when = read_time(value.get("timestamp")) or read_time(value.get("created_time")) or base["timestamp"]
+    username = read_short(author.get("username"), 255) or read_short(value.get("username"), 255)
+    ad_title = clean_text(media.get("ad_title"))
+    return CommentEvent(
+        **{**base, "sender_id": sender, "timestamp": when},
+        comment_id=comment_id, field=field_name, media_id=media_id, text=clean_text(value.get("text")),
+        parent_id=read_id(value.get("parent_id")), username=username, own=own, verb=verb,
+        media_product_type=read_short(media.get("media_product_type"), 32),
+        ad_id=read_id(media.get("ad_id")), ad_title=ad_title[:2000] if ad_title else None,
+        original_media_id=read_id(media.get("original_media_id")),
+    )
+
+
+def _parse_mention(value: Any, base: dict[str, Any]) -> Event:
+    if not isinstance(value, dict):
+        return IgnoredEvent(**base, type="mention", reason="mentions value is not an object")
+    media_id = read_id(value.get("media_id"))
+    comment_id = read_id(value.get("comment_id"))
+    if media_id is None and comment_id is None:
+        return IgnoredEvent(**base, type="mention", reason="mention without a media or comment id")
+    return MentionEvent(**base, media_id=media_id, comment_id=comment_id)
 
 
 def _parse_message(message: Any, base: dict[str, Any]) -> Event:

@@ -50,9 +50,10 @@ ME_FIELDS = "user_id,username,name,profile_picture_url"
 # (https://developers.facebook.com/docs/graph-api/webhooks/reference/instagram).
 WEBHOOK_FIELDS = {
     "instagram": ("messages", "message_echoes", "message_reactions", "messaging_postbacks",
-                  "messaging_seen", "messaging_referral"),
+                  "messaging_seen", "messaging_referral", "comments"),
     "facebook": ("messages", "message_reactions", "messaging_postbacks", "message_reads", "messaging_referrals"),
 }
+COMMENT_FIELDS = "id,text,timestamp,username,from,parent_id,hidden,media{id,media_product_type}"
 ATTACHMENT_KINDS = ("image", "audio", "video", "file")
 MAX_IMAGES = 10
 
@@ -271,7 +272,10 @@ class GraphClient:
             "send": cfg["GRAPH_SEND_RATE"],
             "send_media": cfg["GRAPH_SEND_MEDIA_RATE"],
             "profile": cfg["GRAPH_PROFILE_RATE"],
+            "comments": cfg["GRAPH_COMMENTS_RATE"],
         }
+        # Private replies have their own hourly budget (750 an hour for posts and reels).
+        self.private_replies_per_hour = cfg["GRAPH_PRIVATE_REPLIES_PER_HOUR"]
         self._sleep = time.sleep
 
     @classmethod
@@ -386,11 +390,52 @@ class GraphClient:
             body["payload"] = payload
         return self._request("POST", f"{self.owner}/messages", json_body=body, bucket="send", sending=True)
 
+    def private_reply(self, comment_id: str, text: str) -> SendResult:
+        """A DM to the author of a comment (`recipient.comment_id`): one per comment, within 7 days.
+
+        Counted against the account's private-reply budget, shared by every process; when
+        it is spent for longer than GRAPH_MAX_RETRY_WAIT_SECONDS, raises RateLimited with
+        `retry_after` and sends nothing. Tried once, like every send.
+        """
+        self._wait_for_budget("private_reply", self.private_replies_per_hour)
+        body = {"recipient": {"comment_id": str(comment_id)}, "message": {"text": text}}
+        answer = self._request("POST", f"{self.owner}/messages", json_body=body, bucket="send", sending=True)
+        if not answer.get("message_id"):
+            raise AmbiguousSendFailure("The Send API answered without a message_id.")
+        return SendResult(str(answer.get("recipient_id") or ""), str(answer["message_id"]))
+
     def react(self, recipient_id: str, mid: str, reaction: str = "love") -> dict:
         return self.sender_action(recipient_id, "react", {"message_id": mid, "reaction": reaction})
 
     def unreact(self, recipient_id: str, mid: str) -> dict:
         return self.sender_action(recipient_id, "unreact", {"message_id": mid})
+
+    # --- Comments API ----------------------------------------------------------------
+
+    def media_comments(self, media_id: str, *, fields: str = COMMENT_FIELDS, limit: int = 50,
+                       max_pages: int | None = 1) -> Iterator[dict]:
+        """A post's comments (the account's own media only), newest first."""
+        yield from self._pages(f"{media_id}/comments", {"fields": fields, "limit": limit}, bucket="comments",
+                               max_pages=max_pages)
+
+    def reply_to_comment(self, comment_id: str, text: str) -> str:
+        """A public reply under a comment; returns the new comment's id. Tried once (it is a write)."""
+        answer = self._request("POST", f"{comment_id}/replies", params={"message": text}, bucket="comments",
+                               sending=True)
+        if not answer.get("id"):
+            raise AmbiguousSendFailure("The Comments API answered without the reply's id.")
+        return str(answer["id"])
+
+    def hide_comment(self, comment_id: str, hidden: bool = True) -> bool:
+        """Hide (or show again) a comment on the account's media."""
+        answer = self._request("POST", str(comment_id), params={"hide": "true" if hidden else "false"},
+                               bucket="comments")
+        return bool(answer.get("success", True))
+
+    def delete_comment(self, comment_id: str) -> bool:
+        """Delete a comment on the account's media (anyone's) or one the account wrote."""
+        answer = self._request("DELETE", str(comment_id), bucket="comments")
+        return bool(answer.get("success", True))
 
     # --- Webhook subscription and tokens ---------------------------------------------
 
@@ -477,6 +522,17 @@ class GraphClient:
     def _wait_for_slot(self, bucket: str | None) -> None:
         if bucket and self.rates.get(bucket):
             ratelimit.acquire(bucket, self.ig_user_id, float(self.rates[bucket]), app=self._app, sleep=self._sleep)
+
+    def _wait_for_budget(self, bucket: str, per_hour: float | None) -> None:
+        """An hourly budget: a burst of all of it, then one call per share of the hour."""
+        if not per_hour:
+            return
+        try:
+            ratelimit.acquire(bucket, self.ig_user_id, float(per_hour) / 3600, burst=int(per_hour), app=self._app,
+                              sleep=self._sleep, max_wait=self.max_retry_wait)
+        except ratelimit.BudgetSpent as exc:
+            raise RateLimited(f"The account's {bucket.replace('_', ' ')} budget is spent for now.",
+                              retry_after=exc.retry_after) from None
 
     def _request(self, method: str, path_or_url: str, *, params: dict | None = None, json_body: dict | None = None,
                  bucket: str | None = None, sending: bool = False, retry: bool = False,

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import metrics
 from ..extensions import db, on_commit
 from ..live.publish import publish_after_commit
-from ..models import Account, Attachment, Conversation, Message, utcnow
+from ..models import Account, Attachment, Comment, Conversation, Message, utcnow
 from ..queue import enqueue
 from . import conversations, graph, media
 from .accounts import mark_reconnect_needed
@@ -59,6 +59,10 @@ class SendRefused(Exception):
         super().__init__(reason)
         self.reason = reason
         self.status = status
+
+
+class RetryLater(Exception):
+    """Meta is throttling or unavailable: RQ runs the job again later (the row still says what is owed)."""
 
 
 class NotFound(SendRefused):
@@ -269,16 +273,28 @@ def send_message(message_id: int) -> str:
         db.session.commit()
         metrics.reply_finished("failed")
         return "failed"
+    # A private reply goes to the comment (Instagram finds its author), not to an IGSID.
+    comment = db.session.get(Comment, message.comment_id) if message.comment_id else None
+    if message.comment_id and (comment is None or not comment.comment_id):
+        _fail(message, "comment", "Not sent: the comment it answers is gone.")
+        db.session.commit()
+        return "failed"
     attempts_allowed = len(current_app.config.get("SEND_RETRY_INTERVALS", DEFAULT_RETRY_INTERVALS)) + 1
     message.send_attempts = (message.send_attempts or 0) + 1
     message.error_code, message.error_message = SENDING, None
     attempt = message.send_attempts
     recipient, text = conversation.customer_igsid, message.text or ""
+    comment_ig_id = comment.comment_id if comment is not None else None
     db.session.commit()
 
     try:
         client = graph.GraphClient.for_account(account)
-        result = client.send_attachment(recipient, *outgoing) if outgoing else client.send_text(recipient, text)
+        if comment_ig_id is not None:
+            result = client.private_reply(comment_ig_id, text)
+        elif outgoing:
+            result = client.send_attachment(recipient, *outgoing)
+        else:
+            result = client.send_text(recipient, text)
     except graph.AmbiguousSendFailure as exc:
         metrics.reply_finished("unconfirmed", exc.code)
         message = _reload(message_id)
@@ -298,7 +314,9 @@ def send_message(message_id: int) -> str:
             db.session.commit()
             return "failed"
         message.error_code = RETRYING
-        message.error_message = ("Instagram is limiting how fast this account can send; retrying shortly."
+        message.error_message = (("Instagram's budget for private replies is spent for now; retrying later."
+                                  if comment_ig_id else
+                                  "Instagram is limiting how fast this account can send; retrying shortly.")
                                  if isinstance(exc, graph.RateLimited) else
                                  "Instagram is not answering right now; retrying shortly.")
         publish_after_commit(message.account_id, "message.updated",
@@ -313,7 +331,7 @@ def send_message(message_id: int) -> str:
         if message.mid is not None:
             db.session.commit()
             return "already-sent"
-        code, reason = _final_reason(exc)
+        code, reason = _final_reason(exc, private_reply=comment_ig_id is not None)
         _fail(message, code, reason)
         if isinstance(exc, graph.TokenInvalid):
             db.session.commit()
@@ -341,10 +359,14 @@ def _reload(message_id: int) -> Message | None:
                              .execution_options(populate_existing=True))
 
 
-def _final_reason(exc: graph.GraphError) -> tuple[str, str]:
+def _final_reason(exc: graph.GraphError, *, private_reply: bool = False) -> tuple[str, str]:
     detail = exc.message.rstrip(".") if exc.message else ""
     if isinstance(exc, graph.TokenInvalid):
         return "token", "Instagram refused this account's access token. An admin must reconnect the account."
+    if private_reply and isinstance(exc, graph.OutsideWindow):
+        return "window", "Not sent: Instagram allows a private reply only within 7 days of the comment."
+    if private_reply and isinstance(exc, (graph.PermissionDenied, graph.InvalidRequest)):
+        return "comment", f"Not sent: Instagram refused a private reply to this comment ({detail})."
     if isinstance(exc, graph.OutsideWindow):
         return "window", ("Not sent: Instagram only allows replies within 24 hours of the customer's last "
                           "message.")

@@ -71,6 +71,7 @@ def state():
             "customers": [_customer_json(sim.customer(c)) for c in world.customers],
             "conversations": len(world.conversations),
             "messages": len(world.messages),
+            "comments": len(world.comments),
         })
 
 

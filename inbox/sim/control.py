@@ -85,6 +85,18 @@ class AccountHandle:
         delivery = sim.webhooks.emit(self.ig_user_id, "echo", event, strict=True) if deliver else None
         return Sent(message.mid, event, delivery)
 
+    def comments_on(self, media: Media, text: str, *, reply_to: str | None = None, at=None,
+                    deliver: bool = True) -> Sent:
+        """The owner comments (or replies to a comment) in the Instagram app: an own comment's webhook."""
+        world = self.sim.world
+        with world.lock:
+            parent = world.comments.get(reply_to) if reply_to else None
+            comment = world.add_comment(media, author_id=self.ig_user_id, username=self.username, text=text,
+                                        parent_id=(parent.parent_id or parent.id) if parent else None, own=True,
+                                        at=_ms(at) / 1000 if at is not None else None)
+        delivery = self.sim.emit_comment(comment) if deliver else None
+        return Sent(comment.id, self.sim.comment_change(comment), delivery)
+
     def conversation_id(self, customer: CustomerHandle) -> str:
         return self.sim.world.conversation(self.state, customer.state).id
 
@@ -417,6 +429,46 @@ class CustomerHandle:
                                  postback={"mid": mid, "title": title, "payload": payload})
         return Sent(mid, event, self._emit("postback", event, deliver))
 
+    # --- Comments (they give no consent for the profile API and open no messaging window) ------
+
+    def comments_on(self, media: Media, text: str, *, reply_to: str | None = None, live: bool = False, at=None,
+                    deliver: bool = True) -> Sent:
+        """Comment on one of the account's posts, or reply to a comment there (`reply_to`: its id)."""
+        world = self.sim.world
+        with world.lock:
+            if media.owner_id != self.state.account_id:
+                raise ValueError("A customer comments on the posts of the account they belong to.")
+            parent = world.comments.get(reply_to) if reply_to else None
+            if reply_to and (parent is None or parent.media_id != media.id):
+                raise ValueError(f"No comment {reply_to} on this post.")
+            comment = world.add_comment(media, author_id=self.igsid, username=self.username, text=text,
+                                        parent_id=(parent.parent_id or parent.id) if parent else None, live=live,
+                                        at=_ms(at) / 1000 if at is not None else None)
+        delivery = self.sim.emit_comment(comment) if deliver else None
+        return Sent(comment.id, self.sim.comment_change(comment), delivery)
+
+    def _own_comment(self, comment_id: str):
+        comment = self.sim.world.comments.get(comment_id)
+        if comment is None or comment.author_id != self.igsid:
+            raise ValueError(f"No comment {comment_id} by this customer.")
+        return comment
+
+    def edits_comment(self, comment_id: str, text: str, *, deliver: bool = True) -> Sent:
+        """Edit one of their comments: the same id with the new text."""
+        with self.sim.world.lock:
+            comment = self._own_comment(comment_id)
+            comment.text = text
+        delivery = self.sim.emit_comment(comment, verb="edited") if deliver else None
+        return Sent(comment.id, self.sim.comment_change(comment, verb="edited"), delivery)
+
+    def deletes_comment(self, comment_id: str, *, deliver: bool = True) -> Sent:
+        """Delete one of their comments."""
+        with self.sim.world.lock:
+            comment = self._own_comment(comment_id)
+            comment.deleted = True
+        delivery = self.sim.emit_comment(comment, verb="remove") if deliver else None
+        return Sent(comment.id, self.sim.comment_change(comment, verb="remove"), delivery)
+
     def follows_ig_me_link(self, ref: str, *, source: str = "IGME_LINK", at=None, deliver: bool = True) -> Sent:
         """An ig.me link with a ref, into an existing conversation (messaging_referral)."""
         return self._simple("referral", "referral", {"ref": ref, "source": source, "type": "OPEN_THREAD"}, at=at,
@@ -429,4 +481,5 @@ ACTIONS = {
     "sends_ephemeral", "sends_unsupported", "sends_unknown", "sends_fallback", "sends_product_template",
     "mentions_in_story", "replies_to_story", "replies_to", "taps_quick_reply", "clicks_ad", "asks_about_product",
     "reacts", "unreacts", "sees", "edits", "unsends", "taps_postback", "follows_ig_me_link",
+    "comments_on", "edits_comment", "deletes_comment",
 }

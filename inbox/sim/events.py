@@ -26,6 +26,9 @@ FIELDS_FOR = {
     "postback": ("messaging_postbacks",),
     "referral": ("messaging_referral", "messaging_referrals"),
     "edit": ("message_edit", "message_edits", "messages"),
+    "comment": ("comments",),
+    "live_comment": ("live_comments",),
+    "mention": ("mentions",),
 }
 
 
@@ -65,8 +68,30 @@ def reaction_body(mid: str, action: str, reaction: str | None = None) -> dict:
     return body
 
 
+def comment_change(comment, *, account_id: str, account_username: str, media_product_type: str = "FEED",
+                   self_scoped_id: str | None = None, verb: str | None = None) -> dict:
+    """A `comments` (or `live_comments`) change as Business Login sends it.
+
+    Meta documents no edit or deletion payload for Instagram comments; the simulator sends
+    the same value with a `verb` ("edited", "remove"), the Page-feed convention.
+    """
+    author = {"id": comment.author_id, "username": comment.username}
+    if comment.own:
+        author = {"id": account_id, "username": account_username, "self_ig_scoped_id": self_scoped_id or account_id}
+    value: dict = {"id": comment.id, "from": author, "media": {"id": comment.media_id,
+                                                               "media_product_type": media_product_type}}
+    if not (verb == "remove"):
+        value["text"] = comment.text
+    if comment.parent_id:
+        value["parent_id"] = comment.parent_id
+    if verb:
+        value["verb"] = verb
+    return {"field": "live_comments" if comment.live else "comments", "value": value}
+
+
 def entry(account_id: str, time_ms: int, events: list[dict], key: str = "messaging") -> dict:
-    return {"time": time_ms, "id": account_id, key: events}
+    """One entry; `changes` entries carry their time in seconds, as Meta's do."""
+    return {"time": time_ms // 1000 if key == "changes" else time_ms, "id": account_id, key: events}
 
 
 def envelope(entries: list[dict]) -> dict:

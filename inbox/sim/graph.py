@@ -81,11 +81,11 @@ class RateBuckets:
         self._state: dict[tuple[str, str], tuple[float, float]] = {}  # -> (tokens, last refill)
         self.rejected: deque[tuple[str, str, float]] = deque(maxlen=10_000)  # (account, bucket, time)
 
-    def take(self, account_id: str, bucket: str, rate: float | None) -> float:
+    def take(self, account_id: str, bucket: str, rate: float | None, capacity: float | None = None) -> float:
         """Spend one call; raises GraphFault when none is left; returns the share used (0-100)."""
         if not rate:
             return 0.0
-        capacity = max(float(rate), 1.0)
+        capacity = capacity or max(float(rate), 1.0)
         now = time.monotonic()
         with self._lock:
             tokens, last = self._state.get((account_id, bucket), (capacity, now))
@@ -94,8 +94,9 @@ class RateBuckets:
                 self._state[(account_id, bucket)] = (tokens, now)
                 self.rejected.append((account_id, bucket, time.time()))
                 used = 100.0
-                raise GraphFault(613 if bucket.startswith("send") else 4,
-                                 "(#613) Calls to this api have exceeded the rate limit." if bucket.startswith("send")
+                limited = bucket.startswith("send") or bucket == "private_reply"
+                raise GraphFault(613 if limited else 4,
+                                 "(#613) Calls to this api have exceeded the rate limit." if limited
                                  else "(#4) Application request limit reached",
                                  headers=usage_header(account_id, used, regain_minutes=0))
             tokens -= 1.0
@@ -694,8 +695,6 @@ def parse_send(sim, account: Account, body: dict):
     world = sim.world
     recipient = body.get("recipient")
     if not isinstance(recipient, dict) or not recipient.get("id"):
-        if isinstance(recipient, dict) and recipient.get("comment_id"):
-            raise bad_param("Private replies to comments are not simulated")
         raise bad_param("The parameter recipient is required")
     customer = world.customers.get(str(recipient["id"]))
     if customer is None or customer.account_id != account.ig_user_id:
@@ -760,16 +759,129 @@ def parse_send(sim, account: Account, body: dict):
     return customer, {"attachments": parsed}, None
 
 
-def check_can_send(sim, account: Account, customer, body: dict) -> None:
-    """Who may receive what: the 24-hour window, blocked and unavailable users."""
+def check_can_send(sim, account: Account, customer, body: dict, *, window: bool = True) -> None:
+    """Who may receive what: the 24-hour window (not for private replies), blocked and unavailable users."""
     if not account.dm_access:
         raise GraphFault(200, "(#200) The account owner has disabled access to Instagram Direct messages",
                          subcode=2534041)
     if not customer.available:
         raise GraphFault(551, "(#551) This person isn't available right now.", subcode=1545041)
     human_agent = body.get("tag") == "HUMAN_AGENT"
-    if not _window_open(sim, customer, human_agent=human_agent):
+    if window and not _window_open(sim, customer, human_agent=human_agent):
         raise GraphFault(10, "(#10) This message is sent outside of allowed window.", subcode=2534022)
+
+
+def private_reply_target(sim, account: Account, comment_id: str):
+    """The comment a private reply answers and its author (the Send API's recipient.comment_id)."""
+    world = sim.world
+    comment = world.comments.get(comment_id)
+    media = world.media.get(comment.media_id) if comment is not None else None
+    if comment is None or comment.deleted or media is None or media.owner_id != account.ig_user_id:
+        raise not_found(comment_id)
+    if comment.own:
+        raise bad_param("Cannot send a private reply to your own comment")
+    customer = world.customers.get(comment.author_id)
+    if customer is None:
+        raise bad_param("No matching Instagram user", subcode=2534014)
+    if comment.private_reply_mid is not None:
+        # Meta allows one private reply per comment (the exact error is not documented).
+        raise GraphFault(10, "(#10) A private reply has already been sent to this comment.", subcode=2534023)
+    if sim.clock.now() - comment.timestamp > sim.settings.private_reply_window:
+        raise GraphFault(10, "(#10) This message is sent outside of allowed window.", subcode=2534022)
+    return comment, customer
+
+
+# --- Routes: the Comments API ---------------------------------------------------------------
+
+def _params() -> dict:
+    """Graph write parameters: in the query string (the usual form), a form body, or JSON."""
+    values = {k: v for k, v in request.args.items() if k != "access_token"}
+    if request.is_json:
+        body = request.get_json(silent=True)
+        values.update(body if isinstance(body, dict) else {})
+    else:
+        values.update({k: v for k, v in request.form.items() if k != "access_token"})
+    return values
+
+
+def _comment_on_own_media(ctx: Ctx, comment_id: str):
+    comment = ctx.world.comments.get(comment_id)
+    media = ctx.world.media.get(comment.media_id) if comment is not None else None
+    if comment is None or comment.deleted or media is None or media.owner_id != ctx.account.ig_user_id:
+        raise not_found(comment_id)
+    return comment, media
+
+
+@bp.post("/<comment_id>/replies")
+def comment_replies(comment_id: str):
+    """A public reply under a comment on the account's media: {"id": <new comment id>}."""
+    def view(ctx):
+        values = _params()
+        text = values.get("message")
+        if not isinstance(text, str) or not text.strip():
+            raise bad_param("The parameter message is required")
+        if len(text) > 2200:
+            raise bad_param("Param message must be at most 2200 characters")
+        with ctx.world.lock:
+            comment, media = _comment_on_own_media(ctx, comment_id)
+        return ctx.sim.reply_to_comment(ctx.account, comment, media, text)
+    return _run("comment_reply", view, bucket="comments")
+
+
+@bp.post("/<object_id>")
+def update_node(object_id: str):
+    """Hide or show a comment on the account's media (`hide=true|false`)."""
+    def view(ctx):
+        values = _params()
+        hide = str(values.get("hide", "")).lower()
+        if hide not in ("true", "false"):
+            raise bad_param("The parameter hide is required (true or false)")
+        with ctx.world.lock:
+            comment, _ = _comment_on_own_media(ctx, object_id)
+            if comment.own:
+                raise bad_param("You cannot hide your own comment")
+            comment.hidden = hide == "true"
+        return {"success": True}
+    return _run("comment_hide", view, bucket="comments")
+
+
+@bp.delete("/<object_id>")
+def delete_node(object_id: str):
+    """Delete a comment on the account's media (anyone's)."""
+    def view(ctx):
+        with ctx.world.lock:
+            comment, _ = _comment_on_own_media(ctx, object_id)
+            comment.deleted = True
+        return {"success": True}
+    return _run("comment_delete", view, bucket="comments")
+
+
+@bp.get("/<media_id>/comments")
+def media_comments(media_id: str):
+    """A media object's comments (top level, newest first), with their replies' count."""
+    def view(ctx):
+        world = ctx.world
+        with world.lock:
+            media = world.media.get(media_id)
+            if media is None or media.owner_id != ctx.account.ig_user_id:
+                raise not_found(media_id)
+            items = sorted((c for c in world.comments.values() if c.media_id == media_id and not c.deleted),
+                           key=lambda c: c.timestamp, reverse=True)
+        specs = parse(request.args.get("fields"), "id,text,timestamp")
+
+        def render(c):
+            out = {"id": c.id}
+            names = {s.name for s in specs}
+            for name, value in (("text", c.text), ("timestamp", iso(c.timestamp)), ("username", c.username),
+                                ("hidden", c.hidden), ("parent_id", c.parent_id),
+                                ("from", {"id": c.author_id, "username": c.username}),
+                                ("media", {"id": c.media_id})):
+                if name in names and value is not None:
+                    out[name] = value
+            return out
+        return _edge(ctx, items, render, limit=_limit(request.args), after=request.args.get("after"),
+                     path=f"{media_id}/comments", params={"fields": request.args.get("fields")})
+    return _run("media_comments", view, bucket="comments")
 
 
 # --- Routes: tokens and OAuth --------------------------------------------------------------

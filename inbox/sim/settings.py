@@ -15,6 +15,8 @@ class Limits:
     send: float | None = 100.0
     send_media: float | None = 10.0  # audio and video sends
     profile: float | None = None  # Meta publishes no per-second limit for profiles
+    comments: float | None = None  # Comments API (Meta: usage-based; set one to make it refuse)
+    private_replies_per_hour: float | None = 750  # Meta's budget for private replies to post and reel comments
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Settings:
     authorize_answer: str = "allow"
     window: float = DAY  # the standard messaging window
     human_agent_window: float = 7 * DAY
+    private_reply_window: float = 7 * DAY  # a comment can get its one private reply this long
     usage_headers: bool = False  # X-Business-Use-Case-Usage on every rate-limited call
     seed: int | None = None
     limits: Limits = field(default_factory=Limits)

@@ -16,10 +16,13 @@ from . import events
 from .app import create_sim_app
 from .cdn import Cdn
 from .control import AccountHandle, CustomerHandle
-from .graph import GraphFault, RateBuckets, check_can_send, message_from_record, not_found, parse_send
+from .graph import (
+    GraphFault, RateBuckets, bad_param, check_can_send, message_from_record, not_found, parse_send,
+    private_reply_target,
+)
 from .settings import Settings
 from .webhooks import WebhookSender
-from .world import Account, Media, Received, SimClock, World
+from .world import Account, Comment, Media, Received, SimClock, World
 
 log = logging.getLogger(__name__)
 
@@ -203,10 +206,26 @@ class Simulator:
         """The Send API: validate, record what the customer receives, answer, echo."""
         world = self.world
         with world.lock:
+            recipient = body.get("recipient")
+            comment = None
+            if isinstance(recipient, dict) and recipient.get("comment_id") and not recipient.get("id"):
+                # A private reply: Instagram finds the comment's author.
+                comment, author = private_reply_target(self, account, str(recipient["comment_id"]))
+                body = {**body, "recipient": {"id": author.igsid}}
             customer, message, action = parse_send(self, account, body)
             if action is not None:
+                if comment is not None:
+                    raise bad_param("A private reply must be a message")
                 return self._sender_action(account, customer, action, body.get("payload") or {})
-            check_can_send(self, account, customer, body)
+            if comment is not None:
+                if message.get("attachments"):
+                    raise bad_param("A private reply must be text")
+                check_can_send(self, account, customer, body, window=False)
+                self.buckets.take(account.ig_user_id, "private_reply",
+                                  (self.settings.limits.private_replies_per_hour or 0) / 3600,
+                                  capacity=self.settings.limits.private_replies_per_hour)
+            else:
+                check_can_send(self, account, customer, body)
             kinds = {a["type"] for a in message.get("attachments", [])}
             if kinds & {"audio", "video"}:
                 self.buckets.take(account.ig_user_id, "send_media", self.settings.limits.send_media)
@@ -216,8 +235,11 @@ class Simulator:
                                        origin="api", text=message.get("text"), attachments=attachments,
                                        asset_ids=asset_ids)
             conversation.business_replied = True
+            if comment is not None:
+                comment.private_reply_mid = stored.mid
             customer.received.append(Received(stored.mid, "api", stored.text,
-                                              tuple(message.get("attachments", [])), stored.timestamp_ms))
+                                              tuple(message.get("attachments", [])), stored.timestamp_ms,
+                                              comment.id if comment is not None else None))
             event = events.messaging(account.ig_user_id, customer.igsid, stored.timestamp_ms,
                                      message=message_from_record(stored))
             ambiguous = self.settings.faults.send_ambiguous > 0
@@ -238,6 +260,42 @@ class Simulator:
             # The send went through, but the answer says otherwise (error 1/1357046).
             raise GraphFault(1, "Received Invalid JSON reply.", subcode=1357046, http_status=500)
         return {"recipient_id": customer.igsid, "message_id": stored.mid}
+
+    # --- Comments ---------------------------------------------------------------------------
+
+    def comment_change(self, comment: Comment, *, verb: str | None = None) -> dict:
+        """The `changes[]` item Meta sends for a comment (or its edit or deletion)."""
+        with self.world.lock:
+            media = self.world.media[comment.media_id]
+            account = self.world.accounts[media.owner_id]
+            return events.comment_change(comment, account_id=account.ig_user_id, account_username=account.username,
+                                         media_product_type=media.media_product_type,
+                                         self_scoped_id=account.app_scoped_id, verb=verb)
+
+    def emit_comment(self, comment: Comment, *, verb: str | None = None, strict: bool = True):
+        """Deliver a comment's webhook now (a person commented, edited or deleted)."""
+        media = self.world.media[comment.media_id]
+        kind = "live_comment" if comment.live else "comment"
+        return self.webhooks.emit(media.owner_id, kind, self.comment_change(comment, verb=verb), strict=strict,
+                                  key="changes")
+
+    def reply_to_comment(self, account: Account, parent: Comment, media: Media, text: str) -> dict:
+        """The Comments API's reply: a comment by the business, whose webhook follows the answer."""
+        world = self.world
+        with world.lock:
+            top = parent.parent_id or parent.id  # Instagram threads one level deep
+            reply = world.add_comment(media, author_id=account.ig_user_id, username=account.username, text=text,
+                                      parent_id=top, own=True, live=parent.live)
+            change = self.comment_change(reply)
+        fire = self.webhooks.later()
+
+        @after_this_request
+        def webhook_after(response):
+            response.call_on_close(lambda: threading.Thread(
+                target=fire, args=(account.ig_user_id, "live_comment" if reply.live else "comment", change, "changes"),
+                name="sim-comment", daemon=True).start())
+            return response
+        return {"id": reply.id}
 
     def _echo_attachments(self, sent: list[dict]) -> tuple[list[dict], list[str | None]]:
         """What the echo carries for each attachment: Meta's own CDN copy of it."""

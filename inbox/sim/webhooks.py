@@ -88,6 +88,7 @@ class Pending:
     account_id: str
     event: dict
     time_ms: int
+    key: str = "messaging"  # or "changes" (comments, mentions)
 
 
 class Held:
@@ -159,7 +160,8 @@ class WebhookSender:
         account = self.sim.world.accounts.get(account_id)
         return account is not None and any(f in account.subscribed_fields for f in events.FIELDS_FOR[kind])
 
-    def emit(self, account_id: str, kind: str, event: dict, *, strict: bool = False) -> Delivery | None:
+    def emit(self, account_id: str, kind: str, event: dict, *, strict: bool = False,
+             key: str = "messaging") -> Delivery | None:
         """Send one messaging event: now (sync), to the workers, or into the open `hold()`.
 
         Returns the Delivery in sync mode. With strict, an event that cannot be delivered
@@ -168,7 +170,7 @@ class WebhookSender:
         if not self.subscribed(account_id, kind):
             self.dropped.append((account_id, "not subscribed", event))
             return None
-        pending = Pending(account_id, event, self.sim.clock.now_ms())
+        pending = Pending(account_id, event, self.sim.clock.now_ms(), key)
         with self._cv:
             if self._held is not None:
                 self._held.events.append(pending)
@@ -190,9 +192,9 @@ class WebhookSender:
         with self._cv:
             self._busy += 1
 
-        def fire(account_id: str, kind: str, event: dict) -> None:
+        def fire(account_id: str, kind: str, event: dict, key: str = "messaging") -> None:
             try:
-                self.emit(account_id, kind, event)
+                self.emit(account_id, kind, event, key=key)
             except Exception:  # runs after the response: nobody to tell but the log
                 log.exception("deferred webhook failed")
             finally:
@@ -253,14 +255,14 @@ class WebhookSender:
     def _build(self, items: list[Pending], *, pack: bool = False) -> Delivery:
         entries: list[dict] = []
         if pack:
-            by_account: dict[str, dict] = {}
+            by_account: dict[tuple[str, str], dict] = {}
             for p in items:
-                if p.account_id not in by_account:
-                    by_account[p.account_id] = events.entry(p.account_id, p.time_ms, [])
-                    entries.append(by_account[p.account_id])
-                by_account[p.account_id]["messaging"].append(p.event)
+                if (p.account_id, p.key) not in by_account:
+                    by_account[(p.account_id, p.key)] = events.entry(p.account_id, p.time_ms, [], p.key)
+                    entries.append(by_account[(p.account_id, p.key)])
+                by_account[(p.account_id, p.key)][p.key].append(p.event)
         else:
-            entries = [events.entry(p.account_id, p.time_ms, [p.event]) for p in items]
+            entries = [events.entry(p.account_id, p.time_ms, [p.event], p.key) for p in items]
         body = events.encode(events.envelope(entries))
         delivery = Delivery(next(self._ids), body, [p.event for p in items],
                             tuple(dict.fromkeys(p.account_id for p in items)), self.sim.clock.now())

@@ -19,7 +19,8 @@ from datetime import datetime, timezone
 DAY = 24 * 3600
 # A new account is subscribed to everything the inbox needs, in both flavours' spellings.
 DEFAULT_FIELDS = ("messages", "message_echoes", "message_reactions", "messaging_postbacks", "messaging_seen",
-                  "messaging_referral", "message_edit", "message_reads", "messaging_referrals")
+                  "messaging_referral", "message_edit", "message_reads", "messaging_referrals", "comments",
+                  "live_comments")
 
 
 class SimClock:
@@ -136,6 +137,24 @@ class Media:
     copyrighted: bool = False
 
 
+@dataclass(eq=False)
+class Comment:
+    """A comment on a media object: a customer's, or the business's own (`author_id` is the account)."""
+
+    id: str
+    media_id: str
+    author_id: str
+    username: str
+    text: str
+    timestamp: float  # seconds on the simulator's clock
+    parent_id: str | None = None
+    own: bool = False
+    live: bool = False
+    hidden: bool = False
+    deleted: bool = False
+    private_reply_mid: str | None = None  # one private reply per comment
+
+
 @dataclass(frozen=True)
 class Received:
     """What reached a customer from the business: the inbox's sends and the owner's app messages."""
@@ -145,6 +164,7 @@ class Received:
     text: str | None
     attachments: tuple
     at_ms: int
+    comment_id: str | None = None  # a private reply: the comment it answers
 
 
 class World:
@@ -161,6 +181,7 @@ class World:
         self.conversation_of: dict[tuple[str, str], str] = {}
         self.messages: dict[str, Message] = {}
         self.media: dict[str, Media] = {}
+        self.comments: dict[str, Comment] = {}
         self._seq = itertools.count(1)
 
     # --- ids --------------------------------------------------------------------
@@ -237,6 +258,15 @@ class World:
                           timestamp=at if at is not None else self.clock.now(), asset_id=asset_id)
             self.media[media_id] = media
             return media
+
+    def add_comment(self, media: Media, *, author_id: str, username: str, text: str, parent_id: str | None = None,
+                    own: bool = False, live: bool = False, at: float | None = None) -> Comment:
+        with self.lock:
+            comment = Comment(id=self.new_numeric_id("178", 17), media_id=media.id, author_id=author_id,
+                              username=username, text=text, parent_id=parent_id, own=own, live=live,
+                              timestamp=at if at is not None else self.clock.now())
+            self.comments[comment.id] = comment
+            return comment
 
     def account_for_token(self, token: str) -> Account | None:
         with self.lock:

@@ -12,6 +12,7 @@ from tests.support.stored import deliveries, messages
 from tests.support.webhooks import ACCOUNT, CUSTOMER, FIXTURES, T0
 
 KEYS = ["type", "account", "conversation_id", "customer_igsid", "mid", "direction", "sender_kind", "action", "reason"]
+COMMENT_KEYS = KEYS[:5] + ["comment_id", "media_id"] + KEYS[5:]
 
 
 def lines(output: str) -> list[dict]:
@@ -23,20 +24,21 @@ def test_ingest_prints_one_stable_json_line_per_event(runner, app, account):
                                  str(FIXTURES / "changes_comment.json")])
     assert result.exit_code == 0, result.output
     out = lines(result.output)
-    assert [list(line) for line in out] == [KEYS] * 3
+    assert [list(line) for line in out] == [KEYS, KEYS, COMMENT_KEYS]
     text, echo, change = out
     assert text["type"] == "message" and text["action"] == "created" and text["account"] == ACCOUNT
     assert (text["customer_igsid"], text["direction"], text["sender_kind"]) == (CUSTOMER, "in", "customer")
     assert isinstance(text["conversation_id"], int) and text["mid"].endswith("text")
     assert (echo["type"], echo["direction"], echo["sender_kind"], echo["action"]) == ("echo", "out", "instagram_app", "created")
     assert echo["conversation_id"] == text["conversation_id"]
-    assert change == {"type": "change", "account": None, "conversation_id": None, "customer_igsid": None, "mid": None,
-                      "direction": None, "sender_kind": None, "action": "ignored",
-                      "reason": "comments changes are not handled by the inbox"}
+    assert change == {"type": "comment", "account": ACCOUNT, "conversation_id": None, "customer_igsid": CUSTOMER,
+                      "mid": None, "comment_id": "17900000000000009", "media_id": "18000000000000001",
+                      "direction": "in", "sender_kind": "customer", "action": "created", "reason": ""}
     assert [d.origin for d in deliveries(app)] == ["cli", "cli", "cli"]
 
-    again = lines(runner.invoke(args=["webhooks", "ingest", str(FIXTURES / "text.json")]).output)
-    assert again[0]["action"] == "duplicate"
+    again = lines(runner.invoke(args=["webhooks", "ingest", str(FIXTURES / "text.json"),
+                                      str(FIXTURES / "changes_comment.json")]).output)
+    assert [line["action"] for line in again] == ["duplicate", "duplicate"]
 
 
 def test_ingest_reads_stdin_too(runner, app, account):

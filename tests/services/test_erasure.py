@@ -15,12 +15,13 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from inbox.extensions import db
-from inbox.models import Account, Attachment, Conversation, Erasure, Identity, JobRun, Message, utcnow
-from inbox.services import erasure, sending
+from inbox.models import Account, Attachment, Comment, Conversation, Erasure, Identity, JobRun, Message, utcnow
+from inbox.services import comments, erasure, sending
 from inbox.services.storage import AREAS, get_storage, new_key
 from tests.support.databases import is_postgres
 
 ALICE_TEXTS = ("Alice asks about the linen dress", "Alice sends her address: 12 Rose Lane")
+ALICE_COMMENT = "Alice comments: is it lined?"
 BOB_TEXT = "Bob wonders about the silk scarf"
 
 
@@ -48,6 +49,17 @@ def shop(app, sim_webhooks, connected, run_jobs, factory):
     run_jobs()
     sim_webhooks.settle()
     alice.reacts(first.mid)
+    # Comments: hers on a post, Bob's reply that @mentions her, the shop's public and private replies.
+    post = connected.ig.add_post("Red linen dress, new in")
+    asked = alice.comments_on(post, ALICE_COMMENT)
+    bob.comments_on(post, "@alice.rosewood same question", reply_to=asked.mid)
+    connected.ig.comments_on(post, "Sent you a DM, Alice!", reply_to=asked.mid)
+    sim_webhooks.settle()
+    with app.app_context():
+        comment_id = db.session.scalar(select(Comment.id).where(Comment.comment_id == asked.mid))
+        comments.reply_privately(connected.account.id, comment_id, None, "Here is the link, Alice", uuid.uuid4().hex)
+    run_jobs()
+    sim_webhooks.settle()
     with app.app_context():  # a background run that failed on her keeps her in its summary
         db.session.add(JobRun(kind="refresh_identities", account_id=connected.account.id, rq_job_id="run-x",
                               state="finished", summary={"errors": [{"igsid": alice.igsid, "name": "Alice Rosewood",
@@ -59,7 +71,8 @@ def shop(app, sim_webhooks, connected, run_jobs, factory):
 
 
 def _needles(alice) -> list[str]:
-    return [alice.igsid, "alice.rosewood", "Alice Rosewood", *ALICE_TEXTS, "We have it in M, Alice!"]
+    return [alice.igsid, "alice.rosewood", "Alice Rosewood", *ALICE_TEXTS, "We have it in M, Alice!", ALICE_COMMENT,
+            "Sent you a DM, Alice!", "Here is the link, Alice"]
 
 
 def rows_naming(app, needles: list[str]) -> list[str]:
@@ -99,7 +112,7 @@ def file_keys(app, igsid: str) -> set[str]:
 def test_the_cli_erases_a_customer_and_nothing_names_them_after(app, shop, connected, runner):
     alice, bob, _ = shop
     before = rows_naming(app, _needles(alice))
-    assert {"messages", "conversations", "identities", "webhook_deliveries", "reactions"} <= \
+    assert {"messages", "conversations", "identities", "webhook_deliveries", "reactions", "comments"} <= \
         {hit.split(":")[0] for hit in before}  # the check can fail: she is everywhere now
     alice_files, bob_files = file_keys(app, alice.igsid), file_keys(app, bob.igsid)
     assert alice_files and bob_files and alice_files | bob_files <= stored_files(app)
@@ -118,6 +131,8 @@ def test_the_cli_erases_a_customer_and_nothing_names_them_after(app, shop, conne
     assert rows_naming(app, [bob.igsid, BOB_TEXT])
     with app.app_context():
         assert db.session.scalar(select(Conversation.id).where(Conversation.customer_igsid == bob.igsid))
+        assert db.session.scalar(select(Comment.text).where(Comment.text.contains("same question"))) == \
+            "@[erased] same question"  # Bob's comment stays, without her name
         run = db.session.scalar(select(JobRun))
         assert [e["igsid"] for e in run.summary["errors"]] == [bob.igsid]
         audit = db.session.scalar(select(Erasure))

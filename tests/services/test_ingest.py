@@ -61,7 +61,7 @@ EXPECTED = {
     "postback": ([], ["created"]),
     "messaging_referral": (["text"], ["updated"]),
     "standby": ([], ["ignored"]),
-    "changes_comment": ([], ["ignored"]),
+    "changes_comment": ([], ["created"]),
     "handover": ([], ["ignored"]),
     "multi_entry_batch": ([], ["created", "created", "created"]),
     "numeric_ids_seconds": ([], ["created"]),

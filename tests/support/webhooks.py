@@ -95,6 +95,39 @@ def unsend(mid: str, *, customer: str = CUSTOMER, account: str = ACCOUNT, ts: in
     return item
 
 
+# --- The `changes` style: comments and mentions (entry.time in seconds) -----------------
+
+MEDIA = "18000000000000001"  # a post of the fixtures' shop
+
+
+def comment(comment_id: str, text: str | None = "How much?", *, customer: str | None = CUSTOMER,
+            username: str | None = "anna.b", media: str | dict | None = MEDIA, parent: str | None = None,
+            field: str = "comments", own: bool = False, account: str = ACCOUNT, **value) -> dict:
+    """One changes[] item: a comment on `media` (own: the business wrote it, as Meta marks it)."""
+    body: dict[str, Any] = {"id": comment_id, **value}
+    if text is not None:
+        body["text"] = text
+    author: dict[str, Any] = {}
+    if own:
+        author = {"id": account, "username": "shop", "self_ig_scoped_id": "5550000000000001"}
+    elif customer is not None:
+        author = {"id": customer, **({"username": username} if username else {})}
+    if author:
+        body["from"] = author
+    if isinstance(media, dict):
+        body["media"] = media
+    elif media is not None:
+        body["media"] = {"id": media, "media_product_type": "FEED"}
+    if parent is not None:
+        body["parent_id"] = parent
+    return {"field": field, "value": body}
+
+
+def changes(*items: dict, account: str = ACCOUNT, time_s: int = T0 // 1000) -> dict:
+    """A delivery of changes[] items in one entry, with Meta's time in seconds."""
+    return {"object": "instagram", "entry": [{"id": account, "time": time_s, "changes": list(items)}]}
+
+
 # --- Receiving ---------------------------------------------------------------------------
 
 class Receiver:

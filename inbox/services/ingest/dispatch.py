@@ -21,10 +21,11 @@ from ...extensions import db
 from ...models import Account
 from ..accounts import AccountError, add_account
 from ..events import (
-    EditEvent, Event, IgnoredEvent, MessageEvent, PostbackEvent, ReactionEvent, ReferralEvent, SeenEvent,
+    CommentEvent, EditEvent, Event, IgnoredEvent, MentionEvent, MessageEvent, PostbackEvent, ReactionEvent,
+    ReferralEvent, SeenEvent,
 )
 from ..transactions import describe_error, is_outage, retry_on_conflict
-from . import changes, echoes, messages
+from . import changes, comments, echoes, messages
 from .messages import NewMessage
 from .outcomes import Outcome, event_type
 
@@ -49,8 +50,9 @@ def apply_events(events: list[Event], *, create_accounts: bool = False,
     i = 0
     while i < len(events):
         end = i + 1
-        if together and is_customer_message(events[i]):
-            while end < len(events) and is_customer_message(events[end]):
+        kind = _batch_kind(events[i]) if together else None
+        if kind is not None:
+            while end < len(events) and _batch_kind(events[end]) == kind:
                 end += 1
         group, last = events[i:end], end == len(events)
         i = end
@@ -78,7 +80,8 @@ def apply_events(events: list[Event], *, create_accounts: bool = False,
                 error = describe_error(exc)
                 outcomes.append(Outcome(index=event.index, type=event_type(event), action="ignored",
                                         reason=f"error: {error}", error=error, account=event.entry_id,
-                                        mid=getattr(event, "mid", None)))
+                                        mid=getattr(event, "mid", None), comment_id=getattr(event, "comment_id", None),
+                                        media_id=getattr(event, "media_id", None)))
     if finish is not None and not finished:
         try:
             finish(outcomes)
@@ -94,6 +97,19 @@ def is_customer_message(event: Event) -> bool:
     return (isinstance(event, (MessageEvent, PostbackEvent)) and not getattr(event, "is_echo", False)
             and not getattr(event, "is_deleted", False) and event.sender_id is not None
             and event.sender_id not in (event.entry_id, event.recipient_id))
+
+
+def is_comment(event: Event) -> bool:
+    return isinstance(event, (CommentEvent, MentionEvent))
+
+
+def _batch_kind(event: Event) -> str | None:
+    """Consecutive events of one kind are applied together: new customer messages, comments."""
+    if is_customer_message(event):
+        return "message"
+    if is_comment(event):
+        return "comment"
+    return None
 
 
 def _finishing(finish: Callable[[list[Outcome]], None], before: list[Outcome]) -> Callable[[list[Outcome]], None]:
@@ -136,6 +152,7 @@ def _apply(events: list[Event], create_accounts: bool) -> list[Outcome]:
     outcomes: list[Outcome] = []
     items: list[NewMessage] = []
     waiting: list[Outcome] = []
+    comment_run: list[tuple[Event, Outcome, int, str]] = []
 
     def write_waiting() -> None:
         for outcome, written in zip(waiting, messages.write_messages(items)):
@@ -145,6 +162,14 @@ def _apply(events: list[Event], create_accounts: bool) -> list[Outcome]:
                 outcome.fill(written, "duplicate", "mid already stored")
         items.clear()
         waiting.clear()
+        write_comments()
+
+    def write_comments() -> None:
+        # One call per account, each account's events in delivery order.
+        for account_id in dict.fromkeys(account for _, _, account, _ in comment_run):
+            mine = [(e, o, ig) for e, o, a, ig in comment_run if a == account_id]
+            comments.apply_comment_events(account_id, mine[0][2], [e for e, _, _ in mine], [o for _, o, _ in mine])
+        comment_run.clear()
 
     for event in events:
         outcome, target = _prepare(event, create_accounts)
@@ -152,6 +177,11 @@ def _apply(events: list[Event], create_accounts: bool) -> list[Outcome]:
         if target is None:
             continue
         account_id, account_ig, customer = target
+        if is_comment(event):
+            if items:
+                write_waiting()
+            comment_run.append((event, outcome, account_id, account_ig))
+            continue
         message = _as_message(event)
         if (message is not None and customer is not None and not message.is_deleted
                 and not _is_outgoing(message, account_ig)):
@@ -220,6 +250,8 @@ def _prepare(event: Event, create_accounts: bool) -> tuple[Outcome, Target | Non
         return outcome, None
     account_id, account_ig = account
     outcome.account_id = account_id
+    if is_comment(event):
+        return outcome, (account_id, account_ig, None)
     is_business_sender = event.sender_id == account_ig
     customer = event.recipient_id if (getattr(event, "is_echo", False) or is_business_sender) else event.sender_id
     if customer == account_ig:
@@ -256,6 +288,8 @@ def _lookup_account(ig_user_id: str) -> tuple[int, str] | None:
 def _resolve_account(event: Event, create: bool, outcome: Outcome) -> tuple[int, str] | None:
     """The account an event belongs to: entry.id, else the business side of the item."""
     business_side = event.sender_id if getattr(event, "is_echo", False) else event.recipient_id
+    if is_comment(event):
+        business_side = None  # a comment's sender is the commenter; only entry.id names the account
     candidates = [c for c in (event.entry_id, business_side) if c]
     outcome.account = candidates[0] if candidates else None
     for ig_id in dict.fromkeys(candidates):

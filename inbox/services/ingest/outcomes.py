@@ -9,6 +9,7 @@ from ...models import Message
 from ..events import Event, IgnoredEvent, MessageEvent
 
 ACTIONS = ("created", "duplicate", "confirmed", "claimed", "updated", "deleted", "ignored")
+COMMENT_TYPES = ("comment", "mention")
 
 
 @dataclass
@@ -28,11 +29,17 @@ class Outcome:
     sender_kind: str | None = None
     message_id: int | None = None
     error: str | None = None
+    # Comments: Instagram's comment id, the media it is on, and our row.
+    comment_id: str | None = None
+    media_id: str | None = None
+    comment_row_id: int | None = None
 
     def line(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in (
-            "type", "account", "conversation_id", "customer_igsid", "mid", "direction", "sender_kind",
-            "action", "reason")}
+        keys = ["type", "account", "conversation_id", "customer_igsid", "mid", "direction", "sender_kind",
+                "action", "reason"]
+        if self.type in COMMENT_TYPES:
+            keys[5:5] = ["comment_id", "media_id"]
+        return {key: getattr(self, key) for key in keys}
 
     def result(self) -> dict[str, Any]:
         """The per-event record kept in WebhookDelivery.results."""

@@ -29,12 +29,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from ...extensions import db, on_commit
 from ...live.publish import publish_after_commit
-from ...models import Account, AssignmentEvent, Conversation, Message, Post, PostProduct, Product, utcnow
+from ...models import Account, AssignmentEvent, Comment, Conversation, Message, Post, PostProduct, Product, utcnow
 from ...queue import enqueue
 from .. import conversations, staff
 from ..events import POST_ATTACHMENT_TYPES, read_id
@@ -61,14 +61,17 @@ def _quote(text: str | None, limit: int = 120) -> str:
 class Evidence:
     """One piece of product evidence in a message."""
 
-    kind: str  # ig_post, share, ig_reel, reel, ad, product_referral
+    kind: str  # ig_post, share, ig_reel, reel, ad, product_referral, comment
     media_id: str | None = None  # the post (for an ad: its post_id, else its ad id)
     title: str | None = None  # the caption the webhook carried (an ad: its title)
     ad_id: str | None = None
     product_ref: str | None = None  # a shop product id
+    comment: Comment | None = None  # a comment the conversation's private reply answered
 
     @property
     def key(self) -> str | None:
+        if self.kind == "comment":
+            return self.comment.comment_id if self.comment is not None else None
         return self.product_ref if self.kind == "product_referral" else self.media_id
 
 
@@ -90,10 +93,27 @@ def message_evidence(message: Message) -> list[Evidence]:
         shop = shop or read_id(product.get("id"))
         if shop:
             out.append(Evidence(kind="product_referral", product_ref=shop))
+    if message.comment_id and message.comment is not None and message.comment.media_id:
+        # A private reply: the comment it answers is about that comment's post.
+        out.append(Evidence(kind="comment", media_id=message.comment.media_id, comment=message.comment))
     return out
 
 
-def _evidence_phrase(ev: Evidence) -> str:
+def _commenter(comment: Comment) -> str:
+    return f"@{comment.author_username}" if comment.author_username else "the customer"
+
+
+def _post_name(post: Post | None, media_id: str | None) -> str:
+    caption = " ".join(((post.caption if post is not None else None) or "").split())
+    if caption:
+        return f"post {_quote(caption, 40)}"
+    return f"post {short_id(media_id)}"
+
+
+def _evidence_phrase(ev: Evidence, post: Post | None = None) -> str:
+    if ev.kind == "comment":
+        said = f" {_quote(ev.comment.text, 60)}" if ev.comment.text else ""
+        return f"{_commenter(ev.comment)} commented on {_post_name(post, ev.media_id)}{said}"
     if ev.kind in ("ig_reel", "reel"):
         return f"the customer shared reel {short_id(ev.media_id)}"
     if ev.kind == "ad":
@@ -108,6 +128,8 @@ def _evidence_phrase(ev: Evidence) -> str:
 
 def _what(ev: Evidence) -> str:
     """The evidence as the subject of a sentence: "Shared post 1791…1234"."""
+    if ev.kind == "comment":
+        return f"The post {short_id(ev.media_id)} {_commenter(ev.comment)} commented on"
     if ev.kind in ("ig_reel", "reel"):
         return f"Shared reel {short_id(ev.media_id)}"
     if ev.kind == "ad":
@@ -192,11 +214,11 @@ def _resolve(account: Account, message: Message, ev: Evidence) -> AssignmentEven
     if not ev.media_id:
         return _record(conversation(), message, ev, "skipped", "post_link",
                        "The customer shared a post, but Instagram did not send its id: nothing to match.")
-    seen_via = "ad" if ev.kind == "ad" else ("ig_reel" if ev.kind in ("ig_reel", "reel") else "share")
+    seen_via = {"ad": "ad", "ig_reel": "ig_reel", "reel": "ig_reel", "comment": "comment"}.get(ev.kind, "share")
     # An ad's title stands in for a caption until the Graph API gives the post's own.
     post = posts.ensure_post(account.id, ev.media_id, caption=ev.title, seen_via=seen_via,
                        media_product_type="AD" if ev.kind == "ad" and ev.media_id == ev.ad_id else None)
-    source = "ad" if ev.kind == "ad" else "post_link"
+    source = {"ad": "ad", "comment": "comment"}.get(ev.kind, "post_link")
     found = db.session.execute(select(PostProduct, Product).join(Product, Product.id == PostProduct.product_id)
                                .where(PostProduct.post_id == post.id)
                                .execution_options(populate_existing=True)).first()
@@ -209,6 +231,12 @@ def _resolve(account: Account, message: Message, ev: Evidence) -> AssignmentEven
             return _record(conversation(), message, ev, "skipped", source,
                            f"{_what(ev)} is linked to {product.label}, which is archived: not assigned.",
                            product=product)
+        if ev.kind == "comment":
+            # "commented on <post> (<product>)": the post's product, named beside the post.
+            said = f" {_quote(ev.comment.text, 60)}" if ev.comment.text else ""
+            phrase = (f"{_commenter(ev.comment)} commented on {_post_name(post, ev.media_id)} ({product.name}){said}; "
+                      f"the post was {how}")
+            return _decide(conversation(), message, ev, product, source, phrase)
         return _decide(conversation(), message, ev, product, source, f"{_evidence_phrase(ev)}, {how}")
     # Not linked: read the caption and try to link it.
     caption, whence = _caption(account, post, ev)
@@ -233,7 +261,7 @@ def _resolve(account: Account, message: Message, ev: Evidence) -> AssignmentEven
                                linked_reason=f"{whence} matched {matched}", source_message_id=message.id,
                                created_at=utcnow()))
     db.session.flush()  # a concurrent link of the same post fails here; the job decides again
-    phrase = f"{_evidence_phrase(ev)}, whose {whence} matched {matched}; linked it automatically"
+    phrase = f"{_evidence_phrase(ev, post)}, whose {whence} matched {matched}; linked it automatically"
     return _decide(conversation(), message, ev, product, "auto_link", phrase, candidates=[match.as_dict()])
 
 
@@ -241,7 +269,7 @@ def _caption(account: Account, post: Post, ev: Evidence) -> tuple[str | None, st
     """(caption, where it came from): own posts and ads ask the Graph API, shares use the webhook."""
     if post.is_own and post.caption:
         return post.caption, "caption"
-    if ev.kind != "ad" and ev.title:
+    if ev.kind not in ("ad", "comment") and ev.title:
         return ev.title, "caption"
     if ev.kind != "ad" or ev.media_id != ev.ad_id:
         caption = posts.own_media_caption(account, post)
@@ -253,12 +281,20 @@ def _caption(account: Account, post: Post, ev: Evidence) -> tuple[str | None, st
 
 
 def _current_evidence_time(conversation: Conversation) -> int | None:
-    """Meta's time of the message whose evidence made the current automatic assignment."""
+    """Meta's time of the evidence (a comment's, else its message's) that made the current automatic assignment."""
     return db.session.scalar(
-        select(Message.meta_timestamp).join(AssignmentEvent, AssignmentEvent.message_id == Message.id)
+        select(func.coalesce(Comment.meta_timestamp, Message.meta_timestamp))
+        .select_from(AssignmentEvent)
+        .outerjoin(Message, AssignmentEvent.message_id == Message.id)
+        .outerjoin(Comment, AssignmentEvent.comment_id == Comment.id)
         .where(AssignmentEvent.conversation_id == conversation.id, AssignmentEvent.outcome == "assigned",
                AssignmentEvent.source != "manual")
         .order_by(AssignmentEvent.id.desc()).limit(1))
+
+
+def _evidence_time(message: Message, ev: Evidence) -> int:
+    """When the evidence happened: a comment's time for a private reply, else the message's."""
+    return ev.comment.meta_timestamp if ev.comment is not None else message.meta_timestamp
 
 
 def _decide(conversation: Conversation, message: Message | None, ev: Evidence, product: Product, source: str,
@@ -277,7 +313,7 @@ def _decide(conversation: Conversation, message: Message | None, ev: Evidence, p
                        f"Still {product.label}: {phrase}.", product=product, candidates=candidates)
     if conversation.product_id is not None and message is not None:
         newest = _current_evidence_time(conversation)
-        if newest is not None and newest > message.meta_timestamp:
+        if newest is not None and newest > _evidence_time(message, ev):
             current = db.session.get(Product, conversation.product_id)
             return _record(conversation, message, ev, "skipped", source,
                            f"Not applied: {_with_product(phrase, product)}; newer evidence already assigned "
@@ -310,6 +346,7 @@ def _record(conversation: Conversation, message: Message | None, ev: Evidence | 
                           product_id=product.id if product is not None else None,
                           previous_product_id=previous if outcome == "assigned" else conversation.product_id,
                           evidence_kind=ev.kind if ev else "manual", evidence_id=(ev.key if ev else None),
+                          comment_id=ev.comment.id if ev is not None and ev.comment is not None else None,
                           candidates=candidates, reason=reason, actor_user_id=actor, created_at=utcnow())
     db.session.add(row)
     _publish_product(conversation.account_id, conversation.id)

@@ -13,7 +13,7 @@ from .. import staff
 from .catalogue import NotFoundError, cached_products
 
 # What a source is called in plain words.
-SOURCE_LABELS = {"post_link": "linked post", "ad": "ad", "product_referral": "shop product",
+SOURCE_LABELS = {"post_link": "linked post", "ad": "ad", "product_referral": "shop product", "comment": "comment",
                  "manual": "chosen by hand", "auto_link": "auto-linked post"}
 PANEL_EVENTS = 20
 

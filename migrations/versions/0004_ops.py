@@ -2,7 +2,7 @@
 app-scoped id and retention
 
 Revision ID: ops
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-03
 
 """
@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
 revision = 'ops'
-down_revision = '0002'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
