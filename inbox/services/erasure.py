@@ -25,7 +25,7 @@ from typing import Any
 from flask import current_app
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
-from sqlalchemy import ColumnElement, LargeBinary, Table, delete, func, literal, select, text, update
+from sqlalchemy import ColumnElement, LargeBinary, Table, delete, func, literal, or_, select, text, update
 
 from .. import metrics
 from ..extensions import db, get_redis, on_commit
@@ -111,13 +111,13 @@ def _redact_deliveries(needles: tuple[str, ...], counts: Counts, *, whole_entrie
     needles = tuple(n for n in needles if n)
     if not needles:
         return
-    condition = None
-    for needle in needles:
-        clause = _body_contains(needle.encode())
-        condition = clause if condition is None else condition | clause
+    condition = or_(*(_body_contains(needle.encode()) for needle in needles))
     for delivery_id, body, results in db.session.execute(
             select(WebhookDelivery.id, WebhookDelivery.body, WebhookDelivery.results).where(condition)).all():
-        kept = _without(bytes(body), needles, whole_entries)
+        body = bytes(body)
+        kept = _without(body, needles, whole_entries)
+        if kept == body:
+            continue  # matched by a LIKE wildcard ("_" in a username), not by the name itself
         if kept is None:
             db.session.execute(delete(WebhookDelivery).where(WebhookDelivery.id == delivery_id))
             counts.add("webhook_deliveries", 1)
@@ -133,7 +133,7 @@ def _body_contains(needle: bytes) -> ColumnElement:
     if db.session.get_bind().dialect.name == "sqlite":
         return func.instr(WebhookDelivery.body, literal(needle, LargeBinary)) > 0
     # Ids have no LIKE wildcard characters; bytea LIKE bytea compares bytes.
-    return WebhookDelivery.body.op("LIKE")(literal(b"%" + needle + b"%", LargeBinary))
+    return WebhookDelivery.body.op("LIKE", is_comparison=True)(literal(b"%" + needle + b"%", LargeBinary))
 
 
 def _without(body: bytes, needles: tuple[str, ...], whole_entries: bool) -> bytes | None:
@@ -145,6 +145,8 @@ def _without(body: bytes, needles: tuple[str, ...], whole_entries: bool) -> byte
     entries = payload.get("entry") if isinstance(payload, dict) else None
     if not isinstance(entries, list):
         return None
+    if not any(n.encode() in body for n in needles) and not _mentions(payload, needles):
+        return body
     kept_entries, events_left = [], 0
     for entry in entries:
         if not isinstance(entry, dict) or (whole_entries and _mentions(entry, needles)):
