@@ -6,9 +6,10 @@ says ON DELETE CASCADE and empties the ones that say SET NULL, done here in SQL,
 first, on SQLite (which enforces no foreign keys here) and PostgreSQL alike. So a table
 another part of the inbox adds (notes, comments, conversation events) is covered by its own
 foreign keys; a column naming a customer (`*igsid`) in an account's table is covered by
-name. Stored files (attachments, profile pictures) are deleted after the commit; webhook
-deliveries keep only the entries that name nobody erased; queued jobs about the customer
-are dropped.
+name. Their comments take the account's public replies to them along, and others'
+comments keep their words without the @mention. Stored files (attachments, profile
+pictures) are deleted after the commit; webhook deliveries keep only the events that name
+nobody erased; queued jobs about the customer are dropped.
 
 Each erasure leaves an `erasures` row and an INFO line with counts, never who it was.
 """
@@ -132,7 +133,7 @@ def _body_contains(needle: bytes) -> ColumnElement:
     """A delivery's raw bytes contain these (bytea on PostgreSQL, a BLOB on SQLite)."""
     if db.session.get_bind().dialect.name == "sqlite":
         return func.instr(WebhookDelivery.body, literal(needle, LargeBinary)) > 0
-    # Ids have no LIKE wildcard characters; bytea LIKE bytea compares bytes.
+    # bytea LIKE bytea compares bytes; a "_" in a name matches any byte, and _without() checks exactly.
     return WebhookDelivery.body.op("LIKE", is_comparison=True)(literal(b"%" + needle + b"%", LargeBinary))
 
 
