@@ -5,13 +5,14 @@ from .comments import Automation, AutomationRun, Comment
 from .catalog import AssignmentEvent, Post, PostProduct, Product
 from .conversations import Conversation
 from .identities import Identity
+from .insights import ConversationFact, InsightSettings, InsightSlot, SaleOutcome
 from .messages import Attachment, Message, Reaction
 from .operations import Erasure, JobRun, WebhookDelivery
 from .types import ms_to_datetime, utcnow
 
 __all__ = [
-    "Account", "AssignmentEvent", "Attachment", "Automation", "AutomationRun", "Comment", "Conversation", "Erasure",
-    "Identity", "JobRun",
+    "Account", "AssignmentEvent", "Attachment", "Automation", "AutomationRun", "Comment", "Conversation",
+    "ConversationFact", "Erasure", "Identity", "InsightSettings", "InsightSlot", "JobRun", "SaleOutcome",
     "Membership", "Message", "Post", "PostProduct", "Product", "Reaction", "StaffUser",
     "WebhookDelivery", "ms_to_datetime", "utcnow",
 ]
