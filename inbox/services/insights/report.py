@@ -1,0 +1,382 @@
+"""The figures of the Insights page for one account and period (read after `facts.refresh`).
+
+Every figure is for local days of the account's time zone. Definitions (also on the page):
+
+- conversations started: by the local day of their first message, split by source;
+- first response: conversations whose first customer message falls in the period, by that
+  day; median (the middle value, the mean of the two middle ones for an even count) and
+  90th percentile (nearest rank) of the response time in business seconds; "within 1 hour"
+  is the share answered within an hour of business time, of those answered plus those
+  still waiting after more than an hour of business time (a conversation still inside its
+  first business hour is not counted yet);
+- products: conversations started in the period by their current product; comments in the
+  period on posts linked to the product; sales (the current Sold outcome, whenever it was
+  marked) of the conversations started in the period, by the product sold;
+- top posts and ads: conversations started in the period by a shared post, a comment on a
+  post, or an ad; of those, how many are marked Sold now and for how much (the totals'
+  sales count the same way: conversations started in the period → sales);
+- heatmap: customer messages per local weekday and hour;
+- people: replies sent in the period, and the median first response of the conversations
+  each person answered first.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+from sqlalchemy import and_, func, select
+
+from ...extensions import db
+from ...models import (Comment, Conversation, ConversationFact, InsightSlot, Membership, Post, PostProduct, Product,
+                       SaleOutcome, StaffUser, ms_to_datetime, utcnow)
+from ...models.insights import CONVERSATION_SOURCES, SLOT_MS
+from . import facts, hours
+from .hours import Period
+
+SOURCE_LABELS = {
+    "dm": "Direct message", "post": "Shared post or reel", "ad": "Ad", "story": "Story reply or mention",
+    "comment": "Comment (private reply)",
+}
+WITHIN = 3600
+PRESETS = (7, 30, 90)
+MAX_DAYS = 366
+TOP = 10
+
+
+class PeriodError(ValueError):
+    """A custom period that cannot be shown (the message says why)."""
+
+
+@dataclass
+class ResponseDay:
+    day: date
+    answered: int
+    median: float | None
+    p90: float | None
+
+
+@dataclass
+class Summary:
+    """The totals compared with the previous period."""
+
+    started: int = 0
+    customer_messages: int = 0
+    answered: int = 0
+    median: float | None = None
+    p90: float | None = None
+    within_hour: int = 0
+    counted: int = 0
+    waiting: int = 0
+    sold: int = 0
+    not_sold: int = 0
+    amount: Decimal = Decimal("0.00")
+
+    @property
+    def within_share(self) -> float | None:
+        return self.within_hour / self.counted if self.counted else None
+
+
+@dataclass
+class ProductRow:
+    product: Product
+    conversations: int = 0
+    comments: int = 0
+    sold: int = 0
+    quantity: int = 0
+    amount: Decimal = Decimal("0.00")
+
+
+@dataclass
+class SourceRow:
+    key: str
+    label: str
+    post: Post | None
+    conversations: int = 0
+    sold: int = 0
+    amount: Decimal = Decimal("0.00")
+
+
+@dataclass
+class PersonRow:
+    user_id: int
+    name: str
+    replies: int = 0
+    answered_first: int = 0
+    median: float | None = None
+
+
+@dataclass
+class Report:
+    account_id: int
+    period: Period
+    currency: str
+    started: dict[date, dict[str, int]]
+    started_by_source: dict[str, int]
+    response_days: list[ResponseDay]
+    summary: Summary
+    previous: Summary
+    products: list[ProductRow]
+    top_posts: list[SourceRow]
+    top_ads: list[SourceRow]
+    heatmap: list[list[int]]
+    people: list[PersonRow]
+    has_schedule: bool
+    timezone: str
+    generated_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def days(self) -> list[date]:
+        return self.period.days
+
+
+def parse_period(tz_name: str, preset: str | None, first: str | None, last: str | None,
+                 today: date | None = None) -> Period:
+    """7, 30 or 90 days ending today (local), or a custom first..last; bad input raises PeriodError."""
+    tz = hours.zone(tz_name)
+    today = today or utcnow().astimezone(tz).date()
+    if first or last:
+        try:
+            a, b = date.fromisoformat((first or "").strip()), date.fromisoformat((last or "").strip())
+        except ValueError as exc:
+            raise PeriodError("Dates must look like 2026-11-30.") from exc
+        if b < a:
+            raise PeriodError("The period must end on or after its first day.")
+        if (b - a).days + 1 > MAX_DAYS:
+            raise PeriodError(f"A period can be at most {MAX_DAYS} days.")
+        return Period(a, b, tz_name)
+    try:
+        n = int(preset or 30)
+    except ValueError:
+        n = 30
+    n = n if n in PRESETS else 30
+    return Period(today - timedelta(days=n - 1), today, tz_name)
+
+
+def median(values: list[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
+def p90(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return float(ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)])
+
+
+def build(account_id: int, period: Period, *, refresh: bool = True, now: datetime | None = None) -> Report:
+    """Every figure of the page for the period (refreshing the facts first)."""
+    if refresh:
+        facts.refresh(account_id)
+    settings = facts.settings_for(account_id)
+    schedule = hours.schedule_from_json(settings.business_hours)
+    now = now or utcnow()
+    started, by_source = _started(account_id, period)
+    response_days, summary, first_by_user = _responses(account_id, period, schedule, now)
+    previous = _responses(account_id, period.previous(), schedule, now)[1]
+    summary.started = sum(by_source.values())
+    previous.started = sum(_started(account_id, period.previous())[1].values())
+    heatmap, summary.customer_messages = _heatmap(account_id, period)
+    previous.customer_messages = _customer_messages(account_id, period.previous())
+    _sales_totals(account_id, period, summary)
+    _sales_totals(account_id, period.previous(), previous)
+    return Report(
+        account_id=account_id, period=period, currency=settings.currency, started=started,
+        started_by_source=by_source, response_days=response_days, summary=summary, previous=previous,
+        products=_products(account_id, period), top_posts=_top(account_id, period, "post"),
+        top_ads=_top(account_id, period, "ad"), heatmap=heatmap,
+        people=_people(account_id, period, first_by_user), has_schedule=schedule is not None,
+        timezone=settings.timezone,
+    )
+
+
+def _slot_day_counts(period: Period, rows) -> dict:
+    """{local day: {key: count}} from (slot, key, count) rows."""
+    out: dict[date, dict] = defaultdict(lambda: defaultdict(int))
+    for slot, key, count in rows:
+        out[period.local_day(slot * SLOT_MS)][key] += int(count)
+    return out
+
+
+def _started(account_id: int, period: Period) -> tuple[dict[date, dict[str, int]], dict[str, int]]:
+    F = ConversationFact
+    rows = db.session.execute(
+        select(F.started_ms // SLOT_MS, F.source, func.count())
+        .where(F.account_id == account_id, F.started_ms >= period.start_ms, F.started_ms < period.end_ms)
+        .group_by(F.started_ms // SLOT_MS, F.source)).all()
+    per_day = _slot_day_counts(period, rows)
+    started = {day: {s: per_day.get(day, {}).get(s, 0) for s in CONVERSATION_SOURCES} for day in period.days}
+    totals = {s: sum(d[s] for d in started.values()) for s in CONVERSATION_SOURCES}
+    return started, totals
+
+
+def _responses(account_id: int, period: Period, schedule, now: datetime):
+    F = ConversationFact
+    rows = db.session.execute(
+        select(F.first_customer_ms, F.response_seconds, F.responder_user_id)
+        .where(F.account_id == account_id, F.first_customer_ms >= period.start_ms,
+               F.first_customer_ms < period.end_ms)).all()
+    per_day: dict[date, list[int]] = defaultdict(list)
+    by_user: dict[int, list[int]] = defaultdict(list)
+    summary = Summary()
+    answered: list[int] = []
+    tz = period.tz
+    for first_ms, seconds, user_id in rows:
+        if seconds is None:
+            if _waited_over_hour(ms_to_datetime(first_ms), now, tz, schedule):
+                summary.counted += 1
+            else:
+                summary.waiting += 1
+            continue
+        per_day[period.local_day(first_ms)].append(seconds)
+        by_user[user_id or 0].append(seconds)
+        answered.append(seconds)
+        summary.counted += 1
+        summary.within_hour += seconds <= WITHIN
+    summary.answered = len(answered)
+    summary.median, summary.p90 = median(answered), p90(answered)
+    days = [ResponseDay(day, len(per_day.get(day, [])), median(per_day.get(day, [])), p90(per_day.get(day, [])))
+            for day in period.days]
+    return days, summary, by_user
+
+
+def _waited_over_hour(start: datetime, now: datetime, tz, schedule) -> bool:
+    if now - start <= timedelta(seconds=WITHIN):
+        return False
+    # A week and a day holds every weekly schedule's hours once: enough to know "over an hour".
+    return hours.business_seconds(start, min(now, start + timedelta(days=8)), tz, schedule) > WITHIN
+
+
+def _slot_range(period: Period):
+    lo, hi = period.start_ms // SLOT_MS, period.end_ms // SLOT_MS
+    return InsightSlot.slot >= lo, InsightSlot.slot < hi
+
+
+def _heatmap(account_id: int, period: Period) -> tuple[list[list[int]], int]:
+    S = InsightSlot
+    grid = [[0] * 24 for _ in range(7)]
+    total = 0
+    tz = period.tz
+    for slot, count in db.session.execute(
+            select(S.slot, S.customer_messages).where(S.account_id == account_id, S.user_id == 0,
+                                                      S.customer_messages > 0, *_slot_range(period))):
+        local = datetime.fromtimestamp(slot * SLOT_MS / 1000, tz=timezone.utc).astimezone(tz)
+        grid[local.weekday()][local.hour] += count
+        total += count
+    return grid, total
+
+
+def _customer_messages(account_id: int, period: Period) -> int:
+    S = InsightSlot
+    return int(db.session.scalar(select(func.coalesce(func.sum(S.customer_messages), 0))
+                                 .where(S.account_id == account_id, S.user_id == 0, *_slot_range(period))) or 0)
+
+
+def _cohort(period: Period):
+    """Sales outcomes count for the conversations started in the period (conversations → sales)."""
+    F = ConversationFact
+    return and_(F.conversation_id == SaleOutcome.conversation_id, F.started_ms >= period.start_ms,
+                F.started_ms < period.end_ms)
+
+
+def _sales_totals(account_id: int, period: Period, summary: Summary) -> None:
+    O = SaleOutcome
+    for outcome, count, amount in db.session.execute(
+            select(O.outcome, func.count(), func.coalesce(func.sum(O.amount), 0))
+            .join(ConversationFact, _cohort(period))
+            .where(O.account_id == account_id, O.is_current.is_(True)).group_by(O.outcome)):
+        if outcome == "sold":
+            summary.sold, summary.amount = count, Decimal(amount).quantize(Decimal("0.01"))
+        else:
+            summary.not_sold = count
+
+
+def _products(account_id: int, period: Period) -> list[ProductRow]:
+    F, C, O = ConversationFact, Conversation, SaleOutcome
+    rows: dict[int, ProductRow] = {}
+    products = {p.id: p for p in db.session.scalars(select(Product).where(Product.account_id == account_id))}
+
+    def row(pid: int) -> ProductRow:
+        return rows.setdefault(pid, ProductRow(products[pid]))
+
+    for pid, count in db.session.execute(
+            select(C.product_id, func.count()).join(F, F.conversation_id == C.id)
+            .where(F.account_id == account_id, C.account_id == account_id, C.product_id.is_not(None),
+                   F.started_ms >= period.start_ms, F.started_ms < period.end_ms).group_by(C.product_id)):
+        row(pid).conversations = count
+    start, end = period.start_ms, period.end_ms
+    for pid, count in db.session.execute(
+            select(PostProduct.product_id, func.count()).join(Comment, Comment.post_id == PostProduct.post_id)
+            .where(Comment.account_id == account_id, PostProduct.account_id == account_id,
+                   Comment.is_own.is_(False), Comment.meta_timestamp >= start, Comment.meta_timestamp < end)
+            .group_by(PostProduct.product_id)):
+        row(pid).comments = count
+    for pid, count, quantity, amount in db.session.execute(
+            select(O.product_id, func.count(), func.coalesce(func.sum(O.quantity), 0),
+                   func.coalesce(func.sum(O.amount), 0))
+            .join(ConversationFact, _cohort(period))
+            .where(O.account_id == account_id, O.is_current.is_(True), O.outcome == "sold",
+                   O.product_id.is_not(None)).group_by(O.product_id)):
+        r = row(pid)
+        r.sold, r.quantity, r.amount = count, int(quantity), Decimal(amount).quantize(Decimal("0.01"))
+    return sorted(rows.values(), key=lambda r: (-r.conversations, -r.sold, -r.comments, r.product.name.lower()))
+
+
+def _top(account_id: int, period: Period, kind: str) -> list[SourceRow]:
+    F, O = ConversationFact, SaleOutcome
+    key = F.post_media_id if kind == "post" else F.ad_id
+    where = [F.account_id == account_id, F.started_ms >= period.start_ms, F.started_ms < period.end_ms,
+             key.is_not(None)]
+    where.append(F.source.in_(("post", "comment")) if kind == "post" else F.source == "ad")
+    counts = db.session.execute(select(key, func.count()).where(*where).group_by(key)
+                                .order_by(func.count().desc(), key).limit(TOP)).all()
+    if not counts:
+        return []
+    keys = [k for k, _ in counts]
+    sales = {k: (n, a) for k, n, a in db.session.execute(
+        select(key, func.count(), func.coalesce(func.sum(O.amount), 0)).join(O, O.conversation_id == F.conversation_id)
+        .where(*where, key.in_(keys), O.is_current.is_(True), O.outcome == "sold").group_by(key))}
+    if kind == "post":
+        posts = {p.media_id: p for p in db.session.scalars(
+            select(Post).where(Post.account_id == account_id, Post.media_id.in_(keys)))}
+        titles = {}
+    else:
+        ad_posts = dict(db.session.execute(
+            select(F.ad_id, func.max(F.post_media_id)).where(*where, F.ad_id.in_(keys)).group_by(F.ad_id)).all())
+        titles = dict(db.session.execute(
+            select(F.ad_id, func.max(F.ad_title)).where(*where, F.ad_id.in_(keys)).group_by(F.ad_id)).all())
+        by_media = {p.media_id: p for p in db.session.scalars(
+            select(Post).where(Post.account_id == account_id, Post.media_id.in_([m for m in ad_posts.values() if m])))}
+        posts = {ad: by_media.get(m) for ad, m in ad_posts.items()}
+    out = []
+    for k, count in counts:
+        post = posts.get(k)
+        label = titles.get(k) or (" ".join((post.caption or "").split())[:80] if post is not None else "") or \
+            (f"Ad {k}" if kind == "ad" else f"Post {k}")
+        sold, amount = sales.get(k, (0, 0))
+        out.append(SourceRow(k, label, post, count, sold, Decimal(amount).quantize(Decimal("0.01"))))
+    return out
+
+
+def _people(account_id: int, period: Period, first_by_user: dict[int, list[int]]) -> list[PersonRow]:
+    S = InsightSlot
+    replies = dict(db.session.execute(
+        select(S.user_id, func.sum(S.replies)).where(S.account_id == account_id, S.replies > 0, *_slot_range(period))
+        .group_by(S.user_id)).all())
+    members = dict(db.session.execute(
+        select(StaffUser.id, func.coalesce(func.nullif(StaffUser.name, ""), StaffUser.email))
+        .join(Membership, Membership.user_id == StaffUser.id).where(Membership.account_id == account_id)).all())
+    others = set(replies) | set(first_by_user)
+    named = dict(db.session.execute(
+        select(StaffUser.id, func.coalesce(func.nullif(StaffUser.name, ""), StaffUser.email))
+        .where(StaffUser.id.in_([u for u in others if u and u not in members]))).all()) if others else {}
+    out = []
+    for uid in sorted(set(members) | others, key=lambda u: (u == 0, (members.get(u) or named.get(u) or "").lower())):
+        name = "Owner's Instagram app" if uid == 0 else members.get(uid) or named.get(uid) or "Former staff"
+        answered = first_by_user.get(uid, [])
+        out.append(PersonRow(uid, name, int(replies.get(uid, 0) or 0), len(answered), median(answered)))
+    return [p for p in out if p.user_id in members or p.replies or p.answered_first]
