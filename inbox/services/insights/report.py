@@ -205,9 +205,9 @@ def _slot_day_counts(period: Period, rows) -> dict:
 def _started(account_id: int, period: Period) -> tuple[dict[date, dict[str, int]], dict[str, int]]:
     F = ConversationFact
     rows = db.session.execute(
-        select(F.started_ms // SLOT_MS, F.source, func.count())
+        select(facts.slot_of(F.started_ms), F.source, func.count())
         .where(F.account_id == account_id, F.started_ms >= period.start_ms, F.started_ms < period.end_ms)
-        .group_by(F.started_ms // SLOT_MS, F.source)).all()
+        .group_by(facts.slot_of(F.started_ms), F.source)).all()
     per_day = _slot_day_counts(period, rows)
     started = {day: {s: per_day.get(day, {}).get(s, 0) for s in CONVERSATION_SOURCES} for day in period.days}
     totals = {s: sum(d[s] for d in started.values()) for s in CONVERSATION_SOURCES}
