@@ -24,7 +24,8 @@ from sqlalchemy.orm import aliased, selectinload
 
 from ..extensions import db
 from ..live.publish import publish_after_commit
-from ..models import Attachment, Conversation, Identity, Message, Post, PostProduct, Product, ms_to_datetime, utcnow
+from ..models import (Attachment, Conversation, ConversationFact, Identity, Message, Post, PostProduct, Product,
+                      ms_to_datetime, utcnow)
 
 PAGE_SIZE = 30
 THREAD_PAGE_SIZE = 100
@@ -57,12 +58,15 @@ class NotFound(LookupError):
 
 @dataclass(frozen=True)
 class Filters:
-    """What the list shows: a view, a product, a status and a search text."""
+    """What the list shows: a view, a product, a status, a search text, and the post or ad that started it."""
 
     view: str = "all"
     product_id: int | None = None
     status: str = ""
     q: str = ""
+    # Conversations a post (shared, or commented on) or an ad started: the Insights page links here.
+    post: str = ""
+    ad: str = ""
 
     @classmethod
     def from_args(cls, args: Any) -> Filters:
@@ -74,8 +78,9 @@ class Filters:
         except (TypeError, ValueError):
             product_id = None
         q = " ".join(str(args.get("q", "")).split())[:100]
+        post, ad = (str(args.get(k, "")).strip()[:64] for k in ("post", "ad"))
         return cls(view=view if view in VIEWS else "all", product_id=product_id,
-                   status=status if status in STATUSES else "", q=q)
+                   status=status if status in STATUSES else "", q=q, post=post, ad=ad)
 
     def args(self) -> dict[str, Any]:
         """The query string that gives these filters back (defaults left out)."""
@@ -88,6 +93,10 @@ class Filters:
             out["status"] = self.status
         if self.q:
             out["q"] = self.q
+        if self.post:
+            out["post"] = self.post
+        if self.ad:
+            out["ad"] = self.ad
         return out
 
     @property
@@ -254,6 +263,14 @@ def _filter_conditions(account_id: int, filters: Filters) -> list:
         out.append(C.product_id == filters.product_id)
     if filters.status:
         out.append(C.status == filters.status)
+    F = ConversationFact
+    if filters.post:
+        out.append(C.id.in_(select(F.conversation_id).where(F.account_id == account_id,
+                                                            F.post_media_id == filters.post,
+                                                            F.source.in_(("post", "comment")))))
+    if filters.ad:
+        out.append(C.id.in_(select(F.conversation_id).where(F.account_id == account_id, F.ad_id == filters.ad,
+                                                            F.source == "ad")))
     return out
 
 
