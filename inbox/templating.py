@@ -19,7 +19,7 @@ from flask_login import current_user
 from .display import display_name, dom_id, is_fallback_name, name_hint
 from .models import JobRun
 from .services import comments, conversations, identities, media, sending, sync
-from .services.insights import sales
+from .services.insights import hours, sales
 from .services.products import panel, posts
 from .services.staff import accounts_for
 
@@ -51,7 +51,8 @@ def init_app(app: Flask) -> None:
         sale_outcome=sale_outcome,
     )
     app.jinja_env.filters.update(reltime=reltime, datetime=format_datetime, ms_datetime=ms_datetime,
-                                 day_label=day_label, duration=duration, money=money)
+                                 day_label=day_label, duration=duration, money=money,
+                                 hhmm=hours.format_minute)
     app.context_processor(_staff_context)
 
 

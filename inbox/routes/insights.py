@@ -38,7 +38,7 @@ def index():
                   period_args=_period_args(period) if not error else {"days": 30},
                   settings=settings, schedule=hours.schedule_from_json(settings.business_hours),
                   zones=hours.zone_names(), weekdays=hours.WEEKDAYS, labels=report.SOURCE_LABELS,
-                  colours=charts.SOURCE_COLOURS, format_minute=hours.format_minute,
+                  colours=charts.SOURCE_COLOURS,
                   status=400 if error else 200)
 
 
