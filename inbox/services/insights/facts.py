@@ -5,7 +5,8 @@ The page reads two small tables instead of two million messages: `insight_conver
 response time in business seconds) and `insight_slots` (customer messages and replies per
 person per 15 minutes of UTC). `refresh(account_id)` folds in every message whose row
 changed since the account's watermark (`InsightSettings.refreshed_through`, read back
-`OVERLAP` earlier so a transaction that committed late is not missed): the conversations
+`OVERLAP` earlier so a message written in a transaction that committed a little after
+its rows were stamped is not missed): the conversations
 those messages belong to are recomputed whole, and so are the slots they fall in. It runs
 under a lock on the settings row (one refresh per account at a time) and is cheap when
 nothing changed: the Insights page and the export call it first. The first refresh of an
@@ -39,7 +40,7 @@ from ...models import (Conversation, ConversationFact, InsightSettings, InsightS
 from ...models.insights import SLOT_MS
 from . import hours
 
-OVERLAP = timedelta(minutes=2)
+OVERLAP = timedelta(seconds=30)
 CHUNK = 500
 HUMAN_KINDS = ("staff", "instagram_app")
 POST_TYPES = ("ig_post", "share", "ig_reel", "reel")
