@@ -3,11 +3,11 @@ facts and 15-minute activity counts the Insights page reads, and sales outcomes.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Index, Integer, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -51,6 +51,9 @@ class ConversationFact(db.Model):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     # Meta's time (ms) of the conversation's first message, and what brought it (CONVERSATION_SOURCES).
     started_ms: Mapped[int] = mapped_column(BigInteger)
+    # Local days (the account's time zone, recomputed when it changes) the page groups by.
+    started_day: Mapped[date] = mapped_column(Date)
+    first_customer_day: Mapped[date | None] = mapped_column(Date)
     source: Mapped[str] = mapped_column(String(16))
     # The post shared (or the ad's post) and the ad that started it.
     post_media_id: Mapped[str | None] = mapped_column(String(64))

@@ -39,6 +39,8 @@ def upgrade():
         sa.Column('conversation_id', sa.Integer(), nullable=False),
         sa.Column('account_id', sa.Integer(), nullable=False),
         sa.Column('started_ms', sa.BigInteger(), nullable=False),
+        sa.Column('started_day', sa.Date(), nullable=False),
+        sa.Column('first_customer_day', sa.Date(), nullable=True),
         sa.Column('source', sa.String(length=16), nullable=False),
         sa.Column('post_media_id', sa.String(length=64), nullable=True),
         sa.Column('ad_id', sa.String(length=64), nullable=True),

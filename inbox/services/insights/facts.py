@@ -12,7 +12,7 @@ under a lock on the settings row (one refresh per account at a time) and is chea
 nothing changed: the Insights page and the export call it first. The first refresh of an
 account (or `flask --app inbox insights rebuild`) computes everything.
 
-Changing the time zone or the business hours recomputes every stored response time
+Changing the time zone or the business hours recomputes every stored local day and response time
 (`facts_key` remembers what they were computed with).
 
 Definitions: a conversation starts at its first message; its source is read from that
@@ -95,21 +95,28 @@ def refresh(account_id: int, *, full: bool = False) -> None:
     for chunk in _chunks(conversation_ids):
         _write_facts(account_id, chunk, tz, schedule, replace=since is not None)
     if since is not None and settings.facts_key != key:
-        recompute_response_times(account_id, tz, schedule)
+        recompute_local(account_id, tz, schedule)
     settings.facts_key = key
     settings.refreshed_through = now
     db.session.commit()
 
 
-def recompute_response_times(account_id: int, tz, schedule) -> None:
-    """Every stored response time again, with the account's current time zone and hours."""
+def recompute_local(account_id: int, tz, schedule) -> None:
+    """Every stored local day and response time again, with the account's current time zone and hours."""
     F = ConversationFact
-    rows = db.session.execute(select(F.conversation_id, F.first_customer_ms, F.first_response_ms)
-                              .where(F.account_id == account_id, F.first_response_ms.is_not(None))).all()
-    values = [{"conversation_id": cid, "response_seconds": hours.business_seconds(
-        ms_to_datetime(first), ms_to_datetime(answered), tz, schedule)} for cid, first, answered in rows]
+    rows = db.session.execute(select(F.conversation_id, F.started_ms, F.first_customer_ms, F.first_response_ms)
+                              .where(F.account_id == account_id)).all()
+    values = [{"conversation_id": cid, "started_day": local_day(started, tz),
+               "first_customer_day": local_day(first, tz) if first is not None else None,
+               "response_seconds": hours.business_seconds(ms_to_datetime(first), ms_to_datetime(answered), tz, schedule)
+               if answered is not None else None}
+              for cid, started, first, answered in rows]
     for chunk in _chunks(values, 2000):
         db.session.execute(update(ConversationFact), chunk)
+
+
+def local_day(ms: int, tz):
+    return ms_to_datetime(ms).astimezone(tz).date()
 
 
 def _chunks(items: list, size: int = CHUNK) -> Iterable[list]:
@@ -173,6 +180,8 @@ def _write_facts(account_id: int, conversation_ids: list[int], tz, schedule, *, 
         response_ms = answered.get(cid)
         values.append({
             "conversation_id": cid, "account_id": account_id, "started_ms": first_ms, "source": source,
+            "started_day": local_day(first_ms, tz),
+            "first_customer_day": local_day(first_in_ms, tz) if first_in_ms is not None else None,
             "post_media_id": post_media_id, "ad_id": ad_id, "ad_title": ad_title,
             "first_customer_ms": first_in_ms, "first_response_ms": response_ms,
             "response_seconds": (hours.business_seconds(ms_to_datetime(first_in_ms), ms_to_datetime(response_ms),

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, case, func, select
 
 from ...extensions import db
 from ...models import (Comment, Conversation, ConversationFact, InsightSlot, Membership, Post, PostProduct, Product,
@@ -177,7 +177,7 @@ def build(account_id: int, period: Period, *, refresh: bool = True, now: datetim
     now = now or utcnow()
     started, by_source = _started(account_id, period)
     response_days, summary, first_by_user = _responses(account_id, period, schedule, now)
-    previous = _responses(account_id, period.previous(), schedule, now)[1]
+    previous = _responses(account_id, period.previous(), schedule, now, details=False)[1]
     summary.started = sum(by_source.values())
     previous.started = sum(_started(account_id, period.previous())[1].values())
     heatmap, summary.customer_messages = _heatmap(account_id, period)
@@ -194,54 +194,78 @@ def build(account_id: int, period: Period, *, refresh: bool = True, now: datetim
     )
 
 
-def _slot_day_counts(period: Period, rows) -> dict:
-    """{local day: {key: count}} from (slot, key, count) rows."""
-    out: dict[date, dict] = defaultdict(lambda: defaultdict(int))
-    for slot, key, count in rows:
-        out[period.local_day(slot * SLOT_MS)][key] += int(count)
-    return out
-
-
 def _started(account_id: int, period: Period) -> tuple[dict[date, dict[str, int]], dict[str, int]]:
     F = ConversationFact
-    rows = db.session.execute(
-        select(facts.slot_of(F.started_ms), F.source, func.count())
-        .where(F.account_id == account_id, F.started_ms >= period.start_ms, F.started_ms < period.end_ms)
-        .group_by(facts.slot_of(F.started_ms), F.source)).all()
-    per_day = _slot_day_counts(period, rows)
-    started = {day: {s: per_day.get(day, {}).get(s, 0) for s in CONVERSATION_SOURCES} for day in period.days}
+    counts: dict[date, dict[str, int]] = defaultdict(dict)
+    for day, source, n in db.session.execute(
+            select(F.started_day, F.source, func.count())
+            .where(F.account_id == account_id, F.started_ms >= period.start_ms, F.started_ms < period.end_ms)
+            .group_by(F.started_day, F.source)):
+        counts[day][source] = n
+    started = {day: {s: counts.get(day, {}).get(s, 0) for s in CONVERSATION_SOURCES} for day in period.days}
     totals = {s: sum(d[s] for d in started.values()) for s in CONVERSATION_SOURCES}
     return started, totals
 
 
-def _responses(account_id: int, period: Period, schedule, now: datetime):
+def _first_customer_in(period: Period) -> list:
     F = ConversationFact
-    rows = db.session.execute(
-        select(F.first_customer_ms, F.response_seconds, F.responder_user_id)
-        .where(F.account_id == account_id, F.first_customer_ms >= period.start_ms,
-               F.first_customer_ms < period.end_ms)).all()
-    per_day: dict[date, list[int]] = defaultdict(list)
-    by_user: dict[int, list[int]] = defaultdict(list)
+    return [F.first_customer_ms >= period.start_ms, F.first_customer_ms < period.end_ms]
+
+
+def _percentiles(account_id: int, period: Period, group=None) -> dict:
+    """{group value: (median, p90, count)} of answered conversations' response seconds ({None: …} without a group).
+
+    PostgreSQL computes them (percentile_cont(0.5) is the median, percentile_disc(0.9) the
+    nearest-rank 90th percentile); elsewhere the values are read and computed here, the same way.
+    """
+    F = ConversationFact
+    where = [F.account_id == account_id, *_first_customer_in(period), F.response_seconds.is_not(None)]
+    key = [group] if group is not None else []
+    if db.session.get_bind().dialect.name == "postgresql":
+        rows = db.session.execute(
+            select(*key, func.percentile_cont(0.5).within_group(F.response_seconds),
+                   func.percentile_disc(0.9).within_group(F.response_seconds), func.count())
+            .where(*where).group_by(*key)).all()
+        return {(r[0] if key else None): (float(r[-3]), float(r[-2]), r[-1]) for r in rows if r[-1]}
+    values: dict = defaultdict(list)
+    for r in db.session.execute(select(*key, F.response_seconds).where(*where)):
+        values[r[0] if key else None].append(r[-1])
+    return {k: (median(v), p90(v), len(v)) for k, v in values.items()}
+
+
+def _responses(account_id: int, period: Period, schedule, now: datetime, *, details: bool = True):
+    F = ConversationFact
     summary = Summary()
-    answered: list[int] = []
+    answered, within = db.session.execute(
+        select(func.count(F.response_seconds), func.coalesce(func.sum(case((F.response_seconds <= WITHIN, 1),
+                                                                           else_=0)), 0))
+        .where(F.account_id == account_id, *_first_customer_in(period))).one()
+    summary.answered, summary.within_hour, summary.counted = answered, int(within), answered
+    total = _percentiles(account_id, period).get(None)
+    summary.median, summary.p90 = (total[0], total[1]) if total else (None, None)
+    # Unanswered: over an hour of business time counts against "within 1 hour"; younger ones wait.
+    recent_ms = int((now - timedelta(days=8)).timestamp() * 1000)
+    unanswered = [F.account_id == account_id, *_first_customer_in(period), F.response_seconds.is_(None)]
+    if schedule is None or _weekly_minutes(schedule) >= WITHIN // 60:
+        summary.counted += db.session.scalar(select(func.count()).where(*unanswered, F.first_customer_ms < recent_ms))
+        unanswered.append(F.first_customer_ms >= recent_ms)
     tz = period.tz
-    for first_ms, seconds, user_id in rows:
-        if seconds is None:
-            if _waited_over_hour(ms_to_datetime(first_ms), now, tz, schedule):
-                summary.counted += 1
-            else:
-                summary.waiting += 1
-            continue
-        per_day[period.local_day(first_ms)].append(seconds)
-        by_user[user_id or 0].append(seconds)
-        answered.append(seconds)
-        summary.counted += 1
-        summary.within_hour += seconds <= WITHIN
-    summary.answered = len(answered)
-    summary.median, summary.p90 = median(answered), p90(answered)
-    days = [ResponseDay(day, len(per_day.get(day, [])), median(per_day.get(day, [])), p90(per_day.get(day, [])))
+    for (first_ms,) in db.session.execute(select(F.first_customer_ms).where(*unanswered)):
+        if _waited_over_hour(ms_to_datetime(first_ms), now, tz, schedule):
+            summary.counted += 1
+        else:
+            summary.waiting += 1
+    if not details:
+        return [], summary, {}
+    per_day = _percentiles(account_id, period, F.first_customer_day)
+    days = [ResponseDay(day, *(lambda m: (m[2], m[0], m[1]) if m else (0, None, None))(per_day.get(day)))
             for day in period.days]
+    by_user = _percentiles(account_id, period, func.coalesce(F.responder_user_id, 0))
     return days, summary, by_user
+
+
+def _weekly_minutes(schedule) -> int:
+    return sum(b - a for spans in schedule.values() for a, b in spans)
 
 
 def _waited_over_hour(start: datetime, now: datetime, tz, schedule) -> bool:
@@ -362,7 +386,7 @@ def _top(account_id: int, period: Period, kind: str) -> list[SourceRow]:
     return out
 
 
-def _people(account_id: int, period: Period, first_by_user: dict[int, list[int]]) -> list[PersonRow]:
+def _people(account_id: int, period: Period, first_by_user: dict[int, tuple]) -> list[PersonRow]:
     S = InsightSlot
     replies = dict(db.session.execute(
         select(S.user_id, func.sum(S.replies)).where(S.account_id == account_id, S.replies > 0, *_slot_range(period))
@@ -377,6 +401,6 @@ def _people(account_id: int, period: Period, first_by_user: dict[int, list[int]]
     out = []
     for uid in sorted(set(members) | others, key=lambda u: (u == 0, (members.get(u) or named.get(u) or "").lower())):
         name = "Owner's Instagram app" if uid == 0 else members.get(uid) or named.get(uid) or "Former staff"
-        answered = first_by_user.get(uid, [])
-        out.append(PersonRow(uid, name, int(replies.get(uid, 0) or 0), len(answered), median(answered)))
+        m = first_by_user.get(uid)
+        out.append(PersonRow(uid, name, int(replies.get(uid, 0) or 0), m[2] if m else 0, m[0] if m else None))
     return [p for p in out if p.user_id in members or p.replies or p.answered_first]
