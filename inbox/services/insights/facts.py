@@ -40,7 +40,7 @@ from ...models import (Conversation, ConversationFact, InsightSettings, InsightS
 from ...models.insights import SLOT_MS
 from . import hours
 
-OVERLAP = timedelta(seconds=30)
+OVERLAP = timedelta(seconds=10)
 CHUNK = 500
 HUMAN_KINDS = ("staff", "instagram_app")
 POST_TYPES = ("ig_post", "share", "ig_reel", "reel")

@@ -9,6 +9,7 @@ fold=0 does.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -31,8 +32,11 @@ def zone(name: str) -> ZoneInfo:
         raise HoursError(f"Unknown time zone {name!r}.") from exc
 
 
-def zone_names() -> list[str]:
-    return sorted(n for n in available_timezones() if "/" in n and not n.startswith(("Etc/", "SystemV/"))) + ["UTC"]
+@functools.cache
+def zone_names() -> tuple[str, ...]:
+    """The zones the settings form offers (read once: listing them reads the zone files)."""
+    return tuple(sorted(n for n in available_timezones() if "/" in n and not n.startswith(("Etc/", "SystemV/")))) \
+        + ("UTC",)
 
 
 def schedule_from_json(value: dict | None) -> Schedule | None:

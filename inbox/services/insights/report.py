@@ -285,11 +285,18 @@ def _heatmap(account_id: int, period: Period) -> tuple[list[list[int]], int]:
     grid = [[0] * 24 for _ in range(7)]
     total = 0
     tz = period.tz
+    offsets: dict[int, int] = {}  # UTC hour → the zone's offset in ms then (read once per hour)
     for slot, count in db.session.execute(
             select(S.slot, S.customer_messages).where(S.account_id == account_id, S.user_id == 0,
                                                       S.customer_messages > 0, *_slot_range(period))):
-        local = datetime.fromtimestamp(slot * SLOT_MS / 1000, tz=timezone.utc).astimezone(tz)
-        grid[local.weekday()][local.hour] += count
+        at = slot * SLOT_MS
+        hour_key = at // 3_600_000
+        if hour_key not in offsets:
+            moment = datetime.fromtimestamp(hour_key * 3600, tz=timezone.utc)
+            offsets[hour_key] = int(moment.astimezone(tz).utcoffset().total_seconds() * 1000)
+        local_ms = at + offsets[hour_key]
+        # 1 January 1970 was a Thursday (weekday 3).
+        grid[(local_ms // 86_400_000 + 3) % 7][local_ms // 3_600_000 % 24] += count
         total += count
     return grid, total
 
