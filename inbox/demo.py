@@ -14,15 +14,19 @@ import os
 import random
 import shutil
 import threading
+from decimal import Decimal
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from flask import Flask
+from sqlalchemy import select
 
 from . import create_app, runner
 from .extensions import db
+from .models import Conversation
 from .services import accounts, automations, staff
+from .services.insights import facts, sales
 from .services.products import catalogue, posts
 from .sim import Simulator
 
@@ -148,6 +152,8 @@ def seed_database(app, world: DemoWorld) -> None:
             db.session.commit()
             if sku and post.link is None:
                 posts.link_post(account.id, post.id, catalogue.find_by_sku(account.id, sku).id, admin.id)
+        facts.update_settings(account.id, timezone="Europe/Lisbon", currency="EUR",
+                              schedule={d: [(9 * 60, 19 * 60)] for d in range(6)})
         account_id, admin_id = account.id, admin.id
     world.account_id, world.admin_id = account_id, admin_id
 
@@ -311,6 +317,67 @@ class CustomerScript(threading.Thread):
         return False
 
 
+def play_weeks(world: DemoWorld, rng: random.Random, weeks: int = 6) -> list[tuple[object, str | None]]:
+    """Weeks of earlier conversations through real webhooks, so Insights is full on first open.
+
+    Each day brings a few new customers (more on weekdays and in the evening): a plain DM,
+    a shared post, an ad, a story reply. The owner answers most from the Instagram app,
+    sooner in business hours. Returns (customer, sku of the post or ad) for the outcomes.
+    """
+    shop, now = world.shop, datetime.now(timezone.utc)
+    opened = []
+    n = 0
+    for day in range(weeks * 7, 0, -1):
+        date = (now - timedelta(days=day)).replace(minute=0, second=0, microsecond=0)
+        for _ in range(rng.randint(4, 9) if date.weekday() < 5 else rng.randint(2, 5)):
+            n += 1
+            at = date.replace(hour=rng.choice((9, 10, 11, 12, 13, 14, 17, 18, 19, 20, 21, 21, 22))) + \
+                timedelta(minutes=rng.randint(0, 59))
+            customer = shop.add_customer(f"{rng.choice(('ana', 'rui', 'eva', 'leo', 'mia', 'tia'))}.{n}")
+            kind = rng.choices(("dm", "post", "ad", "story"), (40, 30, 18, 12))[0]
+            media, sku = rng.choice(world.posts[:3])
+            if kind == "post":
+                customer.shares_post(media, at=at)
+                customer.sends_text(rng.choice(QUESTIONS), at=at + timedelta(seconds=30))
+            elif kind == "ad":
+                customer.clicks_ad("Hi! I saw your ad, is it still available?", post=media, ad_id=f"AD-{sku}",
+                                   title=f"{sku} spring campaign", at=at)
+            elif kind == "story":
+                customer.replies_to_story("Love this! 😍", at=at)
+            else:
+                customer.sends_text(rng.choice(QUESTIONS), at=at)
+            if rng.random() < 0.88:
+                open_hours = at.weekday() < 6 and 9 <= at.hour < 19
+                wait = timedelta(minutes=rng.randint(2, 50) if open_hours else rng.randint(60, 600))
+                shop.types_in_app(customer, rng.choice(OWNER_LINES), at=at + wait)
+                if rng.random() < 0.6:
+                    customer.sends_text(rng.choice(THANKS), at=at + wait + timedelta(minutes=rng.randint(1, 30)))
+            opened.append((customer, sku if kind in ("post", "ad") else None))
+    world.sim.settle(120)
+    return opened
+
+
+def mark_outcomes(app, world: DemoWorld, opened: list, rng: random.Random) -> None:
+    """Staff marked some of those conversations Sold (with the product and amount) or Not sold."""
+    with app.app_context():
+        agent = staff.find_user(AGENT_EMAIL)
+        prices = {sku: price for sku, _, price, _ in PRODUCTS}
+        for customer, sku in opened:
+            conversation = db.session.scalar(select(Conversation).where(
+                Conversation.account_id == world.account_id, Conversation.customer_igsid == customer.igsid))
+            if conversation is None or rng.random() > 0.3:
+                continue
+            user_id = rng.choice((world.admin_id, agent.id if agent else world.admin_id))
+            product = catalogue.find_by_sku(world.account_id, sku or rng.choice(PRODUCTS)[0])
+            if rng.random() < 0.7:
+                quantity = rng.choice((1, 1, 1, 2))
+                sales.mark_sold(world.account_id, conversation.id, product_id=product.id, quantity=quantity,
+                                amount=str(Decimal(prices[product.sku]) * quantity), user_id=user_id)
+            else:
+                sales.mark_not_sold(world.account_id, conversation.id, user_id=user_id,
+                                    reason=rng.choice(sales.REASONS))
+
+
 def run_demo(*, host: str = "127.0.0.1", port: int = 5000, sim_port: int = 0, pace: float = 8.0,
              web_processes: int = 2, instance: str | os.PathLike | None = None, reset: bool = True,
              seed: int | None = None) -> int:
@@ -335,6 +402,10 @@ def run_demo(*, host: str = "127.0.0.1", port: int = 5000, sim_port: int = 0, pa
         play_history(world, random.Random(seed))
         play_comments(world, random.Random(seed))
         script.start()
+        # Older weeks arrive beside the live script (a minute or so of webhooks) for Insights.
+        threading.Thread(target=lambda: mark_outcomes(app, world, play_weeks(world, random.Random(seed)),
+                                                      random.Random(seed)),
+                         name="demo-weeks", daemon=True).start()
 
     banner = (
         f"  Meta simulator at {sim.url}  (account @{world.shop.username}, id {world.shop.ig_user_id})\n"
