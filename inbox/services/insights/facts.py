@@ -124,6 +124,17 @@ def _chunks(items: list, size: int = CHUNK) -> Iterable[list]:
         yield items[i:i + size]
 
 
+def _runs(slots: list[int]) -> list[tuple[int, int]]:
+    """Sorted slot numbers as (first, last) runs of consecutive ones."""
+    out: list[tuple[int, int]] = []
+    for slot in sorted(slots):
+        if out and slot == out[-1][1] + 1:
+            out[-1] = (out[-1][0], slot)
+        else:
+            out.append((slot, slot))
+    return out
+
+
 def _human_reply(M=Message):
     return and_(M.direction == "out", M.sender_kind.in_(HUMAN_KINDS), func.coalesce(M.status, "") != "failed")
 
@@ -136,8 +147,9 @@ def _write_slots(account_id: int, slots: list[int] | None) -> None:
     user = case((is_in, 0), else_=func.coalesce(M.sent_by_user_id, 0)).label("user_id")
     where = [M.account_id == account_id, or_(is_in, _human_reply())]
     if slots is not None:
-        where += [M.meta_timestamp >= min(slots) * SLOT_MS, M.meta_timestamp < (max(slots) + 1) * SLOT_MS,
-                  slot_of(M.meta_timestamp).in_(slots)]
+        # One index range per run of adjacent slots (an edit of an old message is a slot far away).
+        where.append(or_(*(and_(M.meta_timestamp >= a * SLOT_MS, M.meta_timestamp < (b + 1) * SLOT_MS)
+                           for a, b in _runs(slots))))
     rows = db.session.execute(
         select(slot, user, func.sum(case((is_in, 1), else_=0)), func.sum(case((is_in, 0), else_=1)))
         .where(*where).group_by(slot, user)).all()
@@ -162,14 +174,17 @@ def _write_facts(account_id: int, conversation_ids: list[int], tz, schedule, *, 
     if answered:
         for cid, user_id in db.session.execute(
                 select(M.conversation_id, M.sent_by_user_id)
-                .where(tuple_(M.conversation_id, M.meta_timestamp).in_(list(answered.items())), _human_reply())
+                # The plain IN lets PostgreSQL use the thread index; the pairs pick the rows.
+                .where(M.conversation_id.in_(list(answered)),
+                       tuple_(M.conversation_id, M.meta_timestamp).in_(list(answered.items())), _human_reply())
                 .order_by(M.id)):
             responders.setdefault(cid, user_id)
     pairs = {(cid, ts) for cid, ts, _ in firsts} | {(cid, ts) for cid, _, ts in firsts if ts is not None}
     openers: dict[tuple[int, int], Message] = {}
     if pairs:
         for message in db.session.scalars(
-                select(M).where(tuple_(M.conversation_id, M.meta_timestamp).in_(list(pairs)))
+                select(M).where(M.conversation_id.in_({cid for cid, _ in pairs}),
+                                tuple_(M.conversation_id, M.meta_timestamp).in_(list(pairs)))
                 .options(selectinload(M.attachments), selectinload(M.comment)).order_by(M.id)):
             openers.setdefault((message.conversation_id, message.meta_timestamp), message)
     values = []
