@@ -310,8 +310,8 @@ def _customer_messages(account_id: int, period: Period) -> int:
 def _cohort(period: Period):
     """Sales outcomes count for the conversations started in the period (conversations → sales)."""
     F = ConversationFact
-    return and_(F.conversation_id == SaleOutcome.conversation_id, F.started_ms >= period.start_ms,
-                F.started_ms < period.end_ms)
+    return and_(F.conversation_id == SaleOutcome.conversation_id, F.account_id == SaleOutcome.account_id,
+                F.started_ms >= period.start_ms, F.started_ms < period.end_ms)
 
 
 def _sales_totals(account_id: int, period: Period, summary: Summary) -> None:
