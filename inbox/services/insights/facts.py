@@ -30,7 +30,7 @@ import json
 from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import BigInteger, and_, case, delete, func, insert, literal_column, or_, select, tuple_, update
+from sqlalchemy import BigInteger, Integer, and_, case, delete, func, insert, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import selectinload
 
@@ -150,41 +150,43 @@ def _write_slots(account_id: int, slots: list[int] | None) -> None:
         # One index range per run of adjacent slots (an edit of an old message is a slot far away).
         where.append(or_(*(and_(M.meta_timestamp >= a * SLOT_MS, M.meta_timestamp < (b + 1) * SLOT_MS)
                            for a, b in _runs(slots))))
-    rows = db.session.execute(
-        select(slot, user, func.sum(case((is_in, 1), else_=0)), func.sum(case((is_in, 0), else_=1)))
-        .where(*where).group_by(slot, user)).all()
-    values = [{"account_id": account_id, "slot": s, "user_id": u, "customer_messages": int(c), "replies": int(r)}
-              for s, u, c, r in rows]
-    for chunk in _chunks(values, 5000):
-        db.session.execute(insert(InsightSlot), chunk)
+    counts = select(literal_column(str(account_id), Integer).label("account_id"), slot, user,
+                    func.sum(case((is_in, 1), else_=0)), func.sum(case((is_in, 0), else_=1))) \
+        .where(*where).group_by(slot, user)
+    # Set-based: the counts go from the messages into the slots without a round trip.
+    db.session.execute(insert(InsightSlot.__table__).from_select(
+        ["account_id", "slot", "user_id", "customer_messages", "replies"], counts))
 
 
 def _write_facts(account_id: int, conversation_ids: list[int], tz, schedule, *, replace: bool) -> None:
     M = Message
+    # Every query names the chunk's conversations, so PostgreSQL reads them through the thread index.
+    ids = M.conversation_id.in_(conversation_ids)
     firsts = db.session.execute(
         select(M.conversation_id, func.min(M.meta_timestamp), func.min(case((M.direction == "in", M.meta_timestamp))))
-        .where(M.conversation_id.in_(conversation_ids)).group_by(M.conversation_id)).all()
+        .where(ids).group_by(M.conversation_id)).all()
+    first_any = select(M.conversation_id.label("cid"), func.min(M.meta_timestamp).label("ts")) \
+        .where(ids).group_by(M.conversation_id).subquery()
     first_in = select(M.conversation_id.label("cid"), func.min(M.meta_timestamp).label("ts")) \
-        .where(M.conversation_id.in_(conversation_ids), M.direction == "in").group_by(M.conversation_id).subquery()
-    answered = dict(db.session.execute(
-        select(M.conversation_id, func.min(M.meta_timestamp))
-        .join(first_in, first_in.c.cid == M.conversation_id)
-        .where(_human_reply(), M.meta_timestamp >= first_in.c.ts).group_by(M.conversation_id)).all())
+        .where(ids, M.direction == "in").group_by(M.conversation_id).subquery()
+    first_reply = select(M.conversation_id.label("cid"), func.min(M.meta_timestamp).label("ts")) \
+        .join(first_in, first_in.c.cid == M.conversation_id) \
+        .where(ids, _human_reply(), M.meta_timestamp >= first_in.c.ts).group_by(M.conversation_id).subquery()
+
+    def at(sq):
+        return and_(M.conversation_id == sq.c.cid, M.meta_timestamp == sq.c.ts)
+
+    answered = dict(db.session.execute(select(first_reply.c.cid, first_reply.c.ts)).all())
     responders: dict[int, int | None] = {}
     if answered:
-        for cid, user_id in db.session.execute(
-                select(M.conversation_id, M.sent_by_user_id)
-                # The plain IN lets PostgreSQL use the thread index; the pairs pick the rows.
-                .where(M.conversation_id.in_(list(answered)),
-                       tuple_(M.conversation_id, M.meta_timestamp).in_(list(answered.items())), _human_reply())
-                .order_by(M.id)):
+        for cid, user_id in db.session.execute(select(M.conversation_id, M.sent_by_user_id)
+                                               .join(first_reply, at(first_reply))
+                                               .where(ids, _human_reply()).order_by(M.id)):
             responders.setdefault(cid, user_id)
-    pairs = {(cid, ts) for cid, ts, _ in firsts} | {(cid, ts) for cid, _, ts in firsts if ts is not None}
     openers: dict[tuple[int, int], Message] = {}
-    if pairs:
+    for sq in (first_any, first_in):
         for message in db.session.scalars(
-                select(M).where(M.conversation_id.in_({cid for cid, _ in pairs}),
-                                tuple_(M.conversation_id, M.meta_timestamp).in_(list(pairs)))
+                select(M).join(sq, at(sq)).where(ids)
                 .options(selectinload(M.attachments), selectinload(M.comment)).order_by(M.id)):
             openers.setdefault((message.conversation_id, message.meta_timestamp), message)
     values = []
@@ -206,7 +208,7 @@ def _write_facts(account_id: int, conversation_ids: list[int], tz, schedule, *, 
     if replace:
         db.session.execute(delete(ConversationFact).where(ConversationFact.conversation_id.in_(conversation_ids)))
     if values:
-        db.session.execute(insert(ConversationFact), values)
+        db.session.execute(insert(ConversationFact.__table__), values)
 
 
 def classify(first: Message | None, customer: Message | None) -> tuple[str, str | None, str | None, str | None]:
