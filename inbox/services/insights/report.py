@@ -363,28 +363,21 @@ def _top(account_id: int, period: Period, kind: str) -> list[SourceRow]:
     where = [F.account_id == account_id, F.started_ms >= period.start_ms, F.started_ms < period.end_ms,
              key.is_not(None)]
     where.append(F.source.in_(("post", "comment")) if kind == "post" else F.source == "ad")
-    counts = db.session.execute(select(key, func.count()).where(*where).group_by(key)
-                                .order_by(func.count().desc(), key).limit(TOP)).all()
+    counts = db.session.execute(select(key, func.count(), func.max(F.post_media_id), func.max(F.ad_title))
+                                .where(*where).group_by(key).order_by(func.count().desc(), key).limit(TOP)).all()
     if not counts:
         return []
-    keys = [k for k, _ in counts]
+    keys = [k for k, *_ in counts]
     sales = {k: (n, a) for k, n, a in db.session.execute(
         select(key, func.count(), func.coalesce(func.sum(O.amount), 0)).join(O, O.conversation_id == F.conversation_id)
         .where(*where, key.in_(keys), O.is_current.is_(True), O.outcome == "sold").group_by(key))}
-    if kind == "post":
-        posts = {p.media_id: p for p in db.session.scalars(
-            select(Post).where(Post.account_id == account_id, Post.media_id.in_(keys)))}
-        titles = {}
-    else:
-        ad_posts = dict(db.session.execute(
-            select(F.ad_id, func.max(F.post_media_id)).where(*where, F.ad_id.in_(keys)).group_by(F.ad_id)).all())
-        titles = dict(db.session.execute(
-            select(F.ad_id, func.max(F.ad_title)).where(*where, F.ad_id.in_(keys)).group_by(F.ad_id)).all())
-        by_media = {p.media_id: p for p in db.session.scalars(
-            select(Post).where(Post.account_id == account_id, Post.media_id.in_([m for m in ad_posts.values() if m])))}
-        posts = {ad: by_media.get(m) for ad, m in ad_posts.items()}
+    media = {k: (k if kind == "post" else post) for k, _, post, _ in counts}
+    by_media = {p.media_id: p for p in db.session.scalars(
+        select(Post).where(Post.account_id == account_id, Post.media_id.in_([m for m in media.values() if m])))}
+    posts = {k: by_media.get(m) for k, m in media.items()}
+    titles = {k: title for k, _, _, title in counts} if kind == "ad" else {}
     out = []
-    for k, count in counts:
+    for k, count, *_ in counts:
         post = posts.get(k)
         label = titles.get(k) or (" ".join((post.caption or "").split())[:80] if post is not None else "") or \
             (f"Ad {k}" if kind == "ad" else f"Post {k}")
@@ -402,9 +395,10 @@ def _people(account_id: int, period: Period, first_by_user: dict[int, tuple]) ->
         select(StaffUser.id, func.coalesce(func.nullif(StaffUser.name, ""), StaffUser.email))
         .join(Membership, Membership.user_id == StaffUser.id).where(Membership.account_id == account_id)).all())
     others = set(replies) | set(first_by_user)
+    former = [u for u in others if u and u not in members]
     named = dict(db.session.execute(
         select(StaffUser.id, func.coalesce(func.nullif(StaffUser.name, ""), StaffUser.email))
-        .where(StaffUser.id.in_([u for u in others if u and u not in members]))).all()) if others else {}
+        .where(StaffUser.id.in_(former))).all()) if former else {}
     out = []
     for uid in sorted(set(members) | others, key=lambda u: (u == 0, (members.get(u) or named.get(u) or "").lower())):
         name = "Owner's Instagram app" if uid == 0 else members.get(uid) or named.get(uid) or "Former staff"
