@@ -30,6 +30,8 @@ def _period_args(period: hours.Period) -> dict:
 @bp.get("/")
 def index():
     """Charts for 7, 30 or 90 days or a custom period, compared with the period before."""
+    if facts.first_build_pending(g.account.id):
+        return render("insights/preparing.html", account=g.account, status=202)
     period, error = _period()
     result = report.build(g.account.id, period)
     settings = facts.settings_for(g.account.id)
@@ -47,6 +49,9 @@ def csv(chart: str):
     """One chart's numbers as CSV for the same period."""
     if chart not in export.CHARTS:
         abort(404)
+    if facts.first_build_pending(g.account.id):
+        return Response("Insights are being prepared; try again in a minute.\n", status=503, mimetype="text/plain",
+                        headers={"Retry-After": "30"})
     period, error = _period()
     if error:
         abort(400, error)

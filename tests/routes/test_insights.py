@@ -140,3 +140,15 @@ def test_the_inbox_filters_by_the_post_or_ad_that_started_a_conversation(client,
     assert "Started by post 1795555" in page
     page = client.get(f"/accounts/{account.id}/?ad=AD-9").get_data(as_text=True)
     assert f'id="conversation-{h["ad"].id}"' in page and f'id="conversation-{h["shared"].id}"' not in page
+
+
+def test_a_large_accounts_first_build_runs_in_the_worker(app, app_config, client, factory, account, agent, run_jobs):
+    app.config["INSIGHTS_INLINE_FIRST_BUILD"] = 2
+    _history(factory, account)
+    r = client.get(f"/accounts/{account.id}/insights/", query_string=PERIOD)
+    assert r.status_code == 202 and "Preparing the insights" in r.get_data(as_text=True)
+    r = client.get(f"/accounts/{account.id}/insights/conversations.csv", query_string=PERIOD)
+    assert r.status_code == 503 and r.headers["Retry-After"] == "30"
+    assert run_jobs() == 1
+    r = client.get(f"/accounts/{account.id}/insights/", query_string=PERIOD)
+    assert r.status_code == 200 and '<span class="kpi-value">3</span>' in r.get_data(as_text=True)

@@ -30,11 +30,13 @@ import json
 from collections.abc import Iterable
 from datetime import timedelta
 
+from flask import current_app
 from sqlalchemy import BigInteger, Integer, and_, case, delete, func, insert, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import selectinload
 
 from ...extensions import db
+from ...queue import enqueue
 from ...models import (Conversation, ConversationFact, InsightSettings, InsightSlot, Message, ms_to_datetime,
                        utcnow)
 from ...models.insights import SLOT_MS
@@ -61,6 +63,25 @@ def settings_for(account_id: int) -> InsightSettings:
     db.session.execute(builder(InsightSettings).values(account_id=account_id, timezone="UTC", currency="EUR",
                                                        updated_at=utcnow()).on_conflict_do_nothing())
     return db.session.get(InsightSettings, account_id)
+
+
+def first_build_pending(account_id: int) -> bool:
+    """True while a large account's first build runs in the worker (queued here if it is not yet).
+
+    A first build reads every message: small accounts do it inside the request, large ones
+    (more than INSIGHTS_INLINE_FIRST_BUILD conversations) in the `build_insights` job.
+    """
+    settings = settings_for(account_id)
+    db.session.commit()
+    if settings.refreshed_through is not None:
+        return False
+    limit = current_app.config["INSIGHTS_INLINE_FIRST_BUILD"]
+    count = db.session.scalar(select(func.count()).select_from(
+        select(Conversation.id).where(Conversation.account_id == account_id).limit(limit + 1).subquery()))
+    if count <= limit:
+        return False
+    enqueue("inbox.tasks.build_insights", account_id, queue="low", timeout=3600)
+    return True
 
 
 def facts_key(settings: InsightSettings) -> str:
