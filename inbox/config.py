@@ -99,6 +99,9 @@ class Defaults:
     # Insights: an account with more conversations than this gets its first full build of
     # the facts from the worker (the page says "preparing"); smaller ones build in the request.
     INSIGHTS_INLINE_FIRST_BUILD = 5000
+    # The page folds new messages in at most this often (its figures are this fresh); the
+    # CSV export and the CLI always fold everything in first.
+    INSIGHTS_REFRESH_SECONDS = 30
     LOGIN_MAX_FAILURES = 5
     LOGIN_LOCK_SECONDS = 30
     WORKER_HEARTBEAT_SECONDS = 10

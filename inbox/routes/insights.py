@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, flash, g, redirect, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, g, redirect, request, url_for
 from flask_login import current_user
 
 from ..auth import account_scoped, require_role
@@ -33,7 +33,7 @@ def index():
     if facts.first_build_pending(g.account.id):
         return render("insights/preparing.html", account=g.account, status=202)
     period, error = _period()
-    result = report.build(g.account.id, period)
+    result = report.build(g.account.id, period, max_age=current_app.config["INSIGHTS_REFRESH_SECONDS"])
     settings = facts.settings_for(g.account.id)
     return render("insights/index.html", account=g.account, role=g.role, report=result, error=error,
                   charts=charts.page_charts(result), tables=export.tables(result),

@@ -89,9 +89,15 @@ def facts_key(settings: InsightSettings) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def refresh(account_id: int, *, full: bool = False) -> None:
-    """Fold every message changed since the last refresh into the account's facts and slots; commit."""
-    settings_for(account_id)
+def refresh(account_id: int, *, full: bool = False, max_age: float = 0) -> None:
+    """Fold every message changed since the last refresh into the account's facts and slots; commit.
+
+    With max_age, a refresh younger than that many seconds (same time zone and hours) is enough.
+    """
+    current = settings_for(account_id)
+    if (max_age and not full and current.refreshed_through is not None and current.facts_key == facts_key(current)
+            and utcnow() - current.refreshed_through < timedelta(seconds=max_age)):
+        return
     settings = db.session.scalars(select(InsightSettings).where(InsightSettings.account_id == account_id)
                                   .with_for_update().execution_options(populate_existing=True)).one()
     now = utcnow()

@@ -168,10 +168,9 @@ def p90(values: list[float]) -> float | None:
     return float(ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)])
 
 
-def build(account_id: int, period: Period, *, refresh: bool = True, now: datetime | None = None) -> Report:
-    """Every figure of the page for the period (refreshing the facts first)."""
-    if refresh:
-        facts.refresh(account_id)
+def build(account_id: int, period: Period, *, max_age: float = 0, now: datetime | None = None) -> Report:
+    """Every figure of the page for the period (the facts refreshed first unless younger than max_age seconds)."""
+    facts.refresh(account_id, max_age=max_age)
     settings = facts.settings_for(account_id)
     schedule = hours.schedule_from_json(settings.business_hours)
     now = now or utcnow()
