@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, false, func, literal_column, select, tuple_
 
 from ...extensions import db
 from ...models import (Comment, Conversation, ConversationFact, InsightSlot, Membership, Post, PostProduct, Product,
@@ -211,42 +211,65 @@ def _first_customer_in(period: Period) -> list:
     return [F.first_customer_ms >= period.start_ms, F.first_customer_ms < period.end_ms]
 
 
-def _percentiles(account_id: int, period: Period, group=None) -> dict:
-    """{group value: (median, p90, count)} of answered conversations' response seconds ({None: …} without a group).
+def _percentiles(account_id: int, period: Period, *, details: bool) -> tuple[tuple | None, dict, dict]:
+    """(total, per local day, per responder) as (median, p90, count) of answered response seconds.
 
-    PostgreSQL computes them (percentile_cont(0.5) is the median, percentile_disc(0.9) the
-    nearest-rank 90th percentile); elsewhere the values are read and computed here, the same way.
+    PostgreSQL computes all three in one pass (GROUPING SETS; percentile_cont(0.5) is the
+    median, percentile_disc(0.9) the nearest-rank 90th percentile); elsewhere the values are
+    read once and computed here, the same way. Without details only the total.
     """
     F = ConversationFact
     where = [F.account_id == account_id, *_first_customer_in(period), F.response_seconds.is_not(None)]
-    key = [group] if group is not None else []
+    day, user = F.first_customer_day, func.coalesce(F.responder_user_id, literal_column("0"))
+    total, per_day, per_user = None, {}, {}
     if db.session.get_bind().dialect.name == "postgresql":
-        rows = db.session.execute(
-            select(*key, func.percentile_cont(0.5).within_group(F.response_seconds),
-                   func.percentile_disc(0.9).within_group(F.response_seconds), func.count())
-            .where(*where).group_by(*key)).all()
-        return {(r[0] if key else None): (float(r[-3]), float(r[-2]), r[-1]) for r in rows if r[-1]}
-    values: dict = defaultdict(list)
-    for r in db.session.execute(select(*key, F.response_seconds).where(*where)):
-        values[r[0] if key else None].append(r[-1])
-    return {k: (median(v), p90(v), len(v)) for k, v in values.items()}
+        stats = (func.percentile_cont(0.5).within_group(F.response_seconds),
+                 func.percentile_disc(0.9).within_group(F.response_seconds), func.count())
+        if not details:
+            m, p, n = db.session.execute(select(*stats).where(*where)).one()
+            return ((float(m), float(p), n) if n else None), {}, {}
+        for d, u, grouping, m, p, n in db.session.execute(
+                select(day, user, func.grouping(day, user), *stats).where(*where)
+                .group_by(func.grouping_sets(tuple_(day), tuple_(user), literal_column("()")))):
+            value = (float(m), float(p), n)
+            if grouping == 1:
+                per_day[d] = value
+            elif grouping == 2:
+                per_user[u] = value
+            else:
+                total = value
+        return total, per_day, per_user
+    days, users, values = defaultdict(list), defaultdict(list), []
+    for d, u, seconds in db.session.execute(select(day, user, F.response_seconds).where(*where)):
+        days[d].append(seconds)
+        users[u].append(seconds)
+        values.append(seconds)
+
+    def stats_of(v: list) -> tuple:
+        return median(v), p90(v), len(v)
+    total = stats_of(values) if values else None
+    if details:
+        per_day = {k: stats_of(v) for k, v in days.items()}
+        per_user = {k: stats_of(v) for k, v in users.items()}
+    return total, per_day, per_user
 
 
 def _responses(account_id: int, period: Period, schedule, now: datetime, *, details: bool = True):
     F = ConversationFact
     summary = Summary()
-    answered, within = db.session.execute(
-        select(func.count(F.response_seconds), func.coalesce(func.sum(case((F.response_seconds <= WITHIN, 1),
-                                                                           else_=0)), 0))
-        .where(F.account_id == account_id, *_first_customer_in(period))).one()
-    summary.answered, summary.within_hour, summary.counted = answered, int(within), answered
-    total = _percentiles(account_id, period).get(None)
-    summary.median, summary.p90 = (total[0], total[1]) if total else (None, None)
-    # Unanswered: over an hour of business time counts against "within 1 hour"; younger ones wait.
     recent_ms = int((now - timedelta(days=8)).timestamp() * 1000)
+    # Unanswered: over an hour of business time counts against "within 1 hour"; younger ones wait.
+    # Older than 8 days is surely over an hour when the week holds an hour of business time.
+    weekly_hour = schedule is None or _weekly_minutes(schedule) >= WITHIN // 60
+    old_unanswered = and_(F.response_seconds.is_(None), F.first_customer_ms < recent_ms) if weekly_hour else false()
+    answered, within, old = db.session.execute(
+        select(func.count(F.response_seconds),
+               func.coalesce(func.sum(case((F.response_seconds <= WITHIN, 1), else_=0)), 0),
+               func.coalesce(func.sum(case((old_unanswered, 1), else_=0)), 0))
+        .where(F.account_id == account_id, *_first_customer_in(period))).one()
+    summary.answered, summary.within_hour, summary.counted = answered, int(within), answered + int(old)
     unanswered = [F.account_id == account_id, *_first_customer_in(period), F.response_seconds.is_(None)]
-    if schedule is None or _weekly_minutes(schedule) >= WITHIN // 60:
-        summary.counted += db.session.scalar(select(func.count()).where(*unanswered, F.first_customer_ms < recent_ms))
+    if weekly_hour:
         unanswered.append(F.first_customer_ms >= recent_ms)
     tz = period.tz
     for (first_ms,) in db.session.execute(select(F.first_customer_ms).where(*unanswered)):
@@ -254,12 +277,12 @@ def _responses(account_id: int, period: Period, schedule, now: datetime, *, deta
             summary.counted += 1
         else:
             summary.waiting += 1
+    total, per_day, by_user = _percentiles(account_id, period, details=details)
+    summary.median, summary.p90 = (total[0], total[1]) if total else (None, None)
     if not details:
         return [], summary, {}
-    per_day = _percentiles(account_id, period, F.first_customer_day)
     days = [ResponseDay(day, *(lambda m: (m[2], m[0], m[1]) if m else (0, None, None))(per_day.get(day)))
             for day in period.days]
-    by_user = _percentiles(account_id, period, func.coalesce(F.responder_user_id, 0))
     return days, summary, by_user
 
 
