@@ -128,17 +128,18 @@ def hbars(rows: list[tuple[str, list[tuple[int, str, str]]]]) -> Chart:
     """Horizontal bars: per row a label and (value, colour, name) bars, scaled to the largest value."""
     peak = max((v for _, bars in rows for v, _, _ in bars), default=0)
     top, _ = nice_max(peak)
-    row_h, bar_h, label_w = 44, 12, 0
+    bar_h, label_w = 12, 0
+    row_h = 20 + max((len(bars) for _, bars in rows), default=1) * (bar_h + 2) + 8
     chart = Chart(WIDTH, max(len(rows) * row_h, 20), empty=peak == 0)
     plot_w = WIDTH - 60
     for i, (label, bars) in enumerate(rows):
         y0 = i * row_h
         drawn = []
         for j, (v, colour, name) in enumerate(bars):
-            drawn.append({"x": label_w, "y": y0 + 16 + j * (bar_h + 2), "w": round(max(v / top * plot_w, 1 if v else 0), 1),
+            drawn.append({"x": label_w, "y": y0 + 20 + j * (bar_h + 2), "w": round(max(v / top * plot_w, 1 if v else 0), 1),
                           "h": bar_h, "colour": colour, "value": v, "title": f"{label}: {v} {name}",
                           "vx": round(label_w + max(v / top * plot_w, 0) + 4, 1)})
-        chart.rows.append({"label": label, "y": y0 + 11, "bars": drawn})
+        chart.rows.append({"label": label, "y": y0 + 15, "bars": drawn})
     return chart
 
 
