@@ -9,6 +9,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
+from inbox.services.insights import sales
 from tests.support.browser import login, screenshot
 
 pytestmark = pytest.mark.browser
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.browser
 DAY = 86_400_000
 
 
-def _weeks_of_history(factory, account):
+def _weeks_of_history(app, factory, account):
     """Three weeks of conversations from every source, answered by two people, some sold."""
     rng = random.Random(5)
     ana = factory.staff_on(account, "admin", name="Ana")
@@ -44,11 +45,15 @@ def _weeks_of_history(factory, account):
             factory.message(c, "Yes! 49.90", out=True, status="sent", sender_kind="staff",
                             sent_by_user_id=rng.choice((ana, bo)).id, ts=start + rng.randint(2, 180) * 60_000)
         first = first or c
+        if kind == "post" and n % 4 == 0:
+            with app.app_context():
+                sales.mark_sold(account.id, c.id, product_id=products[n % 3].id, quantity="1", amount="49.90",
+                                user_id=ana.id)
     return ana, first, products[0]
 
 
-def test_insights_page_on_desktop_and_phone(page, factory, account, live_server):
-    ana, _, _ = _weeks_of_history(factory, account)
+def test_insights_page_on_desktop_and_phone(page, app, factory, account, live_server):
+    ana, _, _ = _weeks_of_history(app, factory, account)
     login(page, live_server.url, ana)
     page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(f"{live_server.url}/accounts/{account.id}/insights/?days=30")
@@ -71,8 +76,8 @@ def test_insights_page_on_desktop_and_phone(page, factory, account, live_server)
     screenshot(page, "insights-phone")
 
 
-def test_marking_sold_from_the_thread(page, factory, account, live_server):
-    ana, conversation, dress = _weeks_of_history(factory, account)
+def test_marking_sold_from_the_thread(page, app, factory, account, live_server):
+    ana, conversation, dress = _weeks_of_history(app, factory, account)
     login(page, live_server.url, ana)
     page.goto(f"{live_server.url}/accounts/{account.id}/c/{conversation.id}")
     box = page.locator(f"#thread-outcome-{conversation.id}")

@@ -209,3 +209,10 @@ def test_schedule_parsing():
         hours.parse_schedule({0: ("17:00", "09:00")})
     with pytest.raises(hours.HoursError, match="not a time"):
         hours.parse_schedule({0: ("9am", "17:00")})
+
+
+def test_a_period_without_conversations(app, account, history):
+    with app.app_context():
+        r = build(account, Period(date(2025, 1, 1), date(2025, 1, 7), "Europe/Berlin"))
+    assert (r.summary.started, r.summary.answered, r.summary.median, r.summary.within_share) == (0, 0, None, None)
+    assert all(d.median is None for d in r.response_days) and r.people[0].replies == 0

@@ -231,6 +231,8 @@ def _percentiles(account_id: int, period: Period, *, details: bool) -> tuple[tup
         for d, u, grouping, m, p, n in db.session.execute(
                 select(day, user, func.grouping(day, user), *stats).where(*where)
                 .group_by(func.grouping_sets(tuple_(day), tuple_(user), literal_column("()")))):
+            if not n:  # the grand total of no rows
+                continue
             value = (float(m), float(p), n)
             if grouping == 1:
                 per_day[d] = value
