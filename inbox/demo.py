@@ -14,13 +14,14 @@ import os
 import random
 import shutil
 import threading
-from decimal import Decimal
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from . import create_app, runner
 from .extensions import db
@@ -353,12 +354,25 @@ def play_weeks(world: DemoWorld, rng: random.Random, weeks: int = 6) -> list[tup
                 if rng.random() < 0.6:
                     customer.sends_text(rng.choice(THANKS), at=at + wait + timedelta(minutes=rng.randint(1, 30)))
             opened.append((customer, sku if kind in ("post", "ad") else None))
-    world.sim.settle(120)
     return opened
 
 
-def mark_outcomes(app, world: DemoWorld, opened: list, rng: random.Random) -> None:
-    """Staff marked some of those conversations Sold (with the product and amount) or Not sold."""
+def mark_outcomes(app, world: DemoWorld, opened: list, rng: random.Random, wait_seconds: float = 300) -> None:
+    """Staff marked some of those conversations Sold (with the product and amount) or Not sold.
+
+    Waits (polling; the live script keeps the simulator busy, so it never settles) until
+    the history's conversations arrived, or wait_seconds passed.
+    """
+    igsids = [customer.igsid for customer, _ in opened]
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        with app.app_context():
+            arrived = db.session.scalar(select(func.count()).select_from(Conversation).where(
+                Conversation.account_id == world.account_id, Conversation.customer_igsid.in_(igsids)))
+            db.session.remove()
+        if arrived >= len(igsids):
+            break
+        time.sleep(2)  # the webhooks are still arriving
     with app.app_context():
         agent = staff.find_user(AGENT_EMAIL)
         prices = {sku: price for sku, _, price, _ in PRODUCTS}
@@ -376,6 +390,14 @@ def mark_outcomes(app, world: DemoWorld, opened: list, rng: random.Random) -> No
             else:
                 sales.mark_not_sold(world.account_id, conversation.id, user_id=user_id,
                                     reason=rng.choice(sales.REASONS))
+
+
+def play_weeks_and_outcomes(app, world: DemoWorld, seed: int | None) -> None:
+    """The weeks of history, then their outcomes (a thread beside the live script)."""
+    try:
+        mark_outcomes(app, world, play_weeks(world, random.Random(seed)), random.Random(seed))
+    except Exception:  # a demo nicety: say so in the log and keep the demo running
+        log.exception("the demo's weeks of history did not finish")
 
 
 def run_demo(*, host: str = "127.0.0.1", port: int = 5000, sim_port: int = 0, pace: float = 8.0,
@@ -403,9 +425,8 @@ def run_demo(*, host: str = "127.0.0.1", port: int = 5000, sim_port: int = 0, pa
         play_comments(world, random.Random(seed))
         script.start()
         # Older weeks arrive beside the live script (a minute or so of webhooks) for Insights.
-        threading.Thread(target=lambda: mark_outcomes(app, world, play_weeks(world, random.Random(seed)),
-                                                      random.Random(seed)),
-                         name="demo-weeks", daemon=True).start()
+        threading.Thread(target=play_weeks_and_outcomes, args=(app, world, seed), name="demo-weeks",
+                         daemon=True).start()
 
     banner = (
         f"  Meta simulator at {sim.url}  (account @{world.shop.username}, id {world.shop.ig_user_id})\n"

@@ -160,7 +160,7 @@ def test_demo_prints_working_credentials_and_customers_keep_writing(running_demo
     wait_until(lambda: started() >= 100, timeout=180, interval=2)
     def sales() -> int:
         return int(re.search(r'Sales</span><span class="kpi-value">(\d+)', insights()).group(1))
-    wait_until(lambda: sales() > 0, timeout=180, interval=2)
+    wait_until(lambda: sales() > 0, timeout=300, interval=2)
     page = insights()
     assert "Owner&#39;s Instagram app" in page and "spring campaign" in page
 
