@@ -42,8 +42,11 @@ class ConversationFact(db.Model):
 
     __tablename__ = "insight_conversations"
     __table_args__ = (
-        Index("ix_insight_conversations_started", "account_id", "started_ms"),
-        Index("ix_insight_conversations_first_customer", "account_id", "first_customer_ms"),
+        # Covering on PostgreSQL: the page's counts read the index alone (index-only scans).
+        Index("ix_insight_conversations_started", "account_id", "started_ms",
+              postgresql_include=["started_day", "source", "post_media_id", "ad_id", "conversation_id"]),
+        Index("ix_insight_conversations_first_customer", "account_id", "first_customer_ms",
+              postgresql_include=["first_customer_day", "response_seconds", "responder_user_id"]),
     )
 
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"),

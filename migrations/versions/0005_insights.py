@@ -60,9 +60,12 @@ def upgrade():
         sa.PrimaryKeyConstraint('conversation_id', name=op.f('pk_insight_conversations')),
     )
     with op.batch_alter_table('insight_conversations', schema=None) as batch_op:
-        batch_op.create_index('ix_insight_conversations_started', ['account_id', 'started_ms'], unique=False)
+        batch_op.create_index('ix_insight_conversations_started', ['account_id', 'started_ms'], unique=False,
+                              postgresql_include=['started_day', 'source', 'post_media_id', 'ad_id',
+                                                  'conversation_id'])
         batch_op.create_index('ix_insight_conversations_first_customer', ['account_id', 'first_customer_ms'],
-                              unique=False)
+                              unique=False,
+                              postgresql_include=['first_customer_day', 'response_seconds', 'responder_user_id'])
     op.create_table(
         'insight_slots',
         sa.Column('account_id', sa.Integer(), nullable=False),
