@@ -53,7 +53,24 @@ class Defaults:
     # Public base URL of this inbox, used for links Meta must fetch (outgoing media).
     PUBLIC_BASE_URL: str | None = None
     MAX_CONTENT_LENGTH = 30 * 1024 * 1024
-    WEBHOOK_MAX_BYTES = 1024 * 1024
+    # Meta's maxima: 1,000 events per POST, a text of at most 1,000 UTF-8 bytes that JSON may
+    # escape to 6 bytes each (\\uXXXX), plus the envelope, ids, attachments and referral:
+    # 8 KiB an event at worst. A signed body over this is stored as "failed" (a person
+    # decides), one over MAX_CONTENT_LENGTH is refused with 413 unread.
+    WEBHOOK_MAX_BYTES = 1000 * 8 * 1024
+    # Apply each delivery in the request that stored it, through the applier's code, before
+    # answering (tests that read the database right after a POST); off, the worker's applier
+    # applies it moments later.
+    WEBHOOK_APPLY_INLINE = False
+    # The applier (one loop per worker process, services/applier.py): deliveries per claim,
+    # the bytes of bodies applied in one transaction, how often it looks without a wake-up,
+    # how long a claim holds before another applier may take the delivery, and the lag at
+    # which /healthz says it is behind.
+    APPLIER_BATCH_DELIVERIES = 200
+    APPLIER_BATCH_BYTES = 2 * 1024 * 1024
+    APPLIER_POLL_SECONDS = 2.0
+    APPLIER_LEASE_SECONDS = 300
+    APPLIER_MAX_LAG_SECONDS = 60
     # How long a pending send may wait for its echo to claim it by content (seconds).
     ECHO_CLAIM_WINDOW_SECONDS = 900
     # Replies: waits between tries after throttling or an outage (then the reply fails), and how
@@ -196,6 +213,12 @@ def _finish(app) -> None:
         options = dict(cfg.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
         options.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
         cfg["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    # The webhook's acknowledgement engine: the same database and options, without the
+    # pre-ping round trip (a dropped connection is retried once: services/deliveries.py).
+    binds = dict(cfg.get("SQLALCHEMY_BINDS") or {})
+    binds.setdefault("ack", {**(cfg.get("SQLALCHEMY_ENGINE_OPTIONS") or {}), "url": cfg["SQLALCHEMY_DATABASE_URI"],
+                             "pool_pre_ping": False})
+    cfg["SQLALCHEMY_BINDS"] = binds
     if not cfg.get("MEDIA_ROOT"):
         cfg["MEDIA_ROOT"] = str(instance / "media")
 

@@ -75,7 +75,8 @@ def session_db(tmp_path_factory, redis_url):
     app = create_app(app_settings(database.url, redis_url, "migrate"))
     with app.app_context():
         upgrade()
-        db.engine.dispose()
+        for engine in db.engines.values():
+            engine.dispose()
     yield database
     database.drop()
 
@@ -99,7 +100,8 @@ def app(app_config, request):
         shutdown()
     with app.app_context():
         db.session.remove()
-        db.engine.dispose()
+        for engine in db.engines.values():
+            engine.dispose()
         r = get_redis(app)
         namespace = app_config["REDIS_NAMESPACE"]
         keys = list(r.scan_iter(match=f"*{namespace}*", count=1000))
