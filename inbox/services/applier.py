@@ -297,7 +297,7 @@ def apply_lag(*, window: int = 1000) -> ApplyLag:
     recent = db.session.execute(
         select(table.c.received_at, table.c.processed_at)
         .where(table.c.processed_at.is_not(None), table.c.attempts == 1, table.c.origin == "webhook")
-        .order_by(table.c.id.desc()).limit(window)).all()
+        .order_by(table.c.id.desc()).limit(window)).all() if window else []
     lags = sorted(max(0.0, (p - r).total_seconds()) for r, p in recent)
 
     def pct(q: float) -> float | None:
