@@ -200,10 +200,14 @@ def delivery_status(outcomes: list[Outcome]) -> tuple[str, str | None]:
         return "failed", failures[0].error
     if failures:
         return "failed", f"{len(failures)} of {len(outcomes)} event(s) failed; first: {failures[0].error}"
+    noted = [o for o in outcomes if o.note]
     if any(o.action != "ignored" for o in outcomes):
-        return "processed", None
+        # Applied; an event parsing had to adjust marks the delivery (its results say which).
+        return "processed", (f"{len(noted)} event(s) adjusted; first: {noted[0].note}" if noted else None)
     if len(outcomes) == 1 and outcomes[0].type == "invalid":
         return "ignored", outcomes[0].reason  # the body itself was unreadable: say why
+    if noted:
+        return "ignored", f"{len(noted)} event(s) adjusted; first: {noted[0].note}"
     return "ignored", None  # nothing for the inbox: comments of unknown accounts, other objects
 
 
