@@ -14,3 +14,5 @@ def init_app(app: Flask) -> None:
         app.register_blueprint(module.bp)
     app.register_blueprint(media.public_bp)
     errors.init_app(app)
+    # Meta's POSTs are acknowledged before Flask's request machinery (routes/webhooks.py).
+    app.wsgi_app = webhooks.Acknowledge(app.wsgi_app, app)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import Flask, current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from .. import metrics
 from ..extensions import db, get_redis, rkey
@@ -148,8 +148,7 @@ def apply_claimed(batch: list[Claimed], *, create_accounts: bool = False) -> lis
         return out
 
     def record(outcomes: list[Outcome]) -> None:
-        for claimed, theirs in split(outcomes):
-            _record(claimed.id, theirs, claimed.attempts + 1)
+        _record([(claimed, theirs) for claimed, theirs in split(outcomes)])
 
     label = (f"webhook delivery {batch[0].id}" if len(batch) == 1
              else f"webhook deliveries {batch[0].id}-{batch[-1].id}")
@@ -211,15 +210,22 @@ def delivery_status(outcomes: list[Outcome]) -> tuple[str, str | None]:
     return "ignored", None  # nothing for the inbox: comments of unknown accounts, other objects
 
 
-def _record(delivery_id: int, outcomes: list[Outcome], attempts: int) -> None:
-    """Write the delivery's status and per-event results (the caller commits)."""
-    status, error = delivery_status(outcomes)
+def _record(done: list[tuple[Claimed, list[Outcome]]]) -> None:
+    """Write every delivery's status and per-event results in one statement (the caller commits)."""
     table = WebhookDelivery.__table__
+    now = utcnow()
+    rows = []
+    for claimed, outcomes in done:
+        status, error = delivery_status(outcomes)
+        rows.append({"_id": claimed.id, "_status": status, "_error": error, "_attempts": claimed.attempts + 1,
+                     "_count": len(outcomes), "_results": [o.result() for o in outcomes]})
     db.session.execute(
-        update(table).where(table.c.id == delivery_id).values(
-            status=status, error=error, attempts=attempts, event_count=len(outcomes),
-            results=[o.result() for o in outcomes], processed_at=utcnow(),
-        )
+        update(table).where(table.c.id == bindparam("_id")).values(
+            status=bindparam("_status"), error=bindparam("_error"), attempts=bindparam("_attempts"),
+            event_count=bindparam("_count"), results=bindparam("_results", type_=table.c.results.type),
+            processed_at=now,
+        ).execution_options(synchronize_session=False),
+        rows,
     )
 
 

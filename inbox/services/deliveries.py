@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import insert, or_, select
+from sqlalchemy import bindparam, insert, or_, select
 from sqlalchemy.orm import defer
 
 from ..extensions import db
@@ -40,34 +40,60 @@ class StorageUnavailable(RuntimeError):
 def store_delivery(body: bytes, signature: str | None = None, *, origin: str = "webhook",
                    claimed_by: str | None = None, status: str = "received", error: str | None = None,
                    attempts: int = 0) -> int:
-    """One durable INSERT of the raw body (autocommit on the acknowledgement engine); its id.
+    """One durable INSERT of the raw body on the acknowledgement engine (its own commit); the id.
 
-    claimed_by: the caller applies it itself (the applier leaves it alone until the claim
-    lapses). A delivery that can never be applied (over the size limit) is stored with
-    status "failed" and the error, so a person sees it. Raises StorageUnavailable on a
+    The statement is compiled once per engine and run on a pooled DBAPI connection: no ORM,
+    no pre-ping. claimed_by: the caller applies it itself (the applier leaves it alone until
+    the claim lapses). A delivery that can never be applied (over the size limit) is stored
+    with status "failed" and the error, so a person sees it. Raises StorageUnavailable on a
     database outage.
     """
-    now = utcnow()
-    table = WebhookDelivery.__table__
-    statement = insert(table).values(
-        body=body, signature=signature, origin=origin, status=status, error=error, received_at=now, attempts=attempts,
-        event_count=0, claimed_by=claimed_by, claimed_at=now if claimed_by else None,
-        processed_at=now if status != "received" else None,
-    ).returning(table.c.id)
+    now = utcnow().replace(tzinfo=None)  # UTCDateTime stores naive UTC
+    values = {"body": body, "signature": signature, "origin": origin, "status": status, "error": error,
+              "received_at": now, "attempts": attempts, "event_count": 0, "claimed_by": claimed_by,
+              "claimed_at": now if claimed_by else None, "processed_at": now if status != "received" else None}
     engine = db.engines["ack"]
+    sql, order = _insert_sql(engine)
+    params = [values[name] for name in order] if order else values
+    dbapi_error = engine.dialect.loaded_dbapi.Error
     for attempt in (1, 2):
         try:
-            with engine.begin() as connection:
-                return connection.execute(statement).scalar_one()
+            raw = engine.raw_connection()
         except Exception as exc:
-            # A connection the database dropped (a restart) is discarded by the pool: one more
-            # try on a fresh one, then Meta is told to come back.
-            if is_outage(exc) and attempt == 1 and getattr(exc, "connection_invalidated", False):
-                continue
-            if is_outage(exc):
+            raise StorageUnavailable(str(exc)) from exc
+        try:
+            cursor = raw.cursor()
+            cursor.execute(sql, params)
+            delivery_id = cursor.fetchone()[0]
+            raw.commit()
+            return delivery_id
+        except dbapi_error as exc:
+            if engine.dialect.is_disconnect(exc, raw, None):
+                raw.invalidate()  # a connection the database dropped (a restart): never pooled again
+                if attempt == 1:
+                    continue  # one more try on a fresh one
+            if isinstance(exc, engine.dialect.loaded_dbapi.OperationalError) or is_outage(exc):
                 raise StorageUnavailable(str(exc)) from exc
             raise
+        finally:
+            raw.close()  # back to the pool (a no-op after invalidate)
     raise AssertionError("unreachable")
+
+
+def _insert_sql(engine) -> tuple[str, tuple[str, ...] | None]:
+    """The INSERT … RETURNING id in the driver's own form, and the parameter order (positional drivers)."""
+    cache = _INSERT_SQL.get(engine.dialect.name)
+    if cache is None:
+        table = WebhookDelivery.__table__
+        names = ("body", "signature", "origin", "status", "error", "received_at", "attempts", "event_count",
+                 "claimed_by", "claimed_at", "processed_at")
+        statement = insert(table).values({name: bindparam(name) for name in names}).returning(table.c.id)
+        compiled = statement.compile(dialect=engine.dialect)
+        cache = _INSERT_SQL[engine.dialect.name] = (compiled.string, tuple(compiled.positiontup or ()) or None)
+    return cache
+
+
+_INSERT_SQL: dict[str, tuple[str, tuple[str, ...] | None]] = {}
 
 
 def receive_delivery(body: bytes, signature: str | None = None, *, origin: str = "webhook",

@@ -202,3 +202,17 @@ def test_two_appliers_racing_apply_each_delivery_once_and_keep_each_conversation
             theirs = [s for s in sent if str(s[1]) == conversation.customer_igsid]
             assert conversation.last_message_preview == f"text {max(theirs, key=lambda s: s[2])[0]}"
             assert conversation.unread_count == len(theirs)
+
+
+def test_the_acknowledgement_is_answered_without_the_apps_request_machinery(queued_app, account):
+    seen: list[str] = []
+    queued_app.before_request(lambda: seen.append("before_request"))
+    body = encode(envelope(message("m-ack", "hello")))
+    client = queued_app.test_client()
+    response = client.post("/webhooks/instagram", data=body, headers={"X-Hub-Signature-256": sign(body, APP_SECRET)})
+    assert (response.status_code, response.get_json()["status"]) == (200, "received")
+    assert "Set-Cookie" not in response.headers and seen == []  # no session, no hooks
+    bad = client.post("/webhooks/instagram", data=body, headers={"X-Hub-Signature-256": sign(body, "wrong")})
+    assert bad.status_code == 403
+    assert [d.status for d in deliveries(queued_app)] == ["received"]
+    assert client.get("/webhooks/instagram").status_code == 403 and seen == ["before_request"]  # the rest: Flask
