@@ -30,6 +30,7 @@ DATABASE_URL is PostgreSQL).
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from flask_migrate import upgrade
 
 from inbox import create_app, embedded_redis
 from inbox.extensions import db, get_redis
+from inbox.services import applier
 from tests.support.browser import launch
 from tests.support.clients import InboxClient
 from tests.support.databases import SessionDatabase, empty_all_tables, is_postgres
@@ -175,6 +177,16 @@ def agent(factory, account, auth):
 def run_jobs(app):
     """Call to run every queued job for real (RQ, this process); returns the count."""
     return lambda: run_queued_jobs(app)
+
+
+@pytest.fixture
+def running_applier(app):
+    """The worker's applier, in this process: applies what a real server (gunicorn) stored."""
+    stop = threading.Event()
+    thread = applier.start_applier(app, stop)
+    yield thread
+    stop.set()
+    thread.join(timeout=10)
 
 
 # --- Real servers and a real browser ------------------------------------------------

@@ -6,9 +6,11 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 
 from flask import Blueprint, Response, current_app, request
 
+from .. import metrics
 from ..extensions import csrf
 from ..services.applier import wake
 from ..services.deliveries import StorageUnavailable, receive_delivery, store_delivery
@@ -66,6 +68,7 @@ class Acknowledge:
         if (environ.get("PATH_INFO") != "/webhooks/instagram" or environ.get("REQUEST_METHOD") != "POST"
                 or self.app.config["WEBHOOK_APPLY_INLINE"]):
             return self.wsgi_app(environ, start_response)
+        started = time.perf_counter()
         try:
             length = int(environ.get("CONTENT_LENGTH") or "") if environ.get("CONTENT_LENGTH") else None
         except ValueError:
@@ -74,6 +77,7 @@ class Acknowledge:
             status, text, headers = acknowledge(environ["wsgi.input"], length,
                                                 environ.get("HTTP_X_HUB_SIGNATURE_256", ""),
                                                 environ.get("REMOTE_ADDR"))
+        metrics.http_request("webhooks.receive", "POST", status, time.perf_counter() - started)
         data = text.encode()
         start_response(f"{status} {_REASONS[status]}", [("Content-Type", "application/json"),
                                                         ("Content-Length", str(len(data))), *headers.items()])

@@ -240,7 +240,7 @@ def test_a_revoked_membership_ends_the_socket(app, live_server, connected, alice
 # --- Two web processes on one Redis -------------------------------------------------------------
 
 def test_a_webhook_received_by_one_process_reaches_a_socket_on_the_other(app, app_config, sim, connected,
-                                                                          factory, tmp_path):
+                                                                          factory, tmp_path, running_applier):
     alice = connected.ig.add_customer("alice", name="Alice")
     agent = factory.staff_on(connected.account, "agent")
     other_account = factory.account(username="elsewhere")
