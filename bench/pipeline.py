@@ -164,6 +164,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--batch-seconds", type=float, default=2.0, help="wrk time for the batch phase")
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--sustain-seconds", type=float, default=60.0)
     parser.add_argument("--customers", type=int, default=500)
@@ -215,10 +216,10 @@ def main() -> int:
                   f"events/s)")
         if "batch" in phases:
             batches = tmp / "batch.txt"
-            write_bodies(batches, server.secret, int(args.seconds * 60), args.batch, args.customers, f"{run}b")
+            write_bodies(batches, server.secret, int(args.batch_seconds * 400), args.batch, args.customers, f"{run}b")
             first = last_id(server)
             f = wrk(server.url + "/webhooks/instagram", str(batches), threads=args.wrk_threads,
-                    connections=max(2, args.connections // 4), seconds=args.seconds)
+                    connections=max(2, args.connections // 4), seconds=args.batch_seconds)
             print(f"ours  {args.batch} events/delivery : {f['rate']:6.0f} req/s = {f['rate'] * args.batch:.0f} events/s "
                   f"acknowledged  p50 {f['p50']:.1f} ms  p99 {f['p99']:.1f} ms  non-2xx {f['non2xx']}")
             done = wait_applied(server, first)
