@@ -186,8 +186,8 @@ def recover_deliveries() -> RecoveryReport:
         except StorageUnavailable:
             report.stopped_by_outage = True
             break
-        if result is None:
-            continue
+        if result is None or result.status == "received":
+            continue  # gone, or an applier holds it right now
         report.replayed += 1
         if result.status == "failed":
             report.still_failed += 1
