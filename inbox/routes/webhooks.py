@@ -115,8 +115,7 @@ def acknowledge(stream, content_length: int | None, header: str, remote_addr: st
             # Stored, never dropped: Meta would retry it to no end; a person can look at it and replay it.
             error = (f"body of {len(body)} bytes is over the {limit}-byte limit (WEBHOOK_MAX_BYTES, sized from "
                      "Meta's maxima); not applied: replay it from the deliveries page if it is genuine")
-            delivery_id = store_delivery(body, signature, status="failed", error=error,
-                                         attempts=config["WEBHOOK_AUTO_REPLAY_ATTEMPTS"])
+            delivery_id = store_delivery(body, signature, status="failed", error=error)
             log.warning("webhook delivery %d stored as failed: %d bytes is over the limit", delivery_id, len(body))
             return 200, f'{{"status":"failed","delivery_id":{delivery_id}}}', {}
         if config["WEBHOOK_APPLY_INLINE"]:

@@ -163,13 +163,15 @@ def recoverable_ids(*, max_attempts: int, limit: int = 500) -> list[int]:
 
     A delivery fails when one of its events raised (a deadlock, a bug, a row another
     process held); applying is idempotent, so trying again a few times is safe. One that
-    keeps failing stays on the deliveries page for a person.
+    keeps failing stays on the deliveries page for a person, and so does one that failed
+    before it was ever applied (over the size limit: attempts 0).
     """
     cutoff = utcnow() - INTERRUPTED_AFTER
     return list(db.session.scalars(
         select(WebhookDelivery.id)
         .where(or_((WebhookDelivery.status == "received") & (WebhookDelivery.received_at < cutoff),
-                   (WebhookDelivery.status == "failed") & (WebhookDelivery.attempts < max_attempts)))
+                   (WebhookDelivery.status == "failed") & (WebhookDelivery.attempts >= 1)
+                   & (WebhookDelivery.attempts < max_attempts)))
         .order_by(WebhookDelivery.id).limit(limit)
     ))
 
