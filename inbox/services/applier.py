@@ -48,6 +48,52 @@ log = logging.getLogger(__name__)
 WAKE_KEY = ("applier", "wake")
 
 
+class _ForkGate:
+    """No fork while an applier of this process is inside a batch.
+
+    The worker forks a process per RQ job. SQLite keeps its file-lock bookkeeping per
+    process: a child forked while the applier thread held a lock inherits a lock nobody
+    in it will release, and every query of that job then waits until "database is
+    locked". Appliers pass the gate around each batch (several at once); a fork waits
+    until none is inside (a batch takes milliseconds) and holds the gate while it forks.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._forking = False
+
+    def __enter__(self) -> None:
+        with self._cond:
+            while self._forking:
+                self._cond.wait()
+            self._active += 1
+
+    def __exit__(self, *exc) -> None:
+        with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
+
+    def before_fork(self) -> None:
+        self._cond.acquire()
+        self._forking = True
+        while self._active:
+            self._cond.wait()
+
+    def after_fork_in_parent(self) -> None:
+        self._forking = False
+        self._cond.notify_all()
+        self._cond.release()
+
+    def after_fork_in_child(self) -> None:
+        self.__init__()
+
+
+_GATE = _ForkGate()
+os.register_at_fork(before=_GATE.before_fork, after_in_parent=_GATE.after_fork_in_parent,
+                    after_in_child=_GATE.after_fork_in_child)
+
+
 @dataclass
 class Claimed:
     """A delivery this applier holds: what it needs to apply it."""
@@ -174,12 +220,13 @@ def drain(owner: str, *, limit: int | None = None, max_batches: int | None = Non
     max_bytes = int(cfg["APPLIER_BATCH_BYTES"])
     done = batches = 0
     while max_batches is None or batches < max_batches:
-        batch = claim(limit, owner)
-        if not batch:
-            break
-        batches += 1
-        for group in _by_size(batch, max_bytes):
-            done += len(apply_claimed(group))
+        with _GATE:  # no fork of this process in the middle of a batch (see _ForkGate)
+            batch = claim(limit, owner)
+            if not batch:
+                break
+            batches += 1
+            for group in _by_size(batch, max_bytes):
+                done += len(apply_claimed(group))
     return done
 
 
