@@ -165,7 +165,8 @@ def downgrade():
     with op.batch_alter_table('staff_users', schema=None) as batch_op:
         batch_op.drop_column('away')
 
-    with op.batch_alter_table('conversations', schema=None, recreate='always') as batch_op:
+    sqlite = op.get_bind().dialect.name == 'sqlite'
+    with op.batch_alter_table('conversations', schema=None, recreate='always' if sqlite else 'auto') as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_conversations_assignee_user_id_staff_users'), type_='foreignkey')
         batch_op.drop_index('ix_conversations_assignee')
         batch_op.drop_column('assignee_user_id')
