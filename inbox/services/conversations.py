@@ -24,6 +24,7 @@ from sqlalchemy.orm import aliased, selectinload
 
 from ..extensions import db
 from ..live.publish import publish_after_commit
+from . import activity
 from ..models import Attachment, Conversation, Identity, Message, Post, PostProduct, Product, ms_to_datetime, utcnow
 
 PAGE_SIZE = 30
@@ -476,13 +477,15 @@ def mark_read(account_id: int, conversation_id: int) -> bool:
     return bool(changed)
 
 
-def set_status(account_id: int, conversation_id: int, status: str) -> Conversation:
-    """Mark a conversation done or open again; a new customer message reopens it (ingestion)."""
+def set_status(account_id: int, conversation_id: int, status: str, *, actor_id: int | None = None) -> Conversation:
+    """Mark a conversation done or open again (an activity line); a new customer message reopens it (ingestion)."""
     if status not in ("open", "done"):
         raise ValueError(f"unknown status {status!r}")
     conversation = get_conversation(account_id, conversation_id)
     if conversation.status != status:
         conversation.status = status
+        activity.record_event(account_id, conversation_id, "done" if status == "done" else "reopened",
+                              actor_user_id=actor_id)
         publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id)
     db.session.commit()
     return conversation

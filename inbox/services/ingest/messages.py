@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ...extensions import db
 from ...live.publish import publish_after_commit
 from ...models import Attachment, Conversation, Message, utcnow
-from .. import conversations, identities, media
+from .. import assignees, conversations, identities, media
 from ..events import POST_ATTACHMENT_TYPES, MessageEvent, referral_ad, referral_is_evidence
 from ..products import assignment
 from ..transactions import Conflict
@@ -142,6 +142,7 @@ def write_messages(items: list[NewMessage]) -> list[Written]:
                    Message.sender_kind)
             .where(tuple_(Message.account_id, Message.mid).in_(sorted(repeats)))).all()}
     _drop_unused(found, created, {(i.account_id, i.customer) for i in items if (i.account_id, i.event.mid) in inserted})
+    assignees.note_new_conversations([(key[0], found[key].id) for key in sorted(created) if key in found])
 
     results: list[Written] = []
     attachment_rows: list[dict[str, Any]] = []
