@@ -52,13 +52,16 @@ class TimelineEvent:
         return self.event.kind == "note" and self.note is not None
 
 
-def thread_events(account_id: int, conversation_id: int, since: datetime | None = None) -> list[TimelineEvent]:
-    """A conversation's activity, oldest first (from `since` when the thread shows only its newest messages)."""
+def thread_events(account_id: int, conversation_id: int, since: datetime | None = None,
+                  until: datetime | None = None) -> list[TimelineEvent]:
+    """A conversation's activity, oldest first, in [since, until) when the thread shows a stretch of it."""
     query = (select(ConversationEvent).where(ConversationEvent.account_id == account_id,
                                              ConversationEvent.conversation_id == conversation_id)
              .order_by(ConversationEvent.created_at, ConversationEvent.id))
     if since is not None:
         query = query.where(ConversationEvent.created_at >= since)
+    if until is not None:
+        query = query.where(ConversationEvent.created_at < until)
     return _timeline(account_id, list(db.session.scalars(query)))
 
 
