@@ -17,7 +17,7 @@ from ..models import Conversation, Note, NoteMention, StaffUser
 from . import activity, team
 
 MAX_NOTE_CHARS = 5000
-_MENTION = re.compile(r"(?<![\w@])@([\w][\w.\-]*)", re.UNICODE)
+MENTION_PATTERN = re.compile(r"(?<![\w@])@([\w][\w.\-]*)", re.UNICODE)
 
 
 class NoteRefused(ValueError):
@@ -36,7 +36,7 @@ def handles(user: StaffUser) -> set[str]:
 
 def mentioned(account_id: int, text: str) -> list[StaffUser]:
     """The account's members a text @mentions (each once)."""
-    words = {m.group(1).lower().rstrip(".-") for m in _MENTION.finditer(text or "")}
+    words = {m.group(1).lower().rstrip(".-") for m in MENTION_PATTERN.finditer(text or "")}
     if not words:
         return []
     return [m.user for m in team.members(account_id) if handles(m.user) & words]

@@ -215,6 +215,10 @@ def find_invite(token: str) -> Invite | None:
     return row
 
 
+def invite_account(row: Invite) -> Account:
+    return db.session.get(Account, row.account_id)
+
+
 def accept_invite(token: str, *, name: str = "", password: str = "",
                   existing_user_id: int | None = None) -> tuple[StaffUser, Account]:
     """Use an invite once: a new person (name, password) or someone already logged in joins the account."""
