@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import current_app, render_template
+from flask import current_app
 from flask_mail import Message as MailMessage
 from sqlalchemy import func, select, update
 
@@ -179,7 +179,9 @@ def _send_invite_email(row: Invite, account: Account, link: str, invited_by: int
         subject=f"You're invited to the {account.label} inbox",
         recipients=[row.email],
         sender=current_app.config.get("MAIL_DEFAULT_SENDER") or "inbox@localhost",
-        body=render_template("team/invite_email.txt", account=account, inviter=inviter, link=link, invite=row),
+        # The template alone (no request's context: the CLI invites too).
+        body=current_app.jinja_env.get_template("team/invite_email.txt").render(
+            account=account, inviter=inviter, link=link, invite=row),
     )
     try:
         mail.send(message)
