@@ -248,10 +248,13 @@
 
   document.addEventListener("htmx:oobAfterSwap", function (event) {
     var target = event.detail && event.detail.target;
-    if (!target) return;
-    if (target.id === "team-notify") notifyMe(target);
-    if (target.classList && target.classList.contains("presence")) tidyPresence(target.parentElement);
-    if (target.id === "composer") setMode(target);
+    if (!target || !target.id) return;
+    // The target is the element swapped out: read the one now on the page by its id.
+    var now = document.getElementById(target.id);
+    if (!now) return;
+    if (now.id === "team-notify") notifyMe(now);
+    if (/^presence-\d+$/.test(now.id)) tidyPresence(document);
+    if (now.id === "composer") setMode(now);
   });
 
   document.addEventListener("htmx:afterSwap", function (event) {
