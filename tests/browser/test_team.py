@@ -149,7 +149,10 @@ def test_the_inbox_at_390px(browser, app, live_server, connected, alice, factory
         _live(page)
         expect(page.locator(".conv-pane")).to_be_visible()
         expect(page.locator("#thread")).to_be_hidden()
-        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        wide = page.evaluate("""() => Array.from(document.querySelectorAll('body *'))
+            .filter(el => el.getBoundingClientRect().right > 391 && el.getClientRects().length)
+            .map(el => el.tagName + '.' + el.className + '#' + el.id).slice(0, 8)""")
+        assert wide == [] and page.evaluate("document.documentElement.scrollWidth") <= 390
         screenshot(page, "team-390-list")
         page.locator(f"#conversation-{conversation_id} .conv-link").click()
         expect(page.locator("#thread .thread-name")).to_contain_text("alice")
