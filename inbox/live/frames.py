@@ -255,13 +255,21 @@ def thread_team(event: dict, account_id: int) -> str | None:
     if row is None:
         return None
     return render_push("partials/_thread_team.html", conversation=row.conversation,
-                       staff=team.members(account_id), account_labels=_account_labels(account_id))
+                       staff=_members(account_id), account_labels=_account_labels(account_id))
 
 
 def _account_labels(account_id: int):
+    """The account's labels, read once per frame."""
     if "live_labels" not in g:
         g.live_labels = labels_service.labels(account_id)
     return g.live_labels
+
+
+def _members(account_id: int):
+    """The account's team, read once per frame."""
+    if "live_members" not in g:
+        g.live_members = team.members(account_id)
+    return g.live_members
 
 
 @frame_renderer("conversation.event")
@@ -292,7 +300,7 @@ def presence_updated(event: dict, account_id: int) -> str | None:
     if batch_row(conversation_id) is None:
         return None
     viewing, typing = presence.in_conversation(account_id, conversation_id)
-    people = {m.user.id: m.user for m in team.members(account_id)}
+    people = {m.user.id: m.user for m in _members(account_id)}
     return render_push("partials/_presence.html", conversation_id=conversation_id,
                        viewers=[people[u] for u in sorted(viewing) if u in people],
                        typing_ids=typing)
@@ -301,6 +309,7 @@ def presence_updated(event: dict, account_id: int) -> str | None:
 @frame_renderer("team.updated")
 def team_updated(event: dict, account_id: int) -> str | None:
     """The team page's member list (roles, away, who joined)."""
-    return render_push("team/_members.html", members=team.members(account_id),
-                       online=presence.online_user_ids(account_id, [m.user.id for m in team.members(account_id)]),
+    members = _members(account_id)
+    return render_push("team/_members.html", members=members,
+                       online=presence.online_user_ids(account_id, [m.user.id for m in members]),
                        account=g.account, role=None)

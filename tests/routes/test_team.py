@@ -324,3 +324,21 @@ def test_nothing_of_another_account_can_be_seen_or_touched(app, client, factory,
         assert db.session.scalar(select(Membership.role).where(Membership.user_id == eve.id)) == "admin"
         assert db.session.get(Invite, invite_id).revoked_at is None
         assert db.session.scalar(select(func.count()).select_from(Label).where(Label.account_id == theirs.id)) == 1
+
+
+def test_staff_names_and_notes_are_escaped_everywhere(app, client, factory, auth):
+    account = factory.account()
+    hostile = "Eve<script>alert(1)</script>'\");x("
+    admin = factory.staff_on(account, "admin", name=hostile)
+    conversation = factory.conversation(account, messages=["hi"])
+    with app.app_context():
+        assignees.assign(account.id, conversation.id, admin.id, actor_id=admin.id)
+        notes.add_note(account.id, conversation.id, admin.id, "<img src=x onerror=alert(2)> @eve")
+        labels.add_label(account.id, conversation.id, labels.create_label(account.id, "<b>L</b>").id, actor_id=admin.id)
+    auth.login(admin)
+    for path in (f"/accounts/{account.id}/team", f"/accounts/{account.id}/c/{conversation.id}",
+                 f"/accounts/{account.id}/?assignee=me"):
+        html = client.get(path).get_data(as_text=True)
+        assert "<script>alert(1)" not in html and "<img src=x" not in html and "<b>L</b>" not in html, path
+    team_page = client.get(f"/accounts/{account.id}/team").get_data(as_text=True)
+    assert "\\u0027" in team_page  # the confirm's name is a JSON string, its quote escaped
