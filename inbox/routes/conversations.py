@@ -12,7 +12,7 @@ from flask import Blueprint, abort, flash, g, redirect, request, session, url_fo
 from flask_login import current_user
 
 from ..auth import account_scoped
-from ..services import assignees, conversations, notes, saved_replies, sending, team
+from ..services import assignees, conversations, notes, presence, saved_replies, sending, team
 from ..services import labels as labels_service
 from ..services.staff import StaffError
 from ..templating import is_htmx_fragment_request, render
@@ -79,8 +79,10 @@ def show(conversation_id: int):
 
 
 def _thread_context(thread: conversations.Thread) -> dict:
+    viewers, typing = presence.who_is_here(g.account.id, thread.conversation.id)
     return {"conversation": thread.conversation, "identity": thread.identity, "product": thread.product,
-            "messages": thread.messages, "events": thread.events, "earlier_cursor": thread.earlier_cursor}
+            "messages": thread.messages, "events": thread.events, "earlier_cursor": thread.earlier_cursor,
+            "viewers": viewers, "typing_ids": typing}
 
 
 @bp.get("/c/<int:conversation_id>/earlier")

@@ -12,8 +12,11 @@ import time
 
 from flask import current_app
 
-from ..extensions import get_redis, rkey
+from sqlalchemy import select
+
+from ..extensions import db, get_redis, rkey
 from ..live.publish import publish
+from ..models import Membership, StaffUser
 
 ONLINE_SECONDS = 90
 
@@ -84,6 +87,17 @@ def in_conversation(account_id: int, conversation_id: int) -> tuple[set[int], se
     viewing = _scan_users(rkey("viewing", account_id, conversation_id, "*"))
     typing = _scan_users(rkey("typing", account_id, conversation_id, "*"))
     return viewing | typing, typing
+
+
+def who_is_here(account_id: int, conversation_id: int) -> tuple[list, set[int]]:
+    """(members viewing, ids of those typing) of a conversation now: what its header shows on open."""
+    viewing, typing = in_conversation(account_id, conversation_id)
+    if not viewing:
+        return [], set()
+    users = db.session.scalars(select(StaffUser).join(Membership, Membership.user_id == StaffUser.id)
+                               .where(Membership.account_id == account_id, StaffUser.id.in_(sorted(viewing)))
+                               .order_by(StaffUser.id))
+    return list(users), typing
 
 
 def note_reply(account_id: int, conversation_id: int, user_id: int) -> None:
