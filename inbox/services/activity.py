@@ -100,7 +100,7 @@ def describe(item: TimelineEvent) -> str:
     if e.kind == "done":
         return f"{who} marked this done"
     if e.kind == "reopened":
-        return f"{who} reopened this"
+        return f"Reopened: {e.detail}" if e.detail and item.actor is None else f"{who} reopened this"
     if e.kind == "product_set":
         return f"{who} set the product to {e.detail}" if e.detail else f"{who} cleared the product"
     if e.kind == "label_added":

@@ -342,3 +342,14 @@ def test_staff_names_and_notes_are_escaped_everywhere(app, client, factory, auth
         assert "<script>alert(1)" not in html and "<img src=x" not in html and "<b>L</b>" not in html, path
     team_page = client.get(f"/accounts/{account.id}/team").get_data(as_text=True)
     assert "\\u0027" in team_page  # the confirm's name is a JSON string, its quote escaped
+
+
+def test_a_customer_writing_again_reopens_with_a_line(app, client, account, agent):
+    from tests.support.webhooks import envelope, message, post
+    assert post(client, envelope(message("mid.re.1", "hello", customer="9100000000000777"))).status_code == 200
+    with app.app_context():
+        cid = db.session.scalar(select(Conversation.id))
+    client.post(f"/accounts/{account.id}/c/{cid}/done")
+    assert post(client, envelope(message("mid.re.2", "one more thing", customer="9100000000000777"))).status_code == 200
+    thread = client.get(f"/accounts/{account.id}/c/{cid}").get_data(as_text=True)
+    assert "marked this done" in thread and "Reopened: the customer wrote again" in thread

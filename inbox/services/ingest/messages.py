@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ...extensions import db
 from ...live.publish import publish_after_commit
 from ...models import Attachment, Conversation, Message, utcnow
-from .. import assignees, conversations, identities, media
+from .. import activity, assignees, conversations, identities, media
 from ..events import POST_ATTACHMENT_TYPES, MessageEvent, referral_ad, referral_is_evidence
 from ..products import assignment
 from ..transactions import Conflict
@@ -183,6 +183,9 @@ def write_messages(items: list[NewMessage]) -> list[Written]:
         media.note_attachments(db.session.scalars(insert(attachments).returning(attachments.c.id),
                                                   attachment_rows).all())
     _write_back([c for key, c in found.items() if vars(c) != before[key]], now)
+    for key, c in found.items():  # a customer writing again reopens a done conversation: a line in its activity
+        if before[key].get("status") == "done" and c.status == "open":
+            activity.record_event(c.account_id, c.id, "reopened", detail="the customer wrote again")
     for conversation in touched.values():
         publish_after_commit(conversation.account_id, "conversation.updated", conversation_id=conversation.id)
     return results
