@@ -153,8 +153,6 @@
     closePicker();
   }
 
-  var pickerSeq = 0;
-
   function slashQuery(text) {
     var value = text.value.slice(0, text.selectionStart);
     var match = /(^|\s)\/([\w-]{0,40})$/.exec(value);
@@ -168,20 +166,13 @@
     if (box) { box.hidden = true; box.innerHTML = ""; }
   }
 
+  // The picker is a server-rendered fragment (htmx swaps it in by its id); a newer keystroke
+  // replaces a request still on its way (hx-sync="this:replace" on the textarea).
   function openPicker(text, q) {
-    var seq = ++pickerSeq;
     var url = text.dataset.pickerUrl + "?q=" + encodeURIComponent(q);
-    fetch(url, { credentials: "same-origin", headers: { "HX-Request": "true" } })
-      .then(function (r) { return r.ok ? r.text() : ""; })
-      .then(function (html) {
-        if (seq !== pickerSeq || !html) return;
-        var box = picker();
-        if (!box) return;
-        var doc = new DOMParser().parseFromString(html, "text/html");
-        var fresh = doc.getElementById("reply-picker");
-        box.innerHTML = fresh ? fresh.innerHTML : "";
-        box.hidden = false;
-      });
+    if (window.htmx) {
+      htmx.ajax("GET", url, { source: text, target: "#reply-picker", swap: "outerHTML" });
+    }
   }
 
   function options() { var box = picker(); return box ? Array.prototype.slice.call(box.querySelectorAll(".reply-option")) : []; }

@@ -353,3 +353,40 @@ def test_a_customer_writing_again_reopens_with_a_line(app, client, account, agen
     assert post(client, envelope(message("mid.re.2", "one more thing", customer="9100000000000777"))).status_code == 200
     thread = client.get(f"/accounts/{account.id}/c/{cid}").get_data(as_text=True)
     assert "marked this done" in thread and "Reopened: the customer wrote again" in thread
+
+
+def test_the_list_reads_assignees_and_labels_in_the_same_few_queries_for_any_number_of_rows(app, client, factory,
+                                                                                              auth):
+    from sqlalchemy import event
+
+    account = factory.account()
+    ana = factory.staff_on(account, "admin", name="Ana")
+    with app.app_context():
+        vip = labels.create_label(account.id, "VIP").id
+    auth.login(ana)
+
+    def queries_for_list() -> int:
+        count = [0]
+
+        def seen(*args):
+            count[0] += 1
+        with app.app_context():
+            engine = db.engine
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            assert client.get(f"/accounts/{account.id}/list", headers={"HX-Request": "true"}).status_code == 200
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        return count[0]
+
+    def add(n: int) -> None:
+        for _ in range(n):
+            c = factory.conversation(account, messages=["hi"])
+            with app.app_context():
+                assignees.assign(account.id, c.id, ana.id, actor_id=ana.id)
+                labels.add_label(account.id, c.id, vip, actor_id=ana.id)
+
+    add(2)
+    few = queries_for_list()
+    add(10)
+    assert queries_for_list() == few
