@@ -97,8 +97,14 @@ def away():
     """Set your own status: away people get no round-robin conversations."""
     user = team.set_away(current_user.id, request.form.get("away") == "1")
     flash("You are away: new conversations go to others." if user.away else "You are available.", "success")
-    return redirect(request.form.get("next") if request.form.get("next", "").startswith("/")
-                    and not request.form.get("next", "").startswith("//") else url_for(".index"))
+    return redirect(_local(request.form.get("next", "")) or url_for(".index"))
+
+
+def _local(path: str) -> str | None:
+    """A path on this site to go back to (never another site's address)."""
+    if path.startswith("/") and not path.startswith("//") and "\\" not in path and len(path) < 2000:
+        return path
+    return None
 
 
 @bp.post("/team/settings")

@@ -390,3 +390,20 @@ def test_the_list_reads_assignees_and_labels_in_the_same_few_queries_for_any_num
     few = queries_for_list()
     add(10)
     assert queries_for_list() == few
+
+
+def test_each_person_sets_their_own_away_status(app, client, factory, auth):
+    from inbox.models import StaffUser
+    account = factory.account()
+    ben = factory.staff_on(account, "agent", name="Ben")
+    auth.login(ben)
+    back = client.post(f"/accounts/{account.id}/team/away", data={"away": "1", "next": f"/accounts/{account.id}/"})
+    assert back.status_code == 302 and back.headers["Location"] == f"/accounts/{account.id}/"
+    with app.app_context():
+        assert db.session.get(StaffUser, ben.id).away is True
+    assert "I&#39;m back" in client.get(f"/accounts/{account.id}/team").get_data(as_text=True)
+    for evil in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        response = client.post(f"/accounts/{account.id}/team/away", data={"away": "0", "next": evil})
+        assert response.headers["Location"] == f"/accounts/{account.id}/team"
+    with app.app_context():
+        assert db.session.get(StaffUser, ben.id).away is False
