@@ -13,7 +13,6 @@ from inbox.extensions import db
 from inbox.models import Conversation
 from inbox.services import assignees, presence, team
 from inbox.services.reply_variables import customer_values, fill_variables
-from tests.support.webhooks import envelope, message, post
 
 
 class _Inbox:
@@ -67,7 +66,8 @@ def test_an_invite_whose_email_fails_still_gives_the_link(app_config, request):
         assert team.find_invite(made.token) is not None
 
 
-def test_round_robin_gives_new_conversations_to_online_agents_in_turn(app, client, factory, account, run_jobs):
+def test_round_robin_gives_new_conversations_to_online_agents_in_turn(app, factory, sim_webhooks, connected, run_jobs):
+    account = connected.account
     ben = factory.staff_on(account, "agent", name="Ben")
     cy = factory.staff_on(account, "agent", name="Cy")
     dee = factory.staff_on(account, "agent", name="Dee")  # online but away
@@ -78,24 +78,25 @@ def test_round_robin_gives_new_conversations_to_online_agents_in_turn(app, clien
         presence.mark_online([account.id], cy.id)
         presence.mark_online([account.id], dee.id)
         team.set_away(dee.id, True)
-    for n in range(4):
-        assert post(client, envelope(message(f"mid.rr.{n}", "hello", customer=f"9100000000000{n:03d}"))).status_code == 200
+    customers = [connected.ig.add_customer(f"buyer{n}") for n in range(4)]
+    for customer in customers:
+        assert customer.sends_text("hello").delivery.status == 200
     run_jobs()
     with app.app_context():
         owners = list(db.session.scalars(select(Conversation.assignee_user_id).order_by(Conversation.id)))
     assert sorted(owners) == sorted([ben.id, cy.id, ben.id, cy.id])
     # A second message in a conversation is not a new conversation: nothing changes.
-    post(client, envelope(message("mid.rr.again", "still there?", customer="9100000000000000")))
+    customers[0].sends_text("still there?")
     run_jobs()
     with app.app_context():
         assert list(db.session.scalars(select(Conversation.assignee_user_id).order_by(Conversation.id))) == owners
 
 
-def test_without_round_robin_new_conversations_stay_unassigned(app, client, factory, account, run_jobs):
-    ben = factory.staff_on(account, "agent")
+def test_without_round_robin_new_conversations_stay_unassigned(app, factory, sim_webhooks, connected, run_jobs):
+    ben = factory.staff_on(connected.account, "agent")
     with app.app_context():
-        presence.mark_online([account.id], ben.id)
-    post(client, envelope(message("mid.solo", "hello", customer="9100000000000999")))
+        presence.mark_online([connected.account.id], ben.id)
+    connected.ig.add_customer("solo").sends_text("hello")
     run_jobs()
     with app.app_context():
         assert db.session.scalar(select(Conversation.assignee_user_id)) is None
