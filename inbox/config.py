@@ -137,6 +137,22 @@ class Defaults:
     # Inbox search on PostgreSQL: how many conversations (in list order) are checked one by one
     # for a text before the trigram index is asked instead (fast for common words).
     SEARCH_WALK_WINDOW = 400
+    # Staff invites: links last this long; emailed through Flask-Mail when MAIL_SERVER is set
+    # (without it the admin copies the link from the page or the CLI).
+    INVITE_DAYS = 7
+    MAIL_SERVER: str | None = None
+    MAIL_PORT = 587
+    MAIL_USE_TLS = True
+    MAIL_USE_SSL = False
+    MAIL_USERNAME: str | None = None
+    MAIL_PASSWORD: str | None = None
+    MAIL_DEFAULT_SENDER: str | None = None
+    MAIL_TIMEOUT = 10
+    # Presence: a viewer's mark lives this long without a heartbeat, a typist's this long.
+    PRESENCE_VIEW_SECONDS = 45
+    PRESENCE_TYPING_SECONDS = 6
+    # "A colleague just replied": sending within this many seconds of it asks for a confirmation.
+    COLLISION_SECONDS = 30
 
 
 # Values read from the environment, and how to read them.
@@ -164,6 +180,10 @@ _ENV_STRINGS = (
     "SENTRY_DSN",
     "SENTRY_ENVIRONMENT",
     "MIGRATIONS_DIR",
+    "MAIL_SERVER",
+    "MAIL_USERNAME",
+    "MAIL_PASSWORD",
+    "MAIL_DEFAULT_SENDER",
 )
 
 # Secrets production must be given; development generates and keeps them.
@@ -182,6 +202,11 @@ def load_config(app, test_config: dict | None) -> None:
         value = os.environ.get(name)
         if value:
             app.config[name] = value
+    if os.environ.get("MAIL_PORT", "").isdigit():
+        app.config["MAIL_PORT"] = int(os.environ["MAIL_PORT"])
+    for name in ("MAIL_USE_TLS", "MAIL_USE_SSL"):
+        if os.environ.get(name):
+            app.config[name] = os.environ[name].strip().lower() in ("1", "true", "yes", "on")
     if test_config:
         app.config.update(test_config)
     _finish(app)

@@ -163,6 +163,20 @@ def test_demo_prints_working_credentials_and_customers_keep_writing(running_demo
     wait_until(lambda: assigned_to("@maya.styles", "Red Linen Dress"), timeout=30, interval=0.3)
     wait_until(lambda: assigned_to("@lea_v", "Canvas Tote"), timeout=30, interval=0.3)
 
+    # The team layer is there at once: a second agent, labels, saved replies, assignments and notes.
+    team_page = admin.get(f"{running_demo.url}{account_path}/team").text
+    assert "Cleo (agent)" in team_page and "Ben (agent)" in team_page
+    assert login(running_demo.url, demo.AGENT2_EMAIL, demo.AGENT2_PASSWORD).get(running_demo.url + "/").ok
+    listing = admin.get(inbox.url).text
+    assert "chip-assignee" in listing and "chip-label" in listing
+    assert 'value="price"' in admin.get(f"{running_demo.url}{account_path}/replies").text
+    ben = login(running_demo.url, demo.AGENT_EMAIL, demo.AGENT_PASSWORD)
+    mentions = ben.get(f"{running_demo.url}{account_path}/?view=mentions").text
+    noted = re.search(r'id="conversation-(\d+)"', mentions)
+    assert noted, "Ben has no mention"
+    assert 'id="note-' in ben.get(f"{running_demo.url}{account_path}/c/{noted.group(1)}").text
+    assert 'id="conversation-' in ben.get(f"{running_demo.url}{account_path}/?assignee=me").text
+
     # A reply typed in the inbox reaches the simulated customer, who answers.
     maya = next(c for c in state["customers"] if c["username"] == "maya.styles")
     conversation_id = row_id(inbox.text, "@maya.styles")

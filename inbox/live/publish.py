@@ -10,6 +10,11 @@ Events (type: the ids it carries):
     comment.created       comment_id, post_id (the row ids; post_id 0 when the media is unknown)
     comment.updated       comment_id, post_id (edited, deleted, hidden, replied to, automation ran)
     automation.updated    automation_id (paused, resumed, fired)
+    conversation.event    conversation_id, event_id (an activity line or a note: services.activity)
+    staff.notify          user_id, conversation_id, event_id, kind ("assigned" or "mention"): a desktop
+                          notification for that one member (the page of everyone else ignores it)
+    presence.updated      conversation_id (someone started or stopped viewing or typing)
+    team.updated          (none) members, roles, away status or invites changed
 
 They travel on the Redis channel rkey("live", account_id) as JSON
 {"type": ..., "account_id": ..., **ids}. Render once: when a socket of the account is open
@@ -37,14 +42,16 @@ from ..extensions import db, get_redis, on_commit, rkey
 log = logging.getLogger(__name__)
 
 EVENT_TYPES = ("message.created", "message.updated", "conversation.updated", "job.progress", "account.updated",
-               "comment.created", "comment.updated", "automation.updated")
+               "comment.created", "comment.updated", "automation.updated", "conversation.event", "staff.notify",
+               "presence.updated", "team.updated")
 
 # Events that only say "show the current state of this": their renderers read the database, so
 # repeats within one batch render once. Each maps to the id that makes two of them the same
 # (None: any two are the same).
 STATE_EVENTS: dict[str, str | None] = {"conversation.updated": "conversation_id", "message.updated": "message_id",
                                        "job.progress": "job_run_id", "account.updated": None,
-                                       "comment.updated": "comment_id", "automation.updated": "automation_id"}
+                                       "comment.updated": "comment_id", "automation.updated": "automation_id",
+                                       "presence.updated": "conversation_id", "team.updated": None}
 
 _PENDING = "live_pending"  # db.session.info key: this transaction's events, published after its commit
 

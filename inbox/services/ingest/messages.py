@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ...extensions import db
 from ...live.publish import publish_after_commit
 from ...models import Attachment, Conversation, Message, utcnow
-from .. import conversations, identities, media
+from .. import activity, assignees, conversations, identities, media
 from ..events import POST_ATTACHMENT_TYPES, MessageEvent, referral_ad, referral_is_evidence
 from ..products import assignment
 from ..transactions import Conflict
@@ -143,6 +143,7 @@ def write_messages(items: list[NewMessage]) -> list[Written]:
                    Message.sender_kind)
             .where(tuple_(Message.account_id, Message.mid).in_(sorted(repeats)))).all()}
     _drop_unused(found, created, {(i.account_id, i.customer) for i in items if (i.account_id, i.event.mid) in inserted})
+    assignees.note_new_conversations([(key[0], found[key].id) for key in sorted(created) if key in found])
 
     results: list[Written] = []
     attachment_rows: list[dict[str, Any]] = []
@@ -183,6 +184,9 @@ def write_messages(items: list[NewMessage]) -> list[Written]:
         media.note_attachments(db.session.scalars(insert(attachments).returning(attachments.c.id),
                                                   attachment_rows).all())
     _write_back([c for key, c in found.items() if vars(c) != before[key]], now)
+    for key, c in found.items():  # a customer writing again reopens a done conversation: a line in its activity
+        if before[key].get("status") == "done" and c.status == "open":
+            activity.record_event(c.account_id, c.id, "reopened", detail="the customer wrote again")
     for conversation in touched.values():
         publish_after_commit(conversation.account_id, "conversation.updated", conversation_id=conversation.id)
     return results
