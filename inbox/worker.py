@@ -16,6 +16,7 @@ from flask import Flask
 from rq import Worker
 
 from . import logs, metrics, queue
+from .services import applier
 from .extensions import db, get_redis, rkey
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> i
         stop = threading.Event()
         beat = threading.Thread(target=heartbeat, args=(app, name, stop), daemon=True)
         beat.start()
+        # The applier beside RQ: it applies stored webhook deliveries (services/applier.py).
+        appliers = [] if burst else [applier.start_applier(app, stop)]
         try:
             if not burst:
                 queue.schedule_daily_check(app)  # the daily token and webhook check, without cron
@@ -78,4 +81,6 @@ def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> i
         finally:
             stop.set()
             beat.join(timeout=2)
+            for thread in appliers:
+                thread.join(timeout=10)
     return 0

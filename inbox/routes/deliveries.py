@@ -11,6 +11,7 @@ from flask import Blueprint, abort, flash, redirect, request, url_for
 from ..auth import require_superadmin
 from ..extensions import db
 from ..models import WebhookDelivery
+from ..services.applier import apply_lag
 from ..services.deliveries import StorageUnavailable, list_deliveries, replay_delivery
 from ..templating import render
 
@@ -23,7 +24,7 @@ def index():
     """Failed and interrupted deliveries (or all recent ones with ?show=all)."""
     show_all = request.args.get("show") == "all"
     deliveries = list_deliveries(failed_only=not show_all)
-    return render("deliveries/index.html", deliveries=deliveries, show_all=show_all)
+    return render("deliveries/index.html", deliveries=deliveries, show_all=show_all, lag=apply_lag())
 
 
 @bp.get("/<int:delivery_id>")

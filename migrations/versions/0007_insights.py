@@ -2,7 +2,7 @@
 15-minute activity slots; sales outcomes; two message indexes the refresh reads
 
 Revision ID: insights
-Revises: ops
+Revises: team
 Create Date: 2026-12-03
 
 """
@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
 revision = 'insights'
-down_revision = 'ops'
+down_revision = 'team'
 branch_labels = None
 depends_on = None
 
