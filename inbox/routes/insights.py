@@ -94,7 +94,7 @@ def outcome(conversation_id: int):
                 sales.mark_not_sold(g.account.id, conversation_id, reason=request.form.get("reason"),
                                     user_id=current_user.id)
             elif action == "clear":
-                sales.clear_outcome(g.account.id, conversation_id)
+                sales.clear_outcome(g.account.id, conversation_id, user_id=current_user.id)
             else:
                 error = "Choose Sold, Not sold or Clear."
         except sales.NotFound:

@@ -27,7 +27,8 @@ def test_export_writes_every_chart_for_the_period(runner, factory, account, seco
                                      "2026-11-03,0,0,0,0,0,0", "Total,1,0,0,0,0,1"]
     assert read("first_response")[1] == "2026-11-02,1,1800,1800"
     assert read("heatmap")[1] == "Monday,0,0,0,0,0,0,0,0,0,0,2,0,0,0,0,0,0,0,0,0,0,0,0,0"
-    assert read("people") == ["person,replies_sent,answered_first,median_first_response_seconds", "Ana,1,1,1800"]
+    assert read("people") == ["person,replies_sent,answered_first,median_first_response_seconds,marked_done",
+                            "Ana,1,1,1800,0"]
 
 
 def test_export_refuses_bad_input(runner, account):

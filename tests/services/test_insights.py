@@ -8,7 +8,8 @@ from datetime import date, datetime, timezone
 import pytest
 
 from inbox.extensions import db
-from inbox.models import Comment
+from inbox.models import Comment, ConversationEvent
+from inbox.services import activity, conversations
 from inbox.services.insights import facts, hours, report, sales
 from inbox.services.insights.hours import Period
 
@@ -154,6 +155,26 @@ def test_people_replies_and_median_first_response(app, account, history):
     assert people == {"Ana": (2, 2, 2850.0), "Bob": (2, 2, 4500.0), "Owner's Instagram app": (1, 1, 0.0)}
 
 
+def test_people_count_the_conversations_they_marked_done_in_the_period(app, account, history):
+    with app.app_context():
+        ana, bob = history["ana"].id, history["bob"].id
+        conversations.set_status(account.id, history["a"].id, "done", actor_id=ana)
+        conversations.set_status(account.id, history["b"].id, "done", actor_id=ana)
+        conversations.set_status(account.id, history["d"].id, "done", actor_id=bob)
+        db.session.commit()
+        # The activity line's times: two inside the week (Berlin), Bob's the Monday after it.
+        times = [datetime(2026, 10, 24, 9, tzinfo=timezone.utc), datetime(2026, 10, 29, 22, 30, tzinfo=timezone.utc),
+                 datetime(2026, 10, 30, 8, tzinfo=timezone.utc)]
+        events = db.session.scalars(db.select(ConversationEvent).where(ConversationEvent.kind == "done")
+                                    .order_by(ConversationEvent.id)).all()
+        for event, at in zip(events, times):
+            event.created_at = at
+        db.session.commit()
+        r = build(account)
+    # 29 Oct 22:30 UTC is 23:30 in Berlin: still the week's last day.
+    assert {p.name: p.done for p in r.people} == {"Ana": 2, "Bob": 0, "Owner's Instagram app": 0}
+
+
 def test_products_posts_ads_and_sales(app, account, history):
     with app.app_context():
         sales.mark_sold(account.id, history["b"].id, product_id=None, quantity="2", amount="99.80",
@@ -166,6 +187,10 @@ def test_products_posts_ads_and_sales(app, account, history):
         assert [(p.key, p.conversations, p.sold, str(p.amount)) for p in r.top_posts] == [("1790001", 2, 1, "99.80")]
         assert [(a.key, a.label, a.conversations, a.sold) for a in r.top_ads] == [("AD-1", "Autumn sale", 1, 0)]
         assert (r.summary.sold, r.summary.not_sold, str(r.summary.amount)) == (1, 1, "99.80")
+        sales.clear_outcome(account.id, history["d"].id, user_id=history["ana"].id)
+        lines = {c: [activity.describe(e) for e in activity.thread_events(account.id, history[c].id)] for c in "bd"}
+    assert lines["b"][-1] == "Ana marked this sold: 2 × Red Dress, 99.80 EUR"
+    assert lines["d"][-2:] == ["Bob marked this not sold: Too expensive", "Ana cleared the sale outcome"]
 
 
 def test_new_messages_are_folded_in_on_the_next_refresh(app, factory, account, history):

@@ -84,9 +84,9 @@ def _heatmap(r: Report) -> Table:
 
 
 def _people(r: Report) -> Table:
-    rows = [[p.name, p.replies, p.answered_first, p.median] for p in r.people]
-    return Table("people", "Per person", ["person", "replies_sent", "answered_first", "median_first_response_seconds"],
-                 ["text", "int", "int", "seconds"], rows)
+    rows = [[p.name, p.replies, p.answered_first, p.median, p.done] for p in r.people]
+    return Table("people", "Per person", ["person", "replies_sent", "answered_first", "median_first_response_seconds",
+                                          "marked_done"], ["text", "int", "int", "seconds", "int"], rows)
 
 
 def _cell(value) -> str:

@@ -32,7 +32,7 @@ from decimal import Decimal
 from sqlalchemy import and_, case, false, func, literal_column, select, tuple_
 
 from ...extensions import db
-from ...models import (Comment, Conversation, ConversationFact, InsightSlot, Membership, Post, PostProduct, Product,
+from ...models import (Comment, Conversation, ConversationEvent, ConversationFact, InsightSlot, Membership, Post, PostProduct, Product,
                        SaleOutcome, StaffUser, ms_to_datetime, utcnow)
 from ...models.insights import CONVERSATION_SOURCES, SLOT_MS
 from . import facts, hours
@@ -108,6 +108,7 @@ class PersonRow:
     replies: int = 0
     answered_first: int = 0
     median: float | None = None
+    done: int = 0
 
 
 @dataclass
@@ -415,10 +416,18 @@ def _people(account_id: int, period: Period, first_by_user: dict[int, tuple]) ->
     replies = dict(db.session.execute(
         select(S.user_id, func.sum(S.replies)).where(S.account_id == account_id, S.replies > 0, *_slot_range(period))
         .group_by(S.user_id)).all())
+    # Conversations each person marked done in the period, from the activity line.
+    done = dict(db.session.execute(
+        select(ConversationEvent.actor_user_id, func.count()).where(
+            ConversationEvent.account_id == account_id, ConversationEvent.kind == "done",
+            ConversationEvent.actor_user_id.is_not(None),
+            ConversationEvent.created_at >= ms_to_datetime(period.start_ms),
+            ConversationEvent.created_at < ms_to_datetime(period.end_ms))
+        .group_by(ConversationEvent.actor_user_id)).all())
     members = dict(db.session.execute(
         select(StaffUser.id, func.coalesce(func.nullif(StaffUser.name, ""), StaffUser.email))
         .join(Membership, Membership.user_id == StaffUser.id).where(Membership.account_id == account_id)).all())
-    others = set(replies) | set(first_by_user)
+    others = set(replies) | set(first_by_user) | set(done)
     former = [u for u in others if u and u not in members]
     named = dict(db.session.execute(
         select(StaffUser.id, func.coalesce(func.nullif(StaffUser.name, ""), StaffUser.email))
@@ -427,5 +436,6 @@ def _people(account_id: int, period: Period, first_by_user: dict[int, tuple]) ->
     for uid in sorted(set(members) | others, key=lambda u: (u == 0, (members.get(u) or named.get(u) or "").lower())):
         name = "Owner's Instagram app" if uid == 0 else members.get(uid) or named.get(uid) or "Former staff"
         m = first_by_user.get(uid)
-        out.append(PersonRow(uid, name, int(replies.get(uid, 0) or 0), m[2] if m else 0, m[0] if m else None))
-    return [p for p in out if p.user_id in members or p.replies or p.answered_first]
+        out.append(PersonRow(uid, name, int(replies.get(uid, 0) or 0), m[2] if m else 0, m[0] if m else None,
+                             int(done.get(uid, 0))))
+    return [p for p in out if p.user_id in members or p.replies or p.answered_first or p.done]

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 
 from ...extensions import db
 from ...models import Conversation, Product, SaleOutcome, StaffUser, utcnow
+from .. import activity
 from . import facts
 
 MAX_QUANTITY = 100_000
@@ -111,6 +112,8 @@ def mark_sold(account_id: int, conversation_id: int, *, product_id: int | str | 
                       quantity=qty, amount=value, currency=currency, is_current=True, marked_by_user_id=user_id,
                       marked_at=utcnow())
     db.session.add(row)
+    activity.record_event(account_id, conversation.id, "sold", actor_user_id=user_id,
+                          detail=f"{qty} × {product.name}, {value} {currency}")
     db.session.commit()
     return row
 
@@ -128,12 +131,14 @@ def mark_not_sold(account_id: int, conversation_id: int, *, reason: str | None, 
                       product_id=conversation.product_id, reason=text, is_current=True, marked_by_user_id=user_id,
                       marked_at=utcnow())
     db.session.add(row)
+    activity.record_event(account_id, conversation.id, "not_sold", actor_user_id=user_id, detail=text)
     db.session.commit()
     return row
 
 
-def clear_outcome(account_id: int, conversation_id: int) -> None:
+def clear_outcome(account_id: int, conversation_id: int, *, user_id: int | None = None) -> None:
     """The conversation has no outcome again (the rows stay as history). Commits."""
     conversation = _conversation(account_id, conversation_id)
     _end_current(conversation.id)
+    activity.record_event(account_id, conversation.id, "outcome_cleared", actor_user_id=user_id)
     db.session.commit()
