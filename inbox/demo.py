@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from . import create_app, runner
 from .extensions import db
 from .models import Conversation
-from .services import accounts, assignees, automations, conversations, labels, notes, saved_replies, staff
+from .services import accounts, applier, assignees, automations, conversations, labels, notes, saved_replies, staff
 from .services.insights import facts, sales
 from .services.products import catalogue, posts
 from .sim import Simulator
@@ -178,8 +178,27 @@ def seed_database(app, world: DemoWorld) -> None:
     world.account_id, world.admin_id = account_id, admin_id
 
 
+def wait_until_applied(app, timeout: float = 60.0) -> None:
+    """Wait until the worker's applier has applied every delivery received so far.
+
+    The webhook only stores a delivery; the applier writes its messages a moment later, so
+    seeding that reads the history waits for it (or gives up after `timeout` and seeds what
+    has arrived).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.app_context():
+            waiting = applier.apply_lag(window=0).waiting
+            db.session.remove()
+        if not waiting:
+            return
+        time.sleep(0.2)
+    log.warning("the applier had not caught up after %.0f s; seeding what has arrived", timeout)
+
+
 def seed_team_work(app, world: DemoWorld) -> None:
     """On the history: assignments to each agent, labels, and notes that mention a colleague."""
+    wait_until_applied(app)
     with app.app_context():
         account_id = world.account_id
         ben, cleo = staff.find_user(AGENT_EMAIL), staff.find_user(AGENT2_EMAIL)
