@@ -14,18 +14,20 @@ account's shared Conversations API slot (GRAPH_CONVERSATIONS_RATE, 2/s); when Me
 for less data (code 1), the page size is halved.
 
 Messages from the API are read with the webhook readers (services/events.py) into the
-MessageEvent ingestion applies, and their rows are made by ingestion's own helpers
-(services/ingest/messages.py), so both paths write the same thing: direction from `from.id`,
-`meta_timestamp` from `created_time`, Attachment rows with type/source_url/media_id/title
-and the raw item. An outgoing message we do not hold first claims one of our pending
-sends with the same content (as its echo would), else it is the owner's (`instagram_app`).
+MessageEvent ingestion applies, and written by the one path every new message takes
+(`ingest.messages.write_messages`, as a webhook's message is), so both write the same
+thing: direction from `from.id`, `meta_timestamp` from `created_time`, Attachment rows with
+type/source_url/media_id/title and the raw item, the list row, product evidence, the
+customer's profile and the live updates. An outgoing message we do not hold first claims
+one of our pending sends with the same content (as its echo would), else it is the
+owner's (`instagram_app`). A message older than what the list row showed is history:
+it counts as no unread and reopens nothing.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 from flask import current_app
@@ -36,15 +38,12 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from ..display import display_name
 from ..extensions import db
 from ..live.publish import publish
-from ..models import Account, Attachment, Conversation, JobRun, Message, Reaction, ms_to_datetime, utcnow
-from . import conversations, identities, jobruns, media
-from .events import (
-    POST_ATTACHMENT_TYPES, AttachmentData, MessageEvent, clean_text, read_id, read_mid, read_short, read_time,
-)
+from ..models import Account, Conversation, JobRun, Message, Reaction, ms_to_datetime, utcnow
+from . import conversations, identities, jobruns
+from .events import AttachmentData, MessageEvent, clean_text, read_id, read_mid, read_short, read_time
 from .graph import MESSAGE_FIELDS, GraphClient, GraphError, RateLimited, TokenInvalid, Transient
 from .ingest.echoes import claim_pending
-from .ingest.messages import message_values
-from .products import assignment
+from .ingest.messages import NewMessage, write_messages
 
 log = logging.getLogger(__name__)
 
@@ -256,10 +255,10 @@ def apply_conversations(account: Account, apis: list[ApiConversation], summary: 
     """Upsert conversations, their customers' usernames and the messages we do not hold yet.
 
     A whole page in a few statements (inside the caller's transaction): conversations by
-    (account, customer), messages by (account, mid), both INSERT … ON CONFLICT DO NOTHING,
-    so what webhooks (or an earlier run) wrote stays as it is. Rows are made by
-    ingestion's own helpers; an outgoing message we do not hold first claims one of our
-    pending sends with the same content, as its echo would.
+    (account, customer) with INSERT … ON CONFLICT DO NOTHING, messages through
+    `write_messages` (the webhooks' path), so what webhooks (or an earlier run) wrote stays
+    as it is. An outgoing message we do not hold first claims one of our pending sends
+    with the same content, as its echo would.
     """
     account_id, account_ig = account.id, account.ig_user_id
     apis = list({api.customer_igsid: api for api in reversed(apis)}.values())[::-1]  # one per customer
@@ -286,64 +285,66 @@ def apply_conversations(account: Account, apis: list[ApiConversation], summary: 
         for m in sorted(api.messages, key=lambda m: (m.timestamp, m.mid)):
             by_mid.setdefault(m.mid, (by_customer[api.customer_igsid], m))  # a mid twice: the first keeps it
     summary.messages += len(by_mid)
-    claimed = _claim_our_sends(account_id, by_mid)
-    rows = []
-    for mid, (conversation, m) in by_mid.items():
-        if mid in claimed:
-            continue
-        outgoing = m.event.is_echo
-        rows.append(message_values(m.event, account_id, account_ig, conversation.id, conversation.customer_igsid,
-                                    direction="out" if outgoing else "in",
-                                    sender_kind="instagram_app" if outgoing else "customer", now=now))
-    inserted = {mid: message_id for message_id, mid in
-                _insert_many(Message, rows, conflict=["account_id", "mid"], returning=["id", "mid"])}
-    summary.created_messages += len(inserted)
+    # What the list showed before this page: a message older than that is history.
+    shown_until = {c.id: c.last_message_at for c in by_customer.values()}
+    ids = {customer: c.id for customer, c in by_customer.items()}  # the rows are expired below
+    changed_ids = set()
+    for api in apis:
+        conversation = by_customer[api.customer_igsid]
+        if api.graph_id and conversation.graph_conversation_id != api.graph_id:
+            conversation.graph_conversation_id = api.graph_id
+            changed_ids.add(conversation.id)
+    # Messages we hold stay as they are (a repeat changes nothing): only the others go on.
+    held = set(db.session.scalars(select(Message.mid).where(Message.account_id == account_id,
+                                                            Message.mid.in_(list(by_mid))))) if by_mid else set()
+    claimed = _claim_our_sends(account_id, by_mid, held)
+    for mid, message in claimed.items():
+        conversation = by_mid[mid][0]
+        conversations.touch(conversation, message, new=False, preview=conversations.message_preview(message))
+    db.session.flush()  # the list rows as the ORM changed them, before the message path reads them
 
-    attachment_rows, reaction_rows = [], []
-    new_by_conversation: dict[int, list[tuple[int, ApiMessage]]] = {}
-    for mid, message_id in inserted.items():
-        conversation, m = by_mid[mid]
-        new_by_conversation.setdefault(conversation.id, []).append((message_id, m))
-        attachment_rows += [{"account_id": account_id, "message_id": message_id, "position": i, "type": a.type,
-                             "raw": a.raw, "source_url": a.source_url, "media_id": a.media_id, "title": a.title,
-                             "created_at": now} for i, a in enumerate(m.attachments)]
-        for reactor, value in dict(m.reactions).items():
+    # The rest goes the way a webhook's message goes: the one write path.
+    items = []
+    for mid, (conversation, m) in by_mid.items():
+        if mid in claimed or mid in held:
+            continue
+        until = shown_until[conversation.id]
+        items.append(NewMessage(m.event, account_id, account_ig, conversation.customer_igsid,
+                                outgoing=m.event.is_echo,
+                                history=until is not None and ms_to_datetime(m.timestamp) <= until))
+    written = write_messages(items)
+    for conversation in by_customer.values():
+        db.session.expire(conversation)  # write_messages wrote the list rows with its own statements
+    reaction_rows = []
+    new_by_conversation: dict[int, list[int]] = {}
+    for item, result in zip(items, written):
+        if not result.created:
+            continue
+        new_by_conversation.setdefault(result.conversation_id, []).append(result.id)
+        for reactor, value in dict(by_mid[item.event.mid][1].reactions).items():
             name = value if value in _REACTION_NAMES else None
-            reaction_rows.append({"account_id": account_id, "message_id": message_id, "reactor_igsid": reactor,
+            reaction_rows.append({"account_id": account_id, "message_id": result.id, "reactor_igsid": reactor,
                                   "reaction": name, "emoji": None if name else value, "meta_timestamp": None,
                                   "created_at": now})
-        if any(a.type in POST_ATTACHMENT_TYPES for a in m.attachments):
-            assignment.note_evidence(message_id)
-    if attachment_rows:
-        media.note_attachments([row.id for row in _insert_many(Attachment, attachment_rows, returning=["id"])])
+    summary.created_messages += sum(len(ids) for ids in new_by_conversation.values())
     if reaction_rows:
         _insert_many(Reaction, reaction_rows, conflict=["message_id", "reactor_igsid"], returning=["id"])
 
     applied = []
     for api in apis:
-        conversation = by_customer[api.customer_igsid]
-        changed = api.customer_igsid in created or api.customer_igsid in renamed
-        if api.graph_id and conversation.graph_conversation_id != api.graph_id:
-            conversation.graph_conversation_id = api.graph_id
-            changed = True
-        new = new_by_conversation.get(conversation.id, [])
-        if new:
-            _touch(conversation, [m for _, m in new])
-            changed = True
-        updated = []
-        for mid, message in claimed.items():
-            if by_mid[mid][0] is conversation:
-                conversations.touch(conversation, message, new=False,
-                                    preview=conversations.message_preview(message))
-                updated.append(message.id)
-        applied.append(Applied(conversation.id, api.customer_igsid in created, sorted(i for i, _ in new), changed
-                               or bool(updated), updated))
+        conversation_id = ids[api.customer_igsid]
+        new = new_by_conversation.get(conversation_id, [])
+        updated = sorted(message.id for message in claimed.values() if message.conversation_id == conversation_id)
+        changed = (api.customer_igsid in created or api.customer_igsid in renamed or conversation_id in changed_ids
+                   or bool(new) or bool(updated))
+        applied.append(Applied(conversation_id, api.customer_igsid in created, sorted(new), changed, updated))
     summary.conversations += len(apis)
     summary.created_conversations += len(created)
     return applied
 
 
-def _claim_our_sends(account_id: int, by_mid: dict[str, tuple[Conversation, ApiMessage]]) -> dict[str, Message]:
+def _claim_our_sends(account_id: int, by_mid: dict[str, tuple[Conversation, ApiMessage]],
+                     held: set[str]) -> dict[str, Message]:
     """Outgoing messages we do not hold that are our own pending sends: {mid: the send's row, now with it}.
 
     A send whose Send API answer has not come back yet has no mid; the API already lists
@@ -357,8 +358,6 @@ def _claim_our_sends(account_id: int, by_mid: dict[str, tuple[Conversation, ApiM
                                               Message.direction == "out", Message.status == "pending").distinct()))
     if not pending:
         return {}
-    held = set(db.session.scalars(select(Message.mid).where(Message.account_id == account_id,
-                                                            Message.mid.in_(outgoing))))
     claimed = {}
     for mid in outgoing:
         conversation, m = by_mid[mid]
@@ -367,18 +366,6 @@ def _claim_our_sends(account_id: int, by_mid: dict[str, tuple[Conversation, ApiM
             if message is not None:
                 claimed[mid] = message
     return claimed
-
-
-def _touch(conversation: Conversation, new: list[ApiMessage]) -> None:
-    """The list row after new messages: a message older than what the list already showed is history."""
-    shown_until = conversation.last_message_at
-    for m in sorted(new, key=lambda m: (m.timestamp, m.mid)):
-        outgoing = m.event.is_echo
-        row = SimpleNamespace(meta_timestamp=m.timestamp, direction="out" if outgoing else "in",
-                              sender_kind="instagram_app" if outgoing else "customer", is_deleted=False)
-        history = shown_until is not None and ms_to_datetime(m.timestamp) <= shown_until
-        conversations.touch(conversation, row, history=history, preview=conversations.preview_text(
-            m.text, [a.type for a in m.attachments], is_unsupported=m.event.is_unsupported))
 
 
 def apply_page(account: Account, page: list[Any], summary: SyncSummary) -> list[Applied]:
@@ -426,19 +413,19 @@ def _restore(summary: SyncSummary, counts: dict[str, int]) -> None:
 
 
 def _publish(account_id: int, applied: list[Applied]) -> None:
-    """Live updates for what changed (the data is committed)."""
+    """Live updates for what changed (the data is committed).
+
+    New messages were published by the message path (message.created and the list row)
+    when their page committed; here: our sends the API confirmed, and list rows that
+    changed without a new message (a new or renamed conversation).
+    """
     for item in applied:
         if not item.changed:
             continue
         for message_id in item.updated_message_ids:
-            publish(account_id, "message.updated", conversation_id=item.conversation_id,
-                             message_id=message_id)
-        if not item.created:
-            # A thread that is open somewhere gets its missed messages; new threads come with the list.
-            for message_id in item.new_message_ids:
-                publish(account_id, "message.created", conversation_id=item.conversation_id,
-                                 message_id=message_id)
-        publish(account_id, "conversation.updated", conversation_id=item.conversation_id)
+            publish(account_id, "message.updated", conversation_id=item.conversation_id, message_id=message_id)
+        if not item.new_message_ids:
+            publish(account_id, "conversation.updated", conversation_id=item.conversation_id)
 
 
 # --- The run ------------------------------------------------------------------------------

@@ -389,3 +389,51 @@ def test_times_and_attachment_kinds_from_the_api():
         ("image", "https://a/1"), ("video", "https://a/2"), ("audio", "https://a/3"), ("file", "https://a/4"),
         ("unknown", None), ("share", "https://a/5"), ("story_mention", "https://a/6")]
     assert kinds[3].title == "menu.pdf" and kinds[5].title == "A post" and kinds[6].media_id == "1801"
+
+
+def _written(app, account_id: int, customer: str) -> tuple[list[tuple], tuple]:
+    """What a user sees of a customer's thread: each message's fields and attachments, and the list row."""
+    with app.app_context():
+        conversation = db.session.scalars(select(Conversation).where(
+            Conversation.account_id == account_id, Conversation.customer_igsid == customer)).one()
+        rows = db.session.scalars(select(Message).where(Message.conversation_id == conversation.id)
+                                  .order_by(Message.meta_timestamp)).all()
+        messages = [(m.direction, m.sender_kind, m.sender_igsid == customer, m.text, m.meta_timestamp, m.status,
+                     m.is_deleted, m.edit_count, m.reply_to_mid, m.is_unsupported,
+                     [(a.type, a.source_url is not None, a.position) for a in m.attachments]) for m in rows]
+        row = (conversation.last_message_at, conversation.last_message_preview,
+               conversation.last_message_direction, conversation.last_message_sender_kind,
+               conversation.last_customer_message_at, conversation.unread_count, conversation.status)
+        return messages, row
+
+
+def test_resync_and_webhooks_write_a_message_the_same_way_in_either_order(app, sim_webhooks, connected,
+                                                                          run_jobs):
+    """One write path: the same thread arriving by webhook then resync, or resync then webhook, is the same rows."""
+    account, shop = connected.account, connected.ig
+    ann, bob = shop.add_customer("ann"), shop.add_customer("bob")
+
+    def thread(customer, deliver: bool) -> list:
+        return [customer.sends_text("do you ship to Lyon?", at=T0, deliver=deliver),
+                customer.sends_attachment("image", text=None, at=T0 + 2, deliver=deliver),
+                shop.types_in_app(customer, "Yes, in two days", at=T0 + 5, deliver=deliver)]
+
+    thread(ann, deliver=True)  # ann's messages came by webhook first
+    bob_sent = thread(bob, deliver=False)  # bob's webhooks are late: the resync brings them first
+    webhook_first = _written(app, account.id, ann.igsid)
+    ann_ids = {mid: row.id for mid, row in _messages(app, account.id).items()}
+
+    run = _resync(app, account.id, run_jobs)
+    assert run.summary["created_messages"] == 3  # bob's, not ann's again
+    resync_first = _written(app, account.id, bob.igsid)
+    for sent, kind in zip(bob_sent, ("message", "message", "echo")):
+        assert sim_webhooks.webhooks.emit(shop.ig_user_id, kind, sent.event, strict=True).status == 200
+
+    # Neither order made a second row or changed a row the other path wrote ...
+    rows = _messages(app, account.id)
+    assert len(rows) == 6 and all(rows[mid].id == ann_ids[mid] for mid in ann_ids)
+    assert _written(app, account.id, ann.igsid) == webhook_first
+    assert _written(app, account.id, bob.igsid) == resync_first
+    # ... and both paths wrote the same thing: messages, attachments and the list row.
+    assert resync_first == webhook_first
+    assert webhook_first[1][1] == "Yes, in two days" and webhook_first[1][5] == 0

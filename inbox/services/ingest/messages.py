@@ -47,6 +47,7 @@ class NewMessage:
     outgoing: bool = False  # the owner typed it in the Instagram app (an echo that is not our send)
     is_deleted: bool = False  # an unsend that overtook its message: a tombstone
     edit_count: int = 0  # an edit that overtook its message: stored with the new text
+    history: bool = False  # older than the list row showed (resync): not unread, reopens nothing
 
     @property
     def direction(self) -> str:
@@ -159,8 +160,9 @@ def write_messages(items: list[NewMessage]) -> list[Written]:
         message_id = inserted[key]
         conversation = found[(item.account_id, item.customer)]
         types = [] if item.is_deleted else [a.type for a in event.attachments]
-        conversations.touch(conversation, SimpleNamespace(**row), preview=conversations.preview_text(
-            row["text"], types, is_deleted=item.is_deleted, is_unsupported=event.is_unsupported))
+        conversations.touch(conversation, SimpleNamespace(**row), history=item.history,
+                            preview=conversations.preview_text(row["text"], types, is_deleted=item.is_deleted,
+                                                               is_unsupported=event.is_unsupported))
         ad_id, ad_title = referral_ad(event.referral)
         if ad_id or ad_title:
             conversation.last_ad_id = ad_id or conversation.last_ad_id
