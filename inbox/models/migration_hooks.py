@@ -9,8 +9,9 @@ def include_object(obj, name, type_, reflected, compare_to):
     """Leave out what migrations manage by hand (search indexes of one dialect)."""
     if type_ == "table" and reflected and compare_to is None and name.startswith(("sqlite_", "messages_fts")):
         return False
-    # Search indexes of migration 0002 (pg_trgm GIN on PostgreSQL).
-    if type_ == "index" and reflected and compare_to is None and name and name.endswith("_trgm"):
+    # Search indexes of migrations 0002 (pg_trgm GIN on PostgreSQL) and pipeline2 (word pairs).
+    if (type_ == "index" and reflected and compare_to is None and name
+            and (name.endswith("_trgm") or name == "ix_messages_word_pairs")):
         return False
     if obj is not None and getattr(obj, "info", {}).get("manual_migration"):
         return False

@@ -6,7 +6,8 @@ every writer of messages calls it (ingestion, resync, replies, uploads).
 The list is keyset-paginated on (last_message_at, id), newest first; conversations that
 have no message time yet come last, by id. Search matches the customer's @username and
 name, and the text of the conversation's messages (pg_trgm on PostgreSQL, an FTS5
-trigram table on SQLite; migration 0002_search). Render helpers (quoted messages, shared
+trigram table on SQLite; migration 0002_search), a phrase first through its adjacent word
+pairs on PostgreSQL (migration 0008_pipeline2). Render helpers (quoted messages, shared
 posts' products) cache their lookups per request in flask.g.
 """
 
@@ -18,7 +19,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flask import current_app, g, has_app_context
-from sqlalchemy import BigInteger, and_, column, func, or_, select, text, tuple_, union, update
+from sqlalchemy import BigInteger, Text, and_, column, func, or_, select, text, tuple_, union, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy import true as sa_true
 from sqlalchemy.orm import aliased, selectinload
 
@@ -403,8 +405,38 @@ def _text_matches(account_id: int, q: str):
         fts = text("SELECT rowid FROM messages_fts WHERE messages_fts MATCH :fts_q").bindparams(fts_q=phrase)
         return select(Message.conversation_id).where(
             Message.account_id == account_id, Message.id.in_(fts.columns(column("rowid", BigInteger))))
+    pairs = word_pairs(q)
+    if pairs:
+        # A phrase: the messages holding its word pairs (ix_messages_word_pairs, migration
+        # pipeline2), few even when its words are common, then the phrase itself checked on
+        # them. `text || ''` keeps the planner off the trigram index, whose long posting
+        # lists of common words are what made such phrases slow.
+        return select(Message.conversation_id).where(
+            Message.account_id == account_id,
+            func.message_word_pairs(Message.text).op("@>")(postgresql.array(pairs, type_=Text)),
+            (Message.text + "").ilike(_like_pattern(q), escape="\\"))
     return select(Message.conversation_id).where(
         Message.account_id == account_id, Message.text.ilike(_like_pattern(q), escape="\\"))
+
+
+def word_pairs(q: str) -> list:
+    """The word pairs (ix_messages_word_pairs) every text containing q holds; [] for one word.
+
+    Each pair of adjacent words of q as the last two characters of the first and the first
+    two of the second, lowercased by the database as the index is. The first word of q may
+    be the end of a longer word, and the last the start of one, so a one-character word at
+    either end says nothing about its neighbour's pair and is left out.
+    """
+    words = q.split(" ")
+    if len(words) < 2 or "" in words or any(ch.isspace() for ch in q.replace(" ", "")):
+        return []
+    pairs = []
+    for i, (left, right) in enumerate(zip(words, words[1:])):
+        if (i == 0 and len(left) < 2) or (i + 1 == len(words) - 1 and len(right) < 2):
+            continue
+        pairs.append(func.right(func.lower(left), 2, type_=Text).concat(" ")
+                     .concat(func.left(func.lower(right), 2, type_=Text)))
+    return pairs
 
 
 def conversation_row(account_id: int, conversation_id: int) -> ConversationRow:

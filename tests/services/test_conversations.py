@@ -138,6 +138,28 @@ def test_search_finds_username_name_and_message_text(search_path, app, client, f
     assert second_account.id != account.id
 
 
+def test_a_phrase_matches_as_typed_wherever_its_words_start_and_end(search_path, app, client, account, agent):
+    """Phrases (on PostgreSQL through their word pairs first) match the text as a substring, as one word does."""
+    texts = {"9101": "We ship tomorrow", "9102": "any relationship to it", "9103": "Do you SHIP TO Lyon?",
+             "9104": "ship, to be sure", "9105": "to ship", "9106": "ship\nto", "9107": "the red bag please",
+             "9108": "a red bag", "9109": "Ωmega ÉTÉ sale"}
+    for customer, said in texts.items():
+        _say(client, customer, said)
+    ids = {customer: _conversation(app, customer, account.id).id for customer in texts}
+
+    def found(q):
+        return sorted(_list(client, account, q=q))
+
+    assert found("ship to") == sorted(ids[c] for c in ("9101", "9102", "9103"))
+    assert found("hip t") == sorted(ids[c] for c in ("9101", "9102", "9103"))
+    assert found("the red bag") == [ids["9107"]]
+    assert found("e red bag p") == [ids["9107"]]
+    assert found("d bag") == sorted(ids[c] for c in ("9107", "9108"))  # a one-letter end: the trigram index
+    assert found("a red") == [ids["9108"]]
+    assert found("ωmega été") == [ids["9109"]]
+    assert found("bag lyon") == []
+
+
 # --- Pagination -------------------------------------------------------------------------
 
 def test_infinite_scroll_walks_every_conversation_once(app, client, account, agent):
