@@ -294,6 +294,13 @@ def _top_ids(where, order, limit: int, search: _Search, kind: str) -> list[int]:
                 return []
             return list(db.session.scalars(select(C.id).where(where, C.customer_igsid.in_(igsids))
                                            .order_by(*order).limit(limit)))
+    found = None
+    if kind == "text" and search.phrase:
+        # A phrase: its word pairs find its few messages at once (a phrase of common words is
+        # rare far more often than not, and the walk would probe the whole window in vain).
+        found = _text_set(search)
+        if len(found) <= TEXT_SET_MAX:
+            return _in_list_order(where, order, limit, found)
     window_size = current_app.config.get("SEARCH_WALK_WINDOW", WALK_WINDOW) * (10 if kind == "names" else 1)
     window = select(C.id, C.customer_igsid, C.last_message_at).where(where).order_by(*order).limit(window_size)
     window = window.subquery("window")
@@ -310,13 +317,23 @@ def _top_ids(where, order, limit: int, search: _Search, kind: str) -> list[int]:
     if len(ids) >= limit or db.session.scalar(select(func.count()).select_from(window)) < window_size:
         return ids
     if kind == "names":
-        rare = C.customer_igsid.in_(search.names)
-    else:
-        # A rare text: its conversations through the trigram index, then those in list order.
-        found = list(db.session.scalars(select(search.text_ids.subquery().c[0]).limit(TEXT_SET_MAX + 1)))
-        if not found:
-            return []
-        rare = C.id.in_(found) if len(found) <= TEXT_SET_MAX else C.id.in_(search.text_ids)
+        return list(db.session.scalars(select(C.id).where(where, C.customer_igsid.in_(search.names))
+                                       .order_by(*order).limit(limit)))
+    # A rare text: its conversations through the trigram index, then those in list order.
+    return _in_list_order(where, order, limit, _text_set(search) if found is None else found, search)
+
+
+def _text_set(search: _Search) -> list[int]:
+    """Up to TEXT_SET_MAX + 1 conversation ids (with repeats) of messages matching the search text."""
+    return list(db.session.scalars(select(search.text_ids.subquery().c[0]).limit(TEXT_SET_MAX + 1)))
+
+
+def _in_list_order(where, order, limit: int, found: list[int], search: _Search | None = None) -> list[int]:
+    """The first `limit` in list order of the conversations found (all matches of `search` when too many)."""
+    C = Conversation
+    if not found:
+        return []
+    rare = C.id.in_(sorted(set(found))) if len(found) <= TEXT_SET_MAX else C.id.in_(search.text_ids)
     return list(db.session.scalars(select(C.id).where(where, rare).order_by(*order).limit(limit)))
 
 
@@ -364,6 +381,7 @@ class _Search:
     text_ids: Any = None  # ids of conversations with a matching message (a subquery), None: names only
     text_pattern: str | None = None  # the ILIKE pattern of the text, for the walk in list order
     postgres: bool = False
+    phrase: bool = False  # text_ids go through the word pairs of a phrase (PostgreSQL)
     _names: list[str] | None = None
 
     def name_matches(self) -> list[str]:
@@ -394,7 +412,8 @@ def _search(account_id: int, q: str) -> _Search:
         # "@ama" asks for a username.
         return _Search(C.id.in_(named_ids), by_name, postgres=postgres)
     text_ids = _text_matches(account_id, q)
-    return _Search(C.id.in_(union(named_ids, text_ids)), by_name, text_ids, _like_pattern(q), postgres)
+    return _Search(C.id.in_(union(named_ids, text_ids)), by_name, text_ids, _like_pattern(q), postgres,
+                   phrase=postgres and bool(word_pairs(q)))
 
 
 def _text_matches(account_id: int, q: str):
