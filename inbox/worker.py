@@ -1,6 +1,11 @@
-"""The background worker: RQ in the app context, with a heartbeat /healthz can see.
+"""The background worker: RQ in the app context, a heartbeat /healthz can see, and the reconciler.
 
 Started by `inbox worker` (and `python worker.py`, the same command), and by `inbox run`.
+Redis may lose everything: the reconciler thread (`services.obligations`) finds what is owed
+in the database every few seconds and enqueues it, including the periodic checks. A worker
+killed with SIGKILL leaves its name, its scheduler lock and its started jobs in Redis; the
+next worker on the same machine clears what belongs to dead processes at once (elsewhere
+they expire within about a minute and a half).
 """
 
 from __future__ import annotations
@@ -8,15 +13,19 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 
+import redis
 from flask import Flask
-from rq import Worker
+from rq import Queue, Worker
+from rq.scheduler import RQScheduler
 
 from . import logs, metrics, queue
-from .extensions import db, get_redis, rkey
+from .extensions import db, get_redis, redis_url, rkey
+from .services import obligations, periodic
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +39,9 @@ def _reset_connections_in_child() -> None:
 
 class InboxWorker(Worker):
     """RQ's worker, counting each job by task and outcome in the job's own process."""
+
+    # Redis back after an outage: try again within two seconds, not RQ's backoff of up to 60.
+    max_connection_wait_time = 2.0
 
     def perform_job(self, job, job_queue, *args, **kwargs) -> bool:
         started = time.perf_counter()
@@ -56,6 +68,55 @@ def heartbeat(app: Flask, name: str, stop: threading.Event) -> None:
         pass
 
 
+def reconcile_loop(app: Flask, stop: threading.Event) -> None:
+    """Every RECONCILE_INTERVAL_SECONDS: enqueue what the database says is owed and not running."""
+    reconciler = obligations.Reconciler()
+    interval = float(app.config["RECONCILE_INTERVAL_SECONDS"])
+    while not stop.wait(interval):
+        try:
+            with app.app_context():
+                try:
+                    periodic.ensure_schedule()
+                    reconciler.run_once()
+                finally:
+                    db.session.remove()
+        except Exception as exc:  # Redis or the database away: the next pass tries again
+            log.warning("reconciler pass failed: %s", exc)
+
+
+def worker_connection(app: Flask) -> redis.Redis:
+    """RQ's own client: no socket timeout shorter than its blocking wait.
+
+    redis-py 8 gives every client a 5 s socket timeout; RQ raises it only for connections made
+    after it looked, so a pool shared with other threads made an idle worker's blocking wait
+    time out every few seconds and back off (jobs then waited up to a minute)."""
+    return redis.Redis.from_url(redis_url(app), socket_timeout=None, health_check_interval=30)
+
+
+def clear_dead_leftovers(connection: redis.Redis, rq_name: str, queue_names: list[str]) -> None:
+    """A SIGKILLed worker's name and scheduler locks, when its process is gone from this machine."""
+    here = socket.gethostname()
+    key = f"rq:worker:{rq_name}"
+    hostname, pid = (v.decode() if isinstance(v, bytes) else v for v in connection.hmget(key, "hostname", "pid"))
+    if hostname == here and pid and pid.isdigit() and not queue.pid_alive(int(pid)):
+        connection.delete(key)
+        log.warning("cleared worker name %s left by a killed process %s", rq_name, pid)
+    for name in queue_names:
+        lock = RQScheduler.get_locking_key(name)
+        holder = connection.get(lock)
+        if holder is None:
+            continue
+        holder = holder.decode() if isinstance(holder, bytes) else holder
+        owner = {k.decode(): v.decode() for k, v in connection.hgetall(f"rq:scheduler:{holder}").items()}
+        dead_here = owner.get("hostname") == here and owner.get("pid", "").isdigit() and not queue.pid_alive(
+            int(owner["pid"]))
+        if not owner or dead_here:
+            # Compare and delete: only the lock still held by the dead scheduler.
+            connection.eval("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) "
+                            "end return 0", 1, lock, holder)
+            log.warning("cleared scheduler lock of %s left by a dead scheduler", name)
+
+
 def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> int:
     """Work the app's queues in the app context; returns an exit status."""
     name = name or f"worker.{os.getpid()}"
@@ -68,14 +129,26 @@ def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> i
         stop = threading.Event()
         beat = threading.Thread(target=heartbeat, args=(app, name, stop), daemon=True)
         beat.start()
+        threads = [beat]
         try:
+            connection = worker_connection(app)
+            queues = [Queue(queue.queue_name(q, app), connection=connection) for q in queue.QUEUES]
+            rq_name = f"{app.config['REDIS_NAMESPACE']}.{name}"
             if not burst:
-                queue.schedule_daily_check(app)  # the daily token and webhook check, without cron
-                queue.schedule_recovery(app)  # interrupted webhook deliveries, every few minutes
-            worker = InboxWorker(queue.all_queues(app), connection=get_redis(app),
-                            name=f"{app.config['REDIS_NAMESPACE']}.{name}")
+                periodic.ensure_schedule()  # the daily check and the recovery, without cron
+                db.session.remove()
+                clear_dead_leftovers(connection, rq_name, [q.name for q in queues])
+                reconciler = threading.Thread(target=reconcile_loop, args=(app, stop), name="inbox-reconciler",
+                                              daemon=True)
+                reconciler.start()
+                threads.append(reconciler)
+            maintenance = int(app.config["WORKER_MAINTENANCE_SECONDS"])
+            # worker_ttl bounds the blocking wait (ttl - 15 s), so RQ's upkeep runs about this often.
+            worker = InboxWorker(queues, connection=connection, name=rq_name, maintenance_interval=maintenance,
+                                 worker_ttl=max(maintenance + 15, 30))
             worker.work(burst=burst, with_scheduler=not burst, logging_level="INFO")
         finally:
             stop.set()
-            beat.join(timeout=2)
+            for thread in threads:
+                thread.join(timeout=2)
     return 0

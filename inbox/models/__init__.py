@@ -6,12 +6,12 @@ from .catalog import AssignmentEvent, Post, PostProduct, Product
 from .conversations import Conversation
 from .identities import Identity
 from .messages import Attachment, Message, Reaction
-from .operations import Erasure, JobRun, WebhookDelivery
+from .operations import Erasure, JobRun, PeriodicTask, WebhookDelivery
 from .types import ms_to_datetime, utcnow
 
 __all__ = [
     "Account", "AssignmentEvent", "Attachment", "Automation", "AutomationRun", "Comment", "Conversation", "Erasure",
     "Identity", "JobRun",
-    "Membership", "Message", "Post", "PostProduct", "Product", "Reaction", "StaffUser",
+    "Membership", "Message", "PeriodicTask", "Post", "PostProduct", "Product", "Reaction", "StaffUser",
     "WebhookDelivery", "ms_to_datetime", "utcnow",
 ]
