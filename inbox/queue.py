@@ -102,10 +102,15 @@ def worker_alive(name: str | None, connection) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (a zombie nobody reaped yet does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except OSError:
+        return True
