@@ -11,6 +11,7 @@ from flask import Blueprint, abort, g, redirect, request, session, url_for
 from flask_login import current_user
 
 from ..auth import account_scoped
+from ..models.types import MAX_ID
 from ..services import conversations, sending
 from ..templating import is_htmx_fragment_request, render
 from .loaders import get_conversation_or_404, get_message_or_404
@@ -36,6 +37,12 @@ def index():
     return render("conversations/index.html", **_page_context(filters), thread=None, active_id=None)
 
 
+def _active_id() -> int | None:
+    """The highlighted row's id; anything that is not one is ignored."""
+    value = request.args.get("active", "")
+    return int(value) if value.isdigit() and int(value) <= MAX_ID else None
+
+
 @bp.get("/list")
 def rows():
     """List rows for htmx: a new filter or search (from the top) or the next page (cursor)."""
@@ -43,7 +50,7 @@ def rows():
     cursor = request.args.get("cursor")
     response = render("conversations/index.html", "partials/_conversation_items.html",
                       **(_page_context(filters) if not is_htmx_fragment_request() else _list_context(filters, cursor)),
-                      thread=None, active_id=request.args.get("active", type=int))
+                      thread=None, active_id=_active_id())
     if is_htmx_fragment_request() and not cursor:
         # A new filter: the address bar follows, so a reload keeps it.
         response.headers["HX-Push-Url"] = url_for(".index", **filters.args())

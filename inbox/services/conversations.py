@@ -25,6 +25,7 @@ from sqlalchemy.orm import aliased, selectinload
 from ..extensions import db
 from ..live.publish import publish_after_commit
 from ..models import Attachment, Conversation, Identity, Message, Post, PostProduct, Product, ms_to_datetime, utcnow
+from ..models.types import MAX_ID
 
 PAGE_SIZE = 30
 THREAD_PAGE_SIZE = 100
@@ -72,6 +73,8 @@ class Filters:
         try:
             product_id = int(args.get("product") or 0) or None
         except (TypeError, ValueError):
+            product_id = None
+        if product_id is not None and not 0 < product_id <= MAX_ID:
             product_id = None
         q = " ".join(str(args.get("q", "")).split())[:100]
         return cls(view=view if view in VIEWS else "all", product_id=product_id,
@@ -140,10 +143,15 @@ def decode_cursor(cursor: str | None) -> tuple[datetime | None, int] | None:
     if not match:
         return None
     stamp, ident = match.groups()
+    if int(ident) > MAX_ID:
+        return None
     if stamp == "-":
         return None, int(ident)
     micros = int(stamp)
-    at = datetime.fromtimestamp(micros // 1_000_000, tz=timezone.utc).replace(microsecond=micros % 1_000_000)
+    try:
+        at = datetime.fromtimestamp(micros // 1_000_000, tz=timezone.utc).replace(microsecond=micros % 1_000_000)
+    except (OverflowError, ValueError, OSError):  # no such time: the first page
+        return None
     return at, int(ident)
 
 
@@ -387,7 +395,9 @@ def thread(account_id: int, conversation_id: int, before: str | None = None,
 
 def _decode_message_cursor(cursor: str | None) -> tuple[int, int] | None:
     match = re.match(r"^(\d{1,20})\.(\d{1,20})$", cursor or "")
-    return (int(match.group(1)), int(match.group(2))) if match else None
+    if not match or max(int(match.group(1)), int(match.group(2))) > MAX_ID:
+        return None
+    return int(match.group(1)), int(match.group(2))
 
 
 def get_messages(account_id: int, message_ids: set[int]) -> dict[int, Message]:
