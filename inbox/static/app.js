@@ -14,3 +14,9 @@
     }, 6000);
   });
 })();
+
+// A select marked data-autosubmit sends its form when changed (no inline handlers: the CSP forbids them).
+document.addEventListener("change", (event) => {
+  const field = event.target.closest && event.target.closest("[data-autosubmit]");
+  if (field && field.form) field.form.requestSubmit ? field.form.requestSubmit() : field.form.submit();
+});
