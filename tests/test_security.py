@@ -8,6 +8,7 @@ once, CSRF rotation on login, oversized ids, and redirects that stay on the site
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -35,8 +36,6 @@ def test_every_page_says_what_may_run_and_that_no_one_may_frame_it(client, accou
 
 
 def test_no_template_carries_inline_script_or_handlers():
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[1] / "inbox" / "templates"
     for path in root.rglob("*.html"):
         html = path.read_text()

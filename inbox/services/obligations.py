@@ -44,6 +44,7 @@ class Oldest:
     count: int = 0
     due_at: datetime | None = None  # when the oldest one should have been done by
     overdue_seconds: float = 0.0  # how far past due + OBLIGATION_OVERDUE_SECONDS it is (0: not overdue)
+    overdue_count: int = 0  # how many of them are overdue
 
     @property
     def overdue(self) -> bool:
@@ -117,7 +118,8 @@ def oldest(now: datetime | None = None) -> dict[str, Oldest]:
         times = [t for t in dues[kind] if t is not None]
         first = min(times) if times else None
         late = (now - first - allowed).total_seconds() if first is not None else 0.0
-        out[kind] = Oldest(kind, len(dues[kind]), first, max(late, 0.0))
+        out[kind] = Oldest(kind, len(dues[kind]), first, max(late, 0.0),
+                           sum(1 for t in times if now - t > allowed))
     return out
 
 
@@ -208,8 +210,5 @@ class Reconciler:
         return ended
 
 
-def count_overdue() -> dict[str, int]:
-    """Per kind: 1 when its oldest obligation is overdue (for /metrics)."""
-    return {kind: int(item.overdue) for kind, item in oldest().items()}
 
 
