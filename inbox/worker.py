@@ -117,6 +117,17 @@ def clear_dead_leftovers(connection: redis.Redis, rq_name: str, queue_names: lis
             log.warning("cleared scheduler lock of %s left by a dead scheduler", name)
 
 
+def _until_it_works(step, what: str, pause: float = 1.0):
+    """Call step until it does not raise (the database or Redis is back); returns its result."""
+    while True:
+        try:
+            return step()
+        except Exception as exc:
+            log.warning("waiting for %s: %s", what, exc)
+            db.session.remove()
+            time.sleep(pause)
+
+
 def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> int:
     """Work the app's queues in the app context; returns an exit status."""
     name = name or f"worker.{os.getpid()}"
@@ -135,18 +146,36 @@ def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> i
             queues = [Queue(queue.queue_name(q, app), connection=connection) for q in queue.QUEUES]
             rq_name = f"{app.config['REDIS_NAMESPACE']}.{name}"
             if not burst:
-                periodic.ensure_schedule()  # the daily check and the recovery, without cron
+                _until_it_works(periodic.ensure_schedule, "the database")  # the periodic checks, without cron
                 db.session.remove()
-                clear_dead_leftovers(connection, rq_name, [q.name for q in queues])
                 reconciler = threading.Thread(target=reconcile_loop, args=(app, stop), name="inbox-reconciler",
                                               daemon=True)
                 reconciler.start()
                 threads.append(reconciler)
             maintenance = int(app.config["WORKER_MAINTENANCE_SECONDS"])
-            # worker_ttl bounds the blocking wait (ttl - 15 s), so RQ's upkeep runs about this often.
-            worker = InboxWorker(queues, connection=connection, name=rq_name, maintenance_interval=maintenance,
-                                 worker_ttl=max(maintenance + 15, 30))
-            worker.work(burst=burst, with_scheduler=not burst, logging_level="INFO")
+            while True:
+                worker = None
+                try:
+                    if not burst:
+                        clear_dead_leftovers(connection, rq_name, [q.name for q in queues])
+                    # worker_ttl bounds the blocking wait (ttl - 15 s), so RQ's upkeep runs about this often.
+                    worker = InboxWorker(queues, connection=connection, name=rq_name,
+                                         maintenance_interval=maintenance, worker_ttl=max(maintenance + 15, 30))
+                    worker.work(burst=burst, with_scheduler=not burst, logging_level="INFO")
+                except redis.RedisError as exc:
+                    log.warning("worker could not reach Redis (%s); trying again", exc)
+                # RQ's handlers are gone with its loop: SIGTERM ends this process again.
+                signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+                if burst or (worker is not None and worker._stop_requested):
+                    break
+                # RQ gives up when Redis goes away mid-job; Redis may come back empty or not at all
+                # for a while. Work again as soon as it answers (the reconciler re-enqueues what was lost).
+                log.warning("the RQ worker stopped without being asked to; starting it again")
+                _until_it_works(connection.ping, "Redis")
+                try:
+                    connection.delete(f"rq:worker:{rq_name}")  # our own name, left by the loop that lost Redis
+                except redis.RedisError:
+                    pass
         finally:
             stop.set()
             for thread in threads:

@@ -9,8 +9,12 @@ assertions' timeouts.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
+from tests.support.servers import GunicornServer
+from tests.support.sim import wire_webhooks
 from tests.support.stack import PrivateRedis, WorkerProcess
 
 
@@ -36,13 +40,14 @@ def app_config(app_config, private_redis):
     app_config["JOB_HEARTBEAT_SECONDS"] = 1.0
     app_config["SEND_RETRY_INTERVALS"] = [1, 2, 5]
     app_config["SEND_ECHO_WAIT_SECONDS"] = 20
+    app_config["WEBHOOK_RECOVER_INTERVAL_SECONDS"] = 5
     return app_config
 
 
 # The same short timings for the worker processes, through their instance/config.py.
 WORKER_SETTINGS = {"RECONCILE_INTERVAL_SECONDS": 1.0, "RECONCILE_GRACE_SECONDS": 2.0, "WORKER_HEARTBEAT_SECONDS": 2,
                    "JOB_HEARTBEAT_SECONDS": 1.0, "SEND_RETRY_INTERVALS": [1, 2, 5], "SEND_ECHO_WAIT_SECONDS": 20,
-                   "WORKER_MAINTENANCE_SECONDS": 5}
+                   "WORKER_MAINTENANCE_SECONDS": 5, "WEBHOOK_RECOVER_INTERVAL_SECONDS": 5}
 
 
 @pytest.fixture
@@ -61,3 +66,30 @@ def start_worker(app_config, tmp_path):
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def web(app_config, tmp_path, start_worker):
+    """The inbox in gunicorn, as production runs it (same instance settings as the workers)."""
+    server = GunicornServer(app_config, tmp_path / "instance", threads=8).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stack(app, sim, connected, web, start_worker):
+    """gunicorn + one worker + the simulator (retrying refused deliveries, as Meta does) + private Redis."""
+    sim.faults.retry_delays = (0.5, 1, 1, 2, 2, 4, 4, 8, 8)
+    wire_webhooks(sim, web.url)
+    worker = start_worker("w1")
+    return Stack(app=app, sim=sim, connected=connected, web=web, worker=worker, start_worker=start_worker)
+
+
+@dataclass
+class Stack:
+    app: object
+    sim: object
+    connected: object
+    web: GunicornServer
+    worker: WorkerProcess
+    start_worker: object
