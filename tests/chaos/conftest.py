@@ -56,7 +56,9 @@ def start_worker(app_config, tmp_path):
     started: list[WorkerProcess] = []
     instance = tmp_path / "instance"
     instance.mkdir(exist_ok=True)
-    (instance / "config.py").write_text("".join(f"{k} = {v!r}\n" for k, v in WORKER_SETTINGS.items()))
+    # Every plain setting of the test's app (media hosts, limits…), then the short timings.
+    plain = {k: v for k, v in app_config.items() if k.isupper() and isinstance(v, (str, int, float, bool, list, tuple))}
+    (instance / "config.py").write_text("".join(f"{k} = {v!r}\n" for k, v in {**plain, **WORKER_SETTINGS}.items()))
 
     def start(name: str = "chaos", *, ready: bool = True) -> WorkerProcess:
         worker = WorkerProcess(app_config, instance, name=name).start()

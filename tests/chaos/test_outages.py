@@ -183,7 +183,7 @@ def test_worker_killed_during_a_send(stack, customers, staff):
 def test_worker_killed_during_an_identity_refresh(stack, customers):
     app, sim, account_id = stack.app, stack.sim, stack.connected.account.id
     eventually(lambda: nothing_owed(app), timeout=LIMIT, what="first contact to settle")
-    sim.faults.latency = 1.5
+    sim.faults.latency = 6.0  # each profile call: the run is in the middle when the worker dies
     with app.app_context():
         run, _ = identities.start_refresh(account_id)
         run_id = run.id
@@ -192,17 +192,23 @@ def test_worker_killed_during_an_identity_refresh(stack, customers):
         with app.app_context():
             return db.session.get(JobRun, run_id).state
     eventually(lambda: state() == "running", timeout=30, what="the refresh to run")
+    time.sleep(1)
+    assert state() == "running"
     stack.worker.kill()
     sim.faults.latency = 0.0
     stack.start_worker("w1")
-    took = eventually(lambda: state() == "failed", timeout=LIMIT, what="the dead run to be ended")
+    # RQ may run the abandoned job again (the run then finishes), or the reconciler ends it as dead.
+    took = eventually(lambda: state() in ("failed", "finished"), timeout=LIMIT,
+                      what="the killed run to end without anyone opening it")
     with app.app_context():
-        assert db.session.get(JobRun, run_id).error == jobruns.DIED
+        ended = db.session.get(JobRun, run_id)
+        outcome, error = ended.state, ended.error
+        assert outcome == "finished" or error == jobruns.DIED
         again, created = identities.start_refresh(account_id)
-        assert created
-    eventually(lambda: (lambda s: s == "finished")(_state(app, again.id)), timeout=LIMIT, what="a new refresh")
-    print(f"\nworker killed mid-refresh: the run was ended {took} s later without anyone opening it; "
-          f"a new one finished")
+        assert created  # a new refresh can start
+    eventually(lambda: _state(app, again.id) == "finished", timeout=LIMIT, what="a new refresh")
+    print(f"\nworker killed mid-refresh: the run ended {outcome} {took} s later without anyone opening it"
+          f"{' (' + error + ')' if error else ''}; a new one finished")
 
 
 def _state(app, run_id):
@@ -215,9 +221,9 @@ def test_worker_killed_during_a_media_download(stack, customers):
     stack.worker.stop()
     sim.faults.cdn_latency = 3.0  # the download is in flight when the worker dies
     assert customers[0].sends_attachment("image", count=3).delivery.status == 200
-    stack.start_worker("w1")
+    downloading = stack.start_worker("w1")
     time.sleep(1.5)
-    stack.worker.kill()
+    downloading.kill()
     sim.faults.cdn_latency = 0.0
     stack.start_worker("w1")
     took = eventually(lambda: nothing_owed(app) and _media(app) == Counter({"stored": 3}), timeout=LIMIT,
