@@ -67,8 +67,15 @@ def start_worker(app_config, tmp_path):
     plain = {k: v for k, v in app_config.items() if k.isupper() and isinstance(v, (str, int, float, bool, list, tuple))}
     (instance / "config.py").write_text("".join(f"{k} = {v!r}\n" for k, v in {**plain, **WORKER_SETTINGS}.items()))
 
-    def start(name: str = "chaos", *, ready: bool = True) -> WorkerProcess:
-        worker = WorkerProcess(app_config, instance, name=name).start()
+    def start(name: str = "chaos", *, ready: bool = True, settings: dict | None = None) -> WorkerProcess:
+        """`settings` (production values, say) go to this worker only, through its own instance folder."""
+        folder = instance
+        if settings:
+            folder = tmp_path / f"instance-{name}"
+            folder.mkdir(exist_ok=True)
+            folder.joinpath("config.py").write_text("".join(
+                f"{k} = {v!r}\n" for k, v in {**plain, **WORKER_SETTINGS, **settings}.items()))
+        worker = WorkerProcess(app_config, folder, name=name).start()
         started.append(worker)
         return worker.wait_ready() if ready else worker
 

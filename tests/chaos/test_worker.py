@@ -21,10 +21,12 @@ def started_after(app, job: Job, timeout: float = 30) -> float:
 
 
 def test_an_idle_worker_starts_a_job_within_a_second(app, start_worker):
-    start_worker("idle")
+    start_worker("idle", settings={"WORKER_HEARTBEAT_SECONDS": 10})  # production's heartbeat
     waits = []
-    for attempt in range(3):
-        time.sleep(6.5)  # idle past redis-py 8's default 5 s socket timeout
+    # Idle past redis-py 8's default 5 s socket timeout, long enough for RQ's backoff after it
+    # (1, 2, 4 s…) to be under way when the job comes.
+    for attempt, idle in enumerate((19.5, 11.7)):
+        time.sleep(idle)
         with app.app_context():
             job = enqueue("inbox.tasks.send_message", 10_000 + attempt, queue="high")
         waits.append(started_after(app, job))
