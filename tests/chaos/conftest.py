@@ -89,7 +89,7 @@ def web(app_config, tmp_path, start_worker):
     """The inbox in gunicorn, as production runs it (same instance settings as the workers)."""
     server = GunicornServer(app_config, tmp_path / "instance", threads=8).start()
     yield server
-    server.stop()
+    server.stop(timeout=5)
 
 
 @pytest.fixture

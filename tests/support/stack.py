@@ -104,7 +104,7 @@ class WorkerProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
-    def stop(self, timeout: float = 20) -> None:
+    def stop(self, timeout: float = 5) -> None:
         if self.alive():
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
