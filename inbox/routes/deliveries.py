@@ -29,7 +29,7 @@ def index():
 
 
 OWED_LABELS = {"reply": "Replies to send", "media": "Media files to keep", "profile": "Profiles to fetch",
-               "delivery": "Webhook deliveries to apply"}
+               "delivery": "Webhook deliveries to apply", "check": "Periodic checks (daily check, recovery)"}
 
 
 @bp.get("/<int:delivery_id>")

@@ -8,7 +8,8 @@ created it; RQ only runs it soon, and Redis may lose everything at any moment. T
 - media: an attachment whose copy is still `pending`;
 - profile: a customer of an active account with no identity row yet;
 - delivery: a webhook delivery interrupted while applied, or failed with tries left;
-- and, not shown per kind: background runs whose process died, and the periodic checks.
+- check: a periodic check (the daily check, the delivery recovery) whose time has come;
+- and, not shown: background runs whose process died (ended as failed, saying so).
 
 `reconcile()` runs in every worker every RECONCILE_INTERVAL_SECONDS: it enqueues what is
 due (job ids are deterministic, so a job still queued, scheduled or running is never
@@ -27,12 +28,13 @@ from flask import current_app
 from sqlalchemy import and_, or_, select
 
 from ..extensions import db
-from ..models import Account, Attachment, Conversation, Identity, JobRun, Message, WebhookDelivery, utcnow
+from ..models import (Account, Attachment, Conversation, Identity, JobRun, Message, PeriodicTask, WebhookDelivery,
+                      utcnow)
 from . import deliveries, identities, jobruns, media, periodic, sending
 
 log = logging.getLogger(__name__)
 
-KINDS = ("reply", "media", "profile", "delivery")
+KINDS = ("reply", "media", "profile", "delivery", "check")
 LIMIT = 500  # obligations of one kind looked at per pass (the oldest first)
 
 
@@ -111,6 +113,11 @@ def oldest(now: datetime | None = None) -> dict[str, Oldest]:
         "profile": [row.created_at for row in _missing_profiles()],
         # A delivery is applied as it arrives; one still "received" after that was interrupted.
         "delivery": [(row.processed_at or row.received_at) for row in _owed_deliveries()],
+        # A check is owed from its time until a run starts (a run in progress is not late; a killed
+        # one is run again by the reconciler and starts afresh).
+        "check": list(db.session.scalars(select(PeriodicTask.next_run_at).where(
+            PeriodicTask.next_run_at <= now,
+            or_(PeriodicTask.last_started_at.is_(None), PeriodicTask.last_started_at < PeriodicTask.next_run_at)))),
     }
     db.session.rollback()
     out = {}

@@ -151,6 +151,11 @@ def test_periodic_checks_live_in_the_database_and_survive_a_flush(app, run_jobs)
         interval = app.config["WEBHOOK_RECOVER_INTERVAL_SECONDS"]
         assert rows["recovery"].next_run_at - utcnow() <= timedelta(seconds=interval)
     assert reconcile(app, seconds=0).periodic == ()
+    with app.app_context():  # a check nobody ran for long is overdue work (/healthz says so)
+        db.session.execute(update(PeriodicTask).where(PeriodicTask.name == "recovery")
+                           .values(next_run_at=utcnow() - timedelta(minutes=10)))
+        db.session.commit()
+        assert [item.kind for item in obligations.overdue()] == ["check"]
 
 
 def test_a_refresh_killed_mid_run_is_ended_without_anyone_opening_it(app, connected):
