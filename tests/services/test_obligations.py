@@ -153,7 +153,8 @@ def test_periodic_checks_live_in_the_database_and_survive_a_flush(app, run_jobs)
     assert reconcile(app, seconds=0).periodic == ()
     with app.app_context():  # a check nobody ran for long is overdue work (/healthz says so)
         db.session.execute(update(PeriodicTask).where(PeriodicTask.name == "recovery")
-                           .values(next_run_at=utcnow() - timedelta(minutes=10)))
+                           .values(next_run_at=utcnow() - timedelta(minutes=10),
+                                   last_started_at=utcnow() - timedelta(minutes=15)))
         db.session.commit()
         assert [item.kind for item in obligations.overdue()] == ["check"]
 
