@@ -21,20 +21,23 @@ from werkzeug.routing import IntegerConverter
 from .models.types import MAX_ID
 
 
-CONTENT_SECURITY_POLICY = "; ".join((
-    "default-src 'self'",
-    "script-src 'self'",
-    "style-src 'self'",
-    # Customers' pictures and videos may still be on Instagram's CDN until a copy is kept.
-    "img-src 'self' data: https:",
-    "media-src 'self' https:",
-    "connect-src 'self'",
-    "object-src 'none'",
-    "base-uri 'self'",
-    "frame-ancestors 'none'",
-))
+def content_security_policy(media_schemes: str = "https:") -> str:
+    """The policy; `media_schemes` are where customers' pictures and videos may still load from
+    (Instagram's CDN until a copy is kept: https, or the simulator's http when MEDIA_REQUIRE_HTTPS is off)."""
+    return "; ".join((
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        f"img-src 'self' data: {media_schemes}",
+        f"media-src 'self' {media_schemes}",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "frame-ancestors 'none'",
+    ))
+
+
 HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
@@ -53,13 +56,15 @@ def init_app(app: Flask) -> None:
     proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
     if proxies > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
-    app.after_request(_headers)
+    headers = {"Content-Security-Policy": content_security_policy(
+        "https:" if app.config.get("MEDIA_REQUIRE_HTTPS", True) else "https: http:"), **HEADERS}
 
+    def add_headers(response):
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+        return response
 
-def _headers(response):
-    for name, value in HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
+    app.after_request(add_headers)
 
 
 def form_id(value: str | None, *, required: bool = True) -> int | None:
