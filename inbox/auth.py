@@ -17,7 +17,7 @@ from .models import Account, Membership, StaffUser
 from .services.staff import has_staff
 
 # Endpoints reachable without a login (everything else needs one).
-PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.setup", "health.healthz"}
+PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.setup", "health.healthz", "invites.accept"}
 # Blueprints that authenticate by other means (Meta's signature, signed URLs).
 PUBLIC_BLUEPRINTS = {"webhooks", "public_media", "oauth_public", "metrics", "meta"}
 

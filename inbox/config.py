@@ -53,7 +53,24 @@ class Defaults:
     # Public base URL of this inbox, used for links Meta must fetch (outgoing media).
     PUBLIC_BASE_URL: str | None = None
     MAX_CONTENT_LENGTH = 30 * 1024 * 1024
-    WEBHOOK_MAX_BYTES = 1024 * 1024
+    # Meta's maxima: 1,000 events per POST, a text of at most 1,000 UTF-8 bytes that JSON may
+    # escape to 6 bytes each (\\uXXXX), plus the envelope, ids, attachments and referral:
+    # 8 KiB an event at worst. A signed body over this is stored as "failed" (a person
+    # decides), one over MAX_CONTENT_LENGTH is refused with 413 unread.
+    WEBHOOK_MAX_BYTES = 1000 * 8 * 1024
+    # Apply each delivery in the request that stored it, through the applier's code, before
+    # answering (tests that read the database right after a POST); off, the worker's applier
+    # applies it moments later.
+    WEBHOOK_APPLY_INLINE = False
+    # The applier (one loop per worker process, services/applier.py): deliveries per claim,
+    # the bytes of bodies applied in one transaction, how often it looks without a wake-up,
+    # how long a claim holds before another applier may take the delivery, and the lag at
+    # which /healthz says it is behind.
+    APPLIER_BATCH_DELIVERIES = 200
+    APPLIER_BATCH_BYTES = 2 * 1024 * 1024
+    APPLIER_POLL_SECONDS = 2.0
+    APPLIER_LEASE_SECONDS = 300
+    APPLIER_MAX_LAG_SECONDS = 60
     # How long a pending send may wait for its echo to claim it by content (seconds).
     ECHO_CLAIM_WINDOW_SECONDS = 900
     # Replies: waits between tries after throttling or an outage (then the reply fails), and how
@@ -134,6 +151,22 @@ class Defaults:
     # Inbox search on PostgreSQL: how many conversations (in list order) are checked one by one
     # for a text before the trigram index is asked instead (fast for common words).
     SEARCH_WALK_WINDOW = 400
+    # Staff invites: links last this long; emailed through Flask-Mail when MAIL_SERVER is set
+    # (without it the admin copies the link from the page or the CLI).
+    INVITE_DAYS = 7
+    MAIL_SERVER: str | None = None
+    MAIL_PORT = 587
+    MAIL_USE_TLS = True
+    MAIL_USE_SSL = False
+    MAIL_USERNAME: str | None = None
+    MAIL_PASSWORD: str | None = None
+    MAIL_DEFAULT_SENDER: str | None = None
+    MAIL_TIMEOUT = 10
+    # Presence: a viewer's mark lives this long without a heartbeat, a typist's this long.
+    PRESENCE_VIEW_SECONDS = 45
+    PRESENCE_TYPING_SECONDS = 6
+    # "A colleague just replied": sending within this many seconds of it asks for a confirmation.
+    COLLISION_SECONDS = 30
 
 
 # Values read from the environment, and how to read them.
@@ -161,6 +194,10 @@ _ENV_STRINGS = (
     "SENTRY_DSN",
     "SENTRY_ENVIRONMENT",
     "MIGRATIONS_DIR",
+    "MAIL_SERVER",
+    "MAIL_USERNAME",
+    "MAIL_PASSWORD",
+    "MAIL_DEFAULT_SENDER",
 )
 
 # Secrets production must be given; development generates and keeps them.
@@ -184,6 +221,11 @@ def load_config(app, test_config: dict | None) -> None:
         if not proxies.isdigit():
             raise ConfigError("TRUSTED_PROXIES is the number of proxies in front of the inbox (0, 1, 2…).")
         app.config["TRUSTED_PROXIES"] = int(proxies)
+    if os.environ.get("MAIL_PORT", "").isdigit():
+        app.config["MAIL_PORT"] = int(os.environ["MAIL_PORT"])
+    for name in ("MAIL_USE_TLS", "MAIL_USE_SSL"):
+        if os.environ.get(name):
+            app.config[name] = os.environ[name].strip().lower() in ("1", "true", "yes", "on")
     if test_config:
         app.config.update(test_config)
     _finish(app)
@@ -215,6 +257,12 @@ def _finish(app) -> None:
         options = dict(cfg.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
         options.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
         cfg["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    # The webhook's acknowledgement engine: the same database and options, without the
+    # pre-ping round trip (a dropped connection is retried once: services/deliveries.py).
+    binds = dict(cfg.get("SQLALCHEMY_BINDS") or {})
+    binds.setdefault("ack", {**(cfg.get("SQLALCHEMY_ENGINE_OPTIONS") or {}), "url": cfg["SQLALCHEMY_DATABASE_URI"],
+                             "pool_pre_ping": False})
+    cfg["SQLALCHEMY_BINDS"] = binds
     if not cfg.get("MEDIA_ROOT"):
         cfg["MEDIA_ROOT"] = str(instance / "media")
 

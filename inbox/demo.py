@@ -22,7 +22,7 @@ from flask import Flask
 
 from . import create_app, runner
 from .extensions import db
-from .services import accounts, automations, staff
+from .services import accounts, assignees, automations, conversations, labels, notes, saved_replies, staff
 from .services.products import catalogue, posts
 from .sim import Simulator
 
@@ -32,6 +32,15 @@ ADMIN_EMAIL = "admin@demo.local"
 AGENT_EMAIL = "agent@demo.local"
 ADMIN_PASSWORD = "demo-admin-password"
 AGENT_PASSWORD = "demo-agent-password"
+# The team: a second agent, labels, saved replies (then a few notes and assignments on the history).
+AGENT2_EMAIL = "agent2@demo.local"
+AGENT2_PASSWORD = "demo-agent2-password"
+LABELS = [("VIP", "purple"), ("Wholesale", "blue"), ("Follow up", "orange")]
+SAVED_REPLIES = [
+    ("hi", "Hi {first_name}! Thanks for writing to us. How can I help?"),
+    ("price", "Hi {first_name}, {product} is {price}. Shall I put one aside for you?"),
+    ("ship", "We ship within 2 working days; you'll get a tracking link. — {agent}"),
+]
 
 # The catalogue: (sku, name, price, keywords).
 PRODUCTS = [
@@ -136,6 +145,16 @@ def seed_database(app, world: DemoWorld) -> None:
             accounts.set_token(account.id, shop.token)
         staff.grant_role(admin.id, account.id, "admin")
         staff.grant_role(agent.id, account.id, "agent")
+        agent2 = staff.find_user(AGENT2_EMAIL) or staff.create_user(AGENT2_EMAIL, AGENT2_PASSWORD,
+                                                                     name="Cleo (agent)")
+        staff.grant_role(agent2.id, account.id, "agent")
+        for name, color in LABELS:
+            if labels.find_label(account.id, name) is None:
+                labels.create_label(account.id, name, color)
+        have = {r.shortcut for r in saved_replies.replies(account.id)}
+        for shortcut, text in SAVED_REPLIES:
+            if shortcut not in have:
+                saved_replies.create_reply(account.id, shortcut, text, user_id=admin.id)
 
         for sku, name, price, keywords in PRODUCTS:
             if catalogue.find_by_sku(account.id, sku) is None:
@@ -150,6 +169,26 @@ def seed_database(app, world: DemoWorld) -> None:
                 posts.link_post(account.id, post.id, catalogue.find_by_sku(account.id, sku).id, admin.id)
         account_id, admin_id = account.id, admin.id
     world.account_id, world.admin_id = account_id, admin_id
+
+
+def seed_team_work(app, world: DemoWorld) -> None:
+    """On the history: assignments to each agent, labels, and notes that mention a colleague."""
+    with app.app_context():
+        account_id = world.account_id
+        ben, cleo = staff.find_user(AGENT_EMAIL), staff.find_user(AGENT2_EMAIL)
+        rows = conversations.list_conversations(account_id, conversations.Filters()).rows[:4]
+        plan = [(ben, "VIP", "@ben she is a regular: offer the 10% code."),
+                (cleo, "Wholesale", "@cleo asks for 20 pieces; check stock with the warehouse first."),
+                (ben, "Follow up", None), (None, None, None)]
+        for row, (person, label_name, note) in zip(rows, plan):
+            conversation = row.conversation
+            if conversation.assignee_user_id is None and person is not None:
+                assignees.assign(account_id, conversation.id, person.id, actor_id=world.admin_id)
+            label = labels.find_label(account_id, label_name) if label_name else None
+            if label is not None:
+                labels.add_label(account_id, conversation.id, label.id, actor_id=world.admin_id)
+            if note:
+                notes.add_note(account_id, conversation.id, world.admin_id, note)
 
 
 def seed_automation(app, world: DemoWorld) -> None:
@@ -333,6 +372,8 @@ def run_demo(*, host: str = "127.0.0.1", port: int = 5000, sim_port: int = 0, pa
             raise RuntimeError(f"The inbox refused the simulator's webhook handshake: {handshake.status}")
         load_own_media(app, world)
         play_history(world, random.Random(seed))
+        world.sim.settle(30)
+        seed_team_work(app, world)
         play_comments(world, random.Random(seed))
         script.start()
 
@@ -340,6 +381,7 @@ def run_demo(*, host: str = "127.0.0.1", port: int = 5000, sim_port: int = 0, pa
         f"  Meta simulator at {sim.url}  (account @{world.shop.username}, id {world.shop.ig_user_id})\n"
         f"  Log in as   {ADMIN_EMAIL} / {ADMIN_PASSWORD}   (admin)\n"
         f"         or   {AGENT_EMAIL} / {AGENT_PASSWORD}   (agent)\n"
+        f"         or   {AGENT2_EMAIL} / {AGENT2_PASSWORD}   (a second agent: try two browsers)\n"
         f"  Customers write every ~{pace:g} s; replies you send reach them through the simulator.\n"
         f"  Comments: people comment on the posts; the rule {DEMO_RULE['name']!r} answers price questions.\n"
     )

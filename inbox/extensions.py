@@ -9,6 +9,7 @@ from pathlib import Path
 import redis
 from flask import current_app
 from flask_login import LoginManager
+from flask_mail import Mail
 from flask_migrate import Migrate
 from flask_sock import Sock
 from flask_sqlalchemy import SQLAlchemy
@@ -39,6 +40,7 @@ migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 sock = Sock()
+mail = Mail()  # invites by email; sends only when MAIL_SERVER is set
 
 
 def init_app(app) -> None:
@@ -53,6 +55,7 @@ def init_app(app) -> None:
     login_manager.login_message_category = "info"
     csrf.init_app(app)
     sock.init_app(app)
+    mail.init_app(app)
     app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": 25})
 
 

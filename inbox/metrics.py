@@ -213,6 +213,12 @@ def init_app(app: Flask) -> None:
     app.after_request(_count_request)
 
 
+def http_request(endpoint: str, method: str, status: int, seconds: float) -> None:
+    """A request answered outside Flask's hooks (the webhook acknowledgement, routes/webhooks.py)."""
+    _HTTP_REQUESTS.labels(endpoint, method, str(status)).inc()
+    _HTTP_SECONDS.labels(endpoint).observe(seconds)
+
+
 def _start_timer() -> None:
     g.metrics_started = time.perf_counter()
 

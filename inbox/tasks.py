@@ -6,8 +6,8 @@ the worker runs them inside the app context.
 
 from __future__ import annotations
 
-from .services import (accounts_maintenance, automations, comments, connect, erasure, identities, media, periodic,
-                       sending, sync)
+from .services import (accounts_maintenance, assignees, automations, comments, connect, erasure, identities, media,
+                       periodic, sending, sync)
 from .services.products import assignment, posts
 
 
@@ -94,3 +94,8 @@ def daily_check() -> None:
 def recovery() -> None:
     """Every few minutes: interrupted webhook deliveries, sends whose echo never came."""
     periodic.run_recovery()
+
+
+def auto_assign(conversation_id: int) -> None:
+    """A new conversation goes to the next online agent (accounts with round-robin on)."""
+    assignees.auto_assign(conversation_id)

@@ -14,11 +14,13 @@ import uuid
 from datetime import date, datetime, timedelta, timezone
 
 from flask import Flask, g, make_response, render_template, request
+from markupsafe import Markup, escape
 from flask_login import current_user
 
 from .display import display_name, dom_id, is_fallback_name, name_hint
 from .models import JobRun
-from .services import comments, conversations, identities, media, sending, sync
+from .models.team import LABEL_COLORS
+from .services import activity, comments, conversations, identities, media, notes, sending, sync
 from .services.products import panel, posts
 from .services.staff import accounts_for
 
@@ -46,6 +48,9 @@ def init_app(app: Flask) -> None:
         # Comments
         post_label=comments.post_label, private_reply_refusal=comments.private_reply_refusal,
         private_reply_context=comments.private_reply_context,
+        # The team
+        row_team=conversations.row_team, describe_event=activity.describe, merge_timeline=activity.merge_timeline,
+        mention_handle=notes.mention_handle, note_html=note_html, label_colors=LABEL_COLORS,
     )
     app.jinja_env.filters.update(reltime=reltime, datetime=format_datetime, ms_datetime=ms_datetime,
                                  day_label=day_label)
@@ -76,6 +81,13 @@ def render(page: str, fragment: str | None = None, *, status: int = 200, **conte
 
 
 # --- Globals --------------------------------------------------------------------------------
+
+def note_html(text: str) -> Markup:
+    """A note's text, escaped, with @mentions marked and line breaks kept."""
+    escaped = str(escape(text or ""))
+    marked = notes.MENTION_PATTERN.sub(lambda m: f'<span class="mention">{m.group(0)}</span>', escaped)
+    return Markup(marked.replace("\n", "<br>"))
+
 
 def new_client_token() -> str:
     """A fresh token for one composer submit (the same token twice is one message)."""

@@ -25,7 +25,7 @@ from rq.scheduler import RQScheduler
 
 from . import logs, metrics, queue
 from .extensions import db, get_redis, redis_url, rkey
-from .services import obligations, periodic
+from .services import applier, obligations, periodic
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,8 @@ def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> i
         beat = threading.Thread(target=heartbeat, args=(app, name, stop), daemon=True)
         beat.start()
         threads = [beat]
+        # The applier beside RQ: it applies stored webhook deliveries (services/applier.py).
+        appliers = [] if burst else [applier.start_applier(app, stop)]
         try:
             connection = worker_connection(app)
             queues = [Queue(queue.queue_name(q, app), connection=connection) for q in queue.QUEUES]
@@ -180,4 +182,6 @@ def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> i
             stop.set()
             for thread in threads:
                 thread.join(timeout=2)
+            for thread in appliers:
+                thread.join(timeout=10)
     return 0

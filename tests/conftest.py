@@ -30,6 +30,7 @@ DATABASE_URL is PostgreSQL).
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from flask_migrate import upgrade
 
 from inbox import create_app, embedded_redis
 from inbox.extensions import db, get_redis
+from inbox.services import applier
 from tests.support.browser import launch
 from tests.support.clients import InboxClient
 from tests.support.databases import SessionDatabase, empty_all_tables, is_postgres
@@ -75,7 +77,8 @@ def session_db(tmp_path_factory, redis_url):
     app = create_app(app_settings(database.url, redis_url, "migrate"))
     with app.app_context():
         upgrade()
-        db.engine.dispose()
+        for engine in db.engines.values():
+            engine.dispose()
     yield database
     database.drop()
 
@@ -99,7 +102,8 @@ def app(app_config, request):
         shutdown()
     with app.app_context():
         db.session.remove()
-        db.engine.dispose()
+        for engine in db.engines.values():
+            engine.dispose()
         r = get_redis(app)
         namespace = app_config["REDIS_NAMESPACE"]
         keys = list(r.scan_iter(match=f"*{namespace}*", count=1000))
@@ -173,6 +177,16 @@ def agent(factory, account, auth):
 def run_jobs(app):
     """Call to run every queued job for real (RQ, this process); returns the count."""
     return lambda: run_queued_jobs(app)
+
+
+@pytest.fixture
+def running_applier(app):
+    """The worker's applier, in this process: applies what a real server (gunicorn) stored."""
+    stop = threading.Event()
+    thread = applier.start_applier(app, stop)
+    yield thread
+    stop.set()
+    thread.join(timeout=10)
 
 
 # --- Real servers and a real browser ------------------------------------------------

@@ -141,9 +141,11 @@ def test_demo_prints_working_credentials_and_customers_keep_writing(running_demo
     assert first >= 12
     wait_until(lambda: requests.get(running_demo.sim_url + "/_sim/state").json()["messages"] > first + 2,
                timeout=30, interval=0.3)
-    # The inbox lists the seeded customers by name, never as user_******.
+    # The inbox lists the seeded customers by name, never as user_******: the worker's applier
+    # applies the history moments after the webhooks were acknowledged, and their profiles follow.
+    wait_until(lambda: all(n in admin.get(running_demo.url + "/").text for n in ("@maya.styles", "@jonas_k")),
+               timeout=30, interval=0.3)
     inbox = admin.get(running_demo.url + "/")
-    assert "@maya.styles" in inbox.text and "@jonas_k" in inbox.text
     assert "user_" not in inbox.text
 
     # Shared posts assign products: one linked by hand, one auto-linked from its caption. The
@@ -160,6 +162,20 @@ def test_demo_prints_working_credentials_and_customers_keep_writing(running_demo
         return False
     wait_until(lambda: assigned_to("@maya.styles", "Red Linen Dress"), timeout=30, interval=0.3)
     wait_until(lambda: assigned_to("@lea_v", "Canvas Tote"), timeout=30, interval=0.3)
+
+    # The team layer is there at once: a second agent, labels, saved replies, assignments and notes.
+    team_page = admin.get(f"{running_demo.url}{account_path}/team").text
+    assert "Cleo (agent)" in team_page and "Ben (agent)" in team_page
+    assert login(running_demo.url, demo.AGENT2_EMAIL, demo.AGENT2_PASSWORD).get(running_demo.url + "/").ok
+    listing = admin.get(inbox.url).text
+    assert "chip-assignee" in listing and "chip-label" in listing
+    assert 'value="price"' in admin.get(f"{running_demo.url}{account_path}/replies").text
+    ben = login(running_demo.url, demo.AGENT_EMAIL, demo.AGENT_PASSWORD)
+    mentions = ben.get(f"{running_demo.url}{account_path}/?view=mentions").text
+    noted = re.search(r'id="conversation-(\d+)"', mentions)
+    assert noted, "Ben has no mention"
+    assert 'id="note-' in ben.get(f"{running_demo.url}{account_path}/c/{noted.group(1)}").text
+    assert 'id="conversation-' in ben.get(f"{running_demo.url}{account_path}/?assignee=me").text
 
     # A reply typed in the inbox reaches the simulated customer, who answers.
     maya = next(c for c in state["customers"] if c["username"] == "maya.styles")

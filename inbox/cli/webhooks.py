@@ -25,7 +25,7 @@ def ingest_command(files: tuple[str, ...], create_accounts: bool) -> None:
 
     Each line has exactly: type, account, conversation_id, customer_igsid, mid, direction,
     sender_kind, action (created, duplicate, confirmed, claimed, updated, deleted, ignored)
-    and reason. The exit status is 1 when a file could not be applied completely.
+    and reason. The exit status is 1 when a file could not be applied completely (or is not JSON).
     """
     failed = False
     for name in files:
@@ -39,7 +39,8 @@ def ingest_command(files: tuple[str, ...], create_accounts: bool) -> None:
             raise click.ClickException(f"{name}: the database is unavailable ({exc})") from exc
         for outcome in result.outcomes:
             click.echo(json.dumps(outcome.line(), ensure_ascii=False))
-        failed |= result.status == "failed"
+        unreadable = len(result.outcomes) == 1 and result.outcomes[0].type == "invalid"
+        failed |= result.status == "failed" or unreadable
     if failed:
         raise SystemExit(1)
 

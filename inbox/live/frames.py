@@ -23,7 +23,8 @@ from flask import Flask, g, render_template
 
 from ..extensions import db
 from ..models import Account, Conversation, Message
-from ..services import automations, comments, conversations, jobruns
+from ..services import activity, automations, comments, conversations, jobruns, presence, team
+from ..services import labels as labels_service
 from ..services.conversations import ConversationRow
 from .publish import EVENT_TYPES
 
@@ -97,6 +98,9 @@ def _load_batch(account_id: int, events: list[dict]) -> None:
     conversation_ids = {int(e["conversation_id"]) for e in events if e.get("conversation_id")}
     conversation_ids |= {m.conversation_id for m in g.live_messages.values()}
     g.live_rows = conversations.conversation_rows(account_id, conversation_ids)
+    event_ids = {int(e["event_id"]) for e in events
+                 if e.get("type") in ("conversation.event", "staff.notify") and e.get("event_id")}
+    g.live_events = activity.get_events(account_id, event_ids)
 
 
 def batch_message(event: dict) -> tuple[Message, Conversation] | None:
@@ -238,3 +242,74 @@ def automation_updated(event: dict, account_id: int) -> str | None:
         return None
     return render_push("partials/_automation.html", rule=rule, account=g.account,
                        history=automations.history(account_id, rule.id, limit=10), oob=True)
+
+
+# --- The team: activity, notes, notifications, presence -----------------------------------------
+
+@frame_renderer("conversation.updated")
+def thread_team(event: dict, account_id: int) -> str | None:
+    """After an assignment or a label change (`team` set): the open thread's assignee and labels."""
+    if not event.get("team"):
+        return None
+    row = batch_row(int(event.get("conversation_id") or 0))
+    if row is None:
+        return None
+    return render_push("partials/_thread_team.html", conversation=row.conversation,
+                       staff=_members(account_id), account_labels=_account_labels(account_id))
+
+
+def _account_labels(account_id: int):
+    """The account's labels, read once per frame."""
+    if "live_labels" not in g:
+        g.live_labels = labels_service.labels(account_id)
+    return g.live_labels
+
+
+def _members(account_id: int):
+    """The account's team, read once per frame."""
+    if "live_members" not in g:
+        g.live_members = team.members(account_id)
+    return g.live_members
+
+
+@frame_renderer("conversation.event")
+def conversation_event(event: dict, account_id: int) -> str | None:
+    """An activity line or a note, appended to its thread when that thread is open."""
+    item = g.live_events.get(int(event.get("event_id") or 0))
+    row = batch_row(int(event.get("conversation_id") or 0))
+    if item is None or row is None:
+        return None
+    return render_push("partials/_activity.html", item=item, conversation=row.conversation, oob="beforeend")
+
+
+@frame_renderer("staff.notify")
+def staff_notify(event: dict, account_id: int) -> str | None:
+    """A desktop notification for one member (data-user-id: every other page ignores it)."""
+    item = g.live_events.get(int(event.get("event_id") or 0))
+    row = batch_row(int(event.get("conversation_id") or 0))
+    if item is None or row is None:
+        return None
+    return render_push("partials/_team_notify.html", item=item, row=row, user_id=int(event.get("user_id") or 0),
+                       kind=event.get("kind") or "assigned")
+
+
+@frame_renderer("presence.updated")
+def presence_updated(event: dict, account_id: int) -> str | None:
+    """Who is viewing and typing in a conversation, in its open thread's header."""
+    conversation_id = int(event.get("conversation_id") or 0)
+    if batch_row(conversation_id) is None:
+        return None
+    viewing, typing = presence.in_conversation(account_id, conversation_id)
+    people = {m.user.id: m.user for m in _members(account_id)}
+    return render_push("partials/_presence.html", conversation_id=conversation_id,
+                       viewers=[people[u] for u in sorted(viewing) if u in people],
+                       typing_ids=typing)
+
+
+@frame_renderer("team.updated")
+def team_updated(event: dict, account_id: int) -> str | None:
+    """The team page's member list (roles, away, who joined)."""
+    members = _members(account_id)
+    return render_push("team/_members.html", members=members,
+                       online=presence.online_user_ids(account_id, [m.user.id for m in members]),
+                       account=g.account, role=None)

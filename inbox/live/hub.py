@@ -23,7 +23,7 @@ from flask import Flask
 
 from ..extensions import get_redis
 from . import frames
-from .publish import ACCESS_REVOKED, STATE_EVENTS, channel_pattern
+from .publish import ACCESS_REVOKED, STATE_EVENTS, channel_pattern, watched_key
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,15 @@ def init_app(app: Flask) -> None:
             previous()
 
     app.extensions["inbox_shutdown"] = shutdown
+    # Render once: a writer (the applier, a request) renders the frame of a watched account's
+    # events itself and publishes it with them (live/publish.py); hubs forward the bytes.
+    app.extensions["inbox_live_prerender"] = lambda account_id, events: prerender(app, account_id, events)
+
+
+def prerender(app: Flask, account_id: int, events: list[dict]) -> str | None:
+    """The frame of one account's events, rendered in the writer's process (its own app context)."""
+    with app.app_context():
+        return frames.render_frames(app, account_id, coalesce(events))
 
 
 def coalesce(events: list[dict]) -> list[dict]:
@@ -119,18 +128,41 @@ class Hub:
 
     def add(self, connection: Connection) -> None:
         with self._lock:
+            first = [a for a in connection.account_ids if a not in self._by_account]
             for account_id in connection.account_ids:
                 self._by_account.setdefault(account_id, set()).add(connection)
+        self._watch(first, 1)
         self.start()
 
     def remove(self, connection: Connection) -> None:
         with self._lock:
+            last = []
             for account_id in connection.account_ids:
                 group = self._by_account.get(account_id)
                 if group is not None:
                     group.discard(connection)
                     if not group:
                         del self._by_account[account_id]
+                        last.append(account_id)
+        self._watch(last, -1)
+
+    def _watch(self, account_ids: list[int], step: int) -> None:
+        """Count this process in or out of the accounts whose frames writers render (render once).
+
+        A process killed without its shutdown leaves its counts behind: writers then render
+        frames nobody watches, which costs time and loses nothing.
+        """
+        if not account_ids:
+            return
+        try:
+            r = get_redis(self.app)
+            key = watched_key(self.app)
+            pipe = r.pipeline(transaction=False)
+            for account_id in account_ids:
+                pipe.hincrby(key, account_id, step)
+            pipe.execute()
+        except Exception:
+            log.warning("live: the watched-accounts count was not updated", exc_info=True)
 
     def resubscribe(self, connection: Connection, account_ids: Iterable[int]) -> None:
         """Membership changed while the socket was open."""
@@ -225,7 +257,7 @@ class Hub:
                         pass
 
     def _dispatch(self, raw: list[bytes | str]) -> None:
-        """Render once per account for this batch and hand the frame to the writer."""
+        """Forward the frames writers rendered; render once per account what came without one."""
         by_account: dict[int, list[dict]] = {}
         for data in raw:
             try:
@@ -237,16 +269,28 @@ class Hub:
             except (ValueError, KeyError, TypeError):
                 log.warning("live listener ignored a malformed event %r", data[:200])
                 continue
-            self.events_seen += 1
-            by_account.setdefault(account_id, []).append(event)
+            if event.get("type") != "frame":
+                self.events_seen += 1
+            if not event.get("framed"):  # a framed event's frame follows it
+                by_account.setdefault(account_id, []).append(event)
         for account_id, events in by_account.items():
             if not self.connections(account_id):
                 continue
-            try:
-                frame = frames.render_frames(self.app, account_id, coalesce(events))
-            except Exception:
-                log.exception("rendering live events %s failed", events)
-                continue
+            parts: list[str] = []
+            local: list[dict] = []
+            for event in [*events, None]:
+                if event is not None and event.get("type") != "frame":
+                    local.append(event)
+                    continue
+                if local:
+                    try:
+                        parts.append(frames.render_frames(self.app, account_id, coalesce(local)) or "")
+                    except Exception:
+                        log.exception("rendering live events %s failed", local)
+                    local = []
+                if event is not None:
+                    parts.append(str(event.get("html") or ""))
+            frame = "".join(parts)
             if frame:
                 self.frames_rendered += 1
                 self._outbox.put((account_id, frame))

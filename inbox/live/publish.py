@@ -10,9 +10,19 @@ Events (type: the ids it carries):
     comment.created       comment_id, post_id (the row ids; post_id 0 when the media is unknown)
     comment.updated       comment_id, post_id (edited, deleted, hidden, replied to, automation ran)
     automation.updated    automation_id (paused, resumed, fired)
+    conversation.event    conversation_id, event_id (an activity line or a note: services.activity)
+    staff.notify          user_id, conversation_id, event_id, kind ("assigned" or "mention"): a desktop
+                          notification for that one member (the page of everyone else ignores it)
+    presence.updated      conversation_id (someone started or stopped viewing or typing)
+    team.updated          (none) members, roles, away status or invites changed
 
 They travel on the Redis channel rkey("live", account_id) as JSON
-{"type": ..., "account_id": ..., **ids}. Publish only after the data is committed: call
+{"type": ..., "account_id": ..., **ids}. Render once: when a socket of the account is open
+anywhere (the hubs count them in rkey("live", "watched")), the writer renders the frame
+for its events itself, once for the whole fleet (the renderer the hub registers as
+app.extensions["inbox_live_prerender"]), marks those events "framed" and publishes
+{"type": "frame", "account_id": ..., "html": ...} after them: web processes forward the
+bytes instead of rendering. Publish only after the data is committed: call
 publish_after_commit inside the transaction, or publish once it is committed. A new event
 type goes in EVENT_TYPES (and in STATE_EVENTS when a repeat says nothing new) and gets a
 renderer in inbox.live.frames.
@@ -23,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 
+from flask import current_app
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -31,14 +42,16 @@ from ..extensions import db, get_redis, on_commit, rkey
 log = logging.getLogger(__name__)
 
 EVENT_TYPES = ("message.created", "message.updated", "conversation.updated", "job.progress", "account.updated",
-               "comment.created", "comment.updated", "automation.updated")
+               "comment.created", "comment.updated", "automation.updated", "conversation.event", "staff.notify",
+               "presence.updated", "team.updated")
 
 # Events that only say "show the current state of this": their renderers read the database, so
 # repeats within one batch render once. Each maps to the id that makes two of them the same
 # (None: any two are the same).
 STATE_EVENTS: dict[str, str | None] = {"conversation.updated": "conversation_id", "message.updated": "message_id",
                                        "job.progress": "job_run_id", "account.updated": None,
-                                       "comment.updated": "comment_id", "automation.updated": "automation_id"}
+                                       "comment.updated": "comment_id", "automation.updated": "automation_id",
+                                       "presence.updated": "conversation_id", "team.updated": None}
 
 _PENDING = "live_pending"  # db.session.info key: this transaction's events, published after its commit
 
@@ -76,11 +89,7 @@ def channel_pattern(app=None) -> str:
 
 def publish(account_id: int, event_type: str, **ids: int | str) -> None:
     """Send one event to every web process now (the data must already be committed)."""
-    payload = _payload(account_id, event_type, ids)
-    try:
-        get_redis().publish(channel(account_id), payload)
-    except Exception:  # a lost live update is repaired by the client's refetch on reconnect
-        log.warning("live publish failed for %s", payload, exc_info=True)
+    _send([(account_id, _payload(account_id, event_type, ids))])
 
 
 def publish_after_commit(account_id: int, event_type: str, **ids: int | str) -> None:
@@ -111,10 +120,41 @@ def _forget_pending(session: Session) -> None:
 
 def _publish_all(pending: list[tuple[int, str]]) -> None:
     db.session.info.pop(_PENDING, None)
+    _send(pending)
+
+
+def _send(pending: list[tuple[int, str]]) -> None:
+    """Publish in one round trip; with the frames of watched accounts rendered here, once."""
     try:
-        pipe = get_redis().pipeline(transaction=False)
-        for account_id, payload in pending:
+        r = get_redis()
+        pipe = r.pipeline(transaction=False)
+        for account_id, payload in _with_frames(r, pending):
             pipe.publish(channel(account_id), payload)
         pipe.execute()
     except Exception:  # a lost live update is repaired by the client's refetch on reconnect
         log.warning("live publish failed for %d event(s)", len(pending), exc_info=True)
+
+
+def watched_key(app=None) -> str:
+    """Hash: account id -> how many web processes hold a socket of it (hub.py keeps it)."""
+    return rkey("live", "watched", app=app)
+
+
+def _with_frames(r, pending: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    prerender = current_app.extensions.get("inbox_live_prerender")
+    if prerender is None or not pending:
+        return pending
+    accounts = list(dict.fromkeys(account_id for account_id, _ in pending))
+    watched = [a for a, n in zip(accounts, r.hmget(watched_key(), accounts)) if n and int(n) > 0]
+    frames: dict[int, str] = {}
+    for account_id in watched:
+        theirs = [json.loads(payload) for a, payload in pending if a == account_id]
+        try:
+            frames[account_id] = prerender(account_id, theirs) or ""
+        except Exception:  # the web processes render them instead
+            log.exception("rendering live events for account %s failed", account_id)
+    if not frames:
+        return pending
+    out = [(a, payload[:-1] + ', "framed": 1}' if a in frames else payload) for a, payload in pending]
+    out += [(a, json.dumps({"type": "frame", "account_id": a, "html": html})) for a, html in frames.items()]
+    return out

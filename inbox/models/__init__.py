@@ -7,10 +7,12 @@ from .conversations import Conversation
 from .identities import Identity
 from .messages import Attachment, Message, Reaction
 from .operations import Erasure, JobRun, PeriodicTask, WebhookDelivery
+from .team import ConversationEvent, ConversationLabel, Invite, Label, Note, NoteMention, SavedReply
 from .types import ms_to_datetime, utcnow
 
 __all__ = [
-    "Account", "AssignmentEvent", "Attachment", "Automation", "AutomationRun", "Comment", "Conversation", "Erasure",
+    "Account", "AssignmentEvent", "ConversationEvent", "ConversationLabel", "Invite", "Label", "Note", "NoteMention",
+    "SavedReply", "Attachment", "Automation", "AutomationRun", "Comment", "Conversation", "Erasure",
     "Identity", "JobRun",
     "Membership", "Message", "PeriodicTask", "Post", "PostProduct", "Product", "Reaction", "StaffUser",
     "WebhookDelivery", "ms_to_datetime", "utcnow",

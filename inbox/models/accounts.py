@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint, false, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -41,6 +41,10 @@ class Account(db.Model):
     app_user_id: Mapped[str | None] = mapped_column(String(64), index=True)
     # Delete messages and attachments older than this many days (None: keep everything).
     retention_days: Mapped[int | None] = mapped_column(Integer)
+    # Replying to an unassigned conversation assigns it to whoever replied.
+    assign_on_reply: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # New conversations go round-robin to agents who are online and not away.
+    auto_assign: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -68,6 +72,8 @@ class StaffUser(UserMixin, db.Model):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Bumped on password change so other sessions of the user end (Flask-Login alternative id).
     session_version: Mapped[int] = mapped_column(Integer, default=1)
+    # "Away": round-robin skips them (a status each person sets).
+    away: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

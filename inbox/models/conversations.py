@@ -25,6 +25,8 @@ class Conversation(db.Model):
         # The "Unread" view and the unread total read only the few conversations waiting (migration 0002).
         Index("ix_conversations_unread", "account_id", "last_message_at", "id",
               postgresql_where=text("unread_count > 0"), sqlite_where=text("unread_count > 0")),
+        # Mine / Unassigned / by person.
+        Index("ix_conversations_assignee", "account_id", "assignee_user_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -43,6 +45,8 @@ class Conversation(db.Model):
     assignment_source: Mapped[str | None] = mapped_column(String(32))
     assigned_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
     assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The staff member who owns the conversation (None: unassigned).
+    assignee_user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
     last_ad_id: Mapped[str | None] = mapped_column(String(64))
     last_ad_title: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

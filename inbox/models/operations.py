@@ -36,6 +36,10 @@ class WebhookDelivery(db.Model):
     # Per-event outcomes of the last attempt: [{index, type, action, reason, error}].
     results: Mapped[list[dict[str, Any]] | None] = mapped_column(Json)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The applier that took it (or the request or command applying it there and then) and
+    # when: a claim older than APPLIER_LEASE_SECONDS belongs to someone who died, and lapses.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class JobRun(db.Model):

@@ -12,6 +12,7 @@ from ..auth import require_superadmin
 from ..extensions import db
 from ..models import WebhookDelivery
 from ..services import obligations
+from ..services.applier import apply_lag
 from ..services.deliveries import StorageUnavailable, list_deliveries, replay_delivery
 from ..templating import render
 
@@ -24,8 +25,8 @@ def index():
     """Work owed per kind, and failed and interrupted deliveries (or all recent ones with ?show=all)."""
     show_all = request.args.get("show") == "all"
     deliveries = list_deliveries(failed_only=not show_all)
-    return render("deliveries/index.html", deliveries=deliveries, show_all=show_all, owed=obligations.oldest(),
-                  owed_labels=OWED_LABELS)
+    return render("deliveries/index.html", deliveries=deliveries, show_all=show_all, lag=apply_lag(),
+                  owed=obligations.oldest(), owed_labels=OWED_LABELS)
 
 
 OWED_LABELS = {"reply": "Replies to send", "media": "Media files to keep", "profile": "Profiles to fetch",

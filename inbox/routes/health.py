@@ -7,19 +7,26 @@ from sqlalchemy import text
 
 from ..extensions import db, get_redis, rkey
 from ..services import obligations
+from ..services.applier import apply_lag
 
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
 def healthz():
-    """Database, Redis, worker heartbeat and work owed; 200 only when all are up and nothing is overdue."""
+    """Database, Redis, worker heartbeat, the applier's lag and work owed; 200 only when all are ok."""
     checks: dict[str, str] = {}
     try:
         db.session.execute(text("SELECT 1"))
         checks["database"] = "ok"
+        lag = apply_lag(window=0)
+        checks["applier"] = ("ok" if not lag.behind else
+                             f"behind: {lag.waiting} deliveries waiting, the oldest for "
+                             f"{lag.oldest_waiting_seconds:.0f} s")
+        db.session.rollback()
     except Exception as exc:  # report, never crash the health check
-        checks["database"] = f"error: {type(exc).__name__}"
+        checks["database"] = checks.get("database") or f"error: {type(exc).__name__}"
+        checks.setdefault("applier", "unknown")
         db.session.rollback()
     try:
         r = get_redis()

@@ -3,12 +3,18 @@
 Login required (401); another site's Origin is refused (403); `?account=<id>` narrows it to one
 account the user belongs to (404 otherwise), without it the socket hears all of them. The
 socket holds no database connection; membership is checked again every
-MEMBERSHIP_CHECK_SECONDS (revoked or signed out: 1008). On shutdown the hub closes it with 1012
+MEMBERSHIP_CHECK_SECONDS (revoked or signed out: 1008).
+
+The page tells the socket what its person is doing, as JSON text frames
+`{"presence": "view"|"leave"|"typing"|"idle", "account": A, "conversation": C}`: Redis keys with
+a short TTL (services.presence), never a database write; an open socket also marks its person
+online in its accounts (the round-robin's "online"). On shutdown the hub closes it with 1012
 so the page reconnects and refetches. What each event pushes: inbox.live.frames.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from urllib.parse import urlsplit
 
@@ -22,10 +28,13 @@ from ..live import frames
 from ..live.hub import SEND_TIMEOUT, Connection, get_hub
 from ..models import StaffUser
 from ..security import form_id
+from ..services import presence
 
 bp = Blueprint("live", __name__)
 
 MEMBERSHIP_CHECK_SECONDS = 60  # an open socket re-reads its user's accounts this often
+ONLINE_REFRESH_SECONDS = 20  # an open socket says its person is online this often
+PRESENCE_MAX_FRAME = 200  # bytes: a presence signal is tiny; anything longer is dropped
 
 
 @bp.before_request
@@ -59,13 +68,18 @@ def socket(ws):
     ws.send(hello)
     connection.ready = True  # from here the hub's writer sends to it (one writer per process)
     next_check = time.monotonic() + MEMBERSHIP_CHECK_SECONDS
+    next_online = 0.0
+    viewing: set[tuple[int, int]] = set()
     metrics.socket_opened()
     try:
         while ws.connected and not connection.closed:
             connection.wake.wait(1.0)
             connection.wake.clear()
-            while ws.connected and ws.receive(timeout=0) is not None:
-                pass  # the client has nothing to say; drop whatever it sends
+            while ws.connected and (said := ws.receive(timeout=0)) is not None:
+                _presence_signal(said, user_id, connection.account_ids, viewing)
+            if time.monotonic() >= next_online:
+                next_online = time.monotonic() + ONLINE_REFRESH_SECONDS
+                presence.mark_online(connection.account_ids, user_id)
             if time.monotonic() >= next_check and not connection.closed:
                 next_check = time.monotonic() + MEMBERSHIP_CHECK_SECONDS
                 accounts = _still_allowed(user_id, session_version, wanted)
@@ -79,6 +93,29 @@ def socket(ws):
         connection.closed = True
         hub.remove(connection)
         metrics.socket_closed()
+        for account_id, conversation_id in viewing:  # the page went away: it no longer views
+            presence.signal(account_id, conversation_id, user_id, "leave")
+
+
+def _presence_signal(said, user_id: int, account_ids, viewing: set) -> None:
+    """A presence frame from the page; anything else (or for another account) is dropped."""
+    if not isinstance(said, str) or len(said) > PRESENCE_MAX_FRAME:
+        return
+    try:
+        data = json.loads(said)
+        what, account_id, conversation_id = data["presence"], int(data["account"]), int(data["conversation"])
+    except (ValueError, KeyError, TypeError):
+        return
+    if account_id not in account_ids or conversation_id <= 0 or what not in ("view", "leave", "typing", "idle"):
+        return
+    try:
+        presence.signal(account_id, conversation_id, user_id, what)
+    except Exception:  # Redis away: presence is best effort, the socket stays
+        return
+    if what == "leave":
+        viewing.discard((account_id, conversation_id))
+    else:
+        viewing.add((account_id, conversation_id))
 
 
 def _still_allowed(user_id: int, session_version: int, wanted: int | None) -> frozenset[int]:

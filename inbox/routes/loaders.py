@@ -10,12 +10,20 @@ from flask import abort, g
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Attachment, Conversation, Identity, JobRun, Message, Post, Product
+from ..models import Attachment, Conversation, Identity, JobRun, Label, Message, Post, Product, SavedReply
 from ..services import jobruns
 
 
 def get_conversation_or_404(conversation_id: int) -> Conversation:
     return _scoped_or_404(Conversation, conversation_id)
+
+
+def get_label_or_404(label_id: int) -> Label:
+    return _scoped_or_404(Label, label_id)
+
+
+def get_saved_reply_or_404(reply_id: int) -> SavedReply:
+    return _scoped_or_404(SavedReply, reply_id)
 
 
 def get_message_or_404(message_id: int) -> Message:

@@ -34,7 +34,7 @@ from ..extensions import db
 from ..live.publish import publish_after_commit
 from ..models import Account, Automation, AutomationRun, Comment, Identity, Post, PostProduct, Product, utcnow
 from . import comments
-from .reply_variables import fill_variables, unknown_variables
+from .reply_variables import customer_values, fill_variables, unknown_variables
 from .sending import MAX_TEXT_BYTES
 
 MAX_KEYWORDS = 50
@@ -355,11 +355,7 @@ def template_values(account_id: int, comment_id: int) -> dict[str, str | None]:
     name = (identity.name if identity is not None else None) or ""
     username = comment.author_username or (identity.username if identity is not None else None) or ""
     return {
-        "first_name": name.split()[0] if name.strip() else username,
-        "username": f"@{username}" if username else "",
-        "product": product.name if product is not None else "",
-        "price": comments.price_text(product),
-        "agent": account.name or account.username if account is not None else "",
+        **customer_values(name, username, product, account.name or account.username if account is not None else ""),
         "post": comments.post_label(post, comment.media_id),
         "link": (post.permalink if post is not None else None) or "",
     }

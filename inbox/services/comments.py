@@ -20,7 +20,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import Decimal
 
 from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,7 +31,7 @@ from ..models import (
     Account, AutomationRun, Comment, Conversation, Message, Post, PostProduct, Product, ms_to_datetime, utcnow,
 )
 from ..queue import enqueue
-from . import conversations, graph, identities
+from . import activity, conversations, graph, identities
 from .accounts import mark_reconnect_needed
 from .products import assignment
 from .products.catalogue import short_id
@@ -288,6 +287,9 @@ def reply_privately(account_id: int, comment_id: int, user_id: int | None, text:
                              status=409) from None
     conversations.touch(conversation, message, preview=conversations.preview_text(text))
     comment.is_read = True
+    quoted = " ".join((comment.text or "").split())
+    activity.record_event(account_id, conversation.id, "private_reply", actor_user_id=user_id,
+                          detail=f"“{quoted[:80]}{'…' if len(quoted) > 80 else ''}”" if quoted else None)
     enqueue_send(message.id)
     assignment.note_evidence(message.id)
     publish_after_commit(account_id, "message.created", conversation_id=conversation.id, message_id=message.id)
@@ -497,11 +499,3 @@ def private_reply_context(message: Message) -> tuple[Comment, Post | None] | Non
     if comment is None:
         return None
     return comment, db.session.get(Post, comment.post_id) if comment.post_id else None
-
-
-def price_text(product: Product | None) -> str:
-    if product is None or product.price is None:
-        return ""
-    price = product.price if isinstance(product.price, Decimal) else Decimal(str(product.price))
-    amount = f"{price:.2f}".rstrip("0").rstrip(".") if price == price.to_integral() else f"{price:.2f}"
-    return f"{amount} {product.currency}".strip() if product.currency else amount

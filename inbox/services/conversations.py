@@ -24,12 +24,14 @@ from sqlalchemy.orm import aliased, selectinload
 
 from ..extensions import db
 from ..live.publish import publish_after_commit
-from ..models import Attachment, Conversation, Identity, Message, Post, PostProduct, Product, ms_to_datetime, utcnow
+from . import activity
+from ..models import (Attachment, Conversation, ConversationLabel, Identity, Label, Message, NoteMention, Post, PostProduct,
+                      Product, StaffUser, ms_to_datetime, utcnow)
 from ..models.types import MAX_ID
 
 PAGE_SIZE = 30
 THREAD_PAGE_SIZE = 100
-VIEWS = ("all", "unread", "no_product")
+VIEWS = ("all", "unread", "no_product", "mentions")
 STATUSES = ("", "open", "done")
 # Message text needs three characters to match (trigram indexes); names match from one.
 MIN_TEXT_SEARCH = 3
@@ -58,27 +60,34 @@ class NotFound(LookupError):
 
 @dataclass(frozen=True)
 class Filters:
-    """What the list shows: a view, a product, a status and a search text."""
+    """What the list shows: a view, a product, a status, a search text, whose it is and a label.
+
+    `assignee`: "" (everyone's), "me", "none" (unassigned) or a staff member's id; "me" and the
+    "mentions" view need `user_id` (the person looking; not part of the query string).
+    """
 
     view: str = "all"
     product_id: int | None = None
     status: str = ""
     q: str = ""
+    assignee: str = ""
+    label_id: int | None = None
+    user_id: int | None = None
 
     @classmethod
-    def from_args(cls, args: Any) -> Filters:
+    def from_args(cls, args: Any, user_id: int | None = None) -> Filters:
         """Read the list's query string; anything odd falls back to the default."""
         view = args.get("view", "all")
         status = args.get("status", "")
-        try:
-            product_id = int(args.get("product") or 0) or None
-        except (TypeError, ValueError):
-            product_id = None
-        if product_id is not None and not 0 < product_id <= MAX_ID:
-            product_id = None
+        product_id = _int_arg(args.get("product"))
+        label_id = _int_arg(args.get("label"))
+        assignee = str(args.get("assignee", "") or "")
+        if assignee not in ("", "me", "none") and not (assignee.isdigit() and len(assignee) < 12):
+            assignee = ""
         q = " ".join(str(args.get("q", "")).split())[:100]
         return cls(view=view if view in VIEWS else "all", product_id=product_id,
-                   status=status if status in STATUSES else "", q=q)
+                   status=status if status in STATUSES else "", q=q, assignee=assignee, label_id=label_id,
+                   user_id=user_id)
 
     def args(self) -> dict[str, Any]:
         """The query string that gives these filters back (defaults left out)."""
@@ -91,11 +100,31 @@ class Filters:
             out["status"] = self.status
         if self.q:
             out["q"] = self.q
+        if self.assignee:
+            out["assignee"] = self.assignee
+        if self.label_id:
+            out["label"] = self.label_id
         return out
 
     @property
     def is_default(self) -> bool:
         return not self.args()
+
+    @property
+    def assignee_id(self) -> int | None:
+        """The staff member the list is narrowed to ("me" is the person looking)."""
+        if self.assignee == "me":
+            return self.user_id
+        return int(self.assignee) if self.assignee.isdigit() else None
+
+
+def _int_arg(value: Any) -> int | None:
+    """An id from the query string; anything else (or one too big for a column) is no filter."""
+    try:
+        number = int(value or 0) or None
+    except (TypeError, ValueError):
+        return None
+    return number if number is not None and 0 < number <= MAX_ID else None
 
 
 @dataclass
@@ -122,6 +151,13 @@ class Thread:
     messages: list[Message]
     # The cursor of the oldest message shown when there are earlier ones.
     earlier_cursor: str | None
+    # The activity lines and notes in the same stretch of time (services.activity.TimelineEvent).
+    events: list = field(default_factory=list)
+
+    @property
+    def timeline(self) -> list[tuple[str, Any]]:
+        """Messages and activity in time order: ("message", Message) or ("event", TimelineEvent)."""
+        return activity.merge_timeline(self.messages, self.events)
 
 
 # --- Cursors --------------------------------------------------------------------------
@@ -204,7 +240,37 @@ def _rows(where, order, limit: int, search: _Search | None = None) -> list[Conve
              .outerjoin(Identity, and_(Identity.account_id == C.account_id, Identity.igsid == C.customer_igsid))
              .outerjoin(Product, Product.id == C.product_id)
              .where(where).order_by(*order).limit(limit))
-    return [ConversationRow(c, i, p) for c, i, p in db.session.execute(query).all()]
+    rows = [ConversationRow(c, i, p) for c, i, p in db.session.execute(query).all()]
+    _load_team(rows)
+    return rows
+
+
+def _load_team(rows: list[ConversationRow]) -> None:
+    """What the rows show of the team (assignee, labels), in two queries, kept for the templates (row_team)."""
+    if not rows or not has_app_context():
+        return
+    cache = _cache()["team"]
+    account_id = rows[0].conversation.account_id
+    ids = {row.conversation.id for row in rows}
+    user_ids = {row.conversation.assignee_user_id for row in rows} - {None}
+    users = {u.id: u for u in db.session.scalars(select(StaffUser).where(StaffUser.id.in_(user_ids)))} if user_ids else {}
+    found: dict[int, list[Label]] = {cid: [] for cid in ids}
+    for conversation_id, label in db.session.execute(
+            select(ConversationLabel.conversation_id, Label).join(Label, Label.id == ConversationLabel.label_id)
+            .where(ConversationLabel.account_id == account_id, ConversationLabel.conversation_id.in_(sorted(ids)))
+            .order_by(Label.name)).all():
+        found[conversation_id].append(label)
+    for row in rows:
+        c = row.conversation
+        cache[c.id] = (users.get(c.assignee_user_id) if c.assignee_user_id else None, found[c.id])
+
+
+def row_team(conversation: Conversation) -> tuple[StaffUser | None, list[Label]]:
+    """A conversation's assignee and labels (loaded with its row, else now)."""
+    cache = _cache()["team"]
+    if conversation.id not in cache:
+        _load_team([ConversationRow(conversation, None, None)])
+    return cache.get(conversation.id, (None, []))
 
 
 def _top_ids(where, order, limit: int, search: _Search, kind: str) -> list[int]:
@@ -262,6 +328,16 @@ def _filter_conditions(account_id: int, filters: Filters) -> list:
         out.append(C.product_id == filters.product_id)
     if filters.status:
         out.append(C.status == filters.status)
+    if filters.view == "mentions":
+        out.append(C.id.in_(select(NoteMention.conversation_id).where(
+            NoteMention.account_id == account_id, NoteMention.user_id == (filters.user_id or 0))))
+    if filters.assignee == "none":
+        out.append(C.assignee_user_id.is_(None))
+    elif filters.assignee:
+        out.append(C.assignee_user_id == (filters.assignee_id or 0))
+    if filters.label_id:
+        out.append(C.id.in_(select(ConversationLabel.conversation_id).where(
+            ConversationLabel.account_id == account_id, ConversationLabel.label_id == filters.label_id)))
     return out
 
 
@@ -389,8 +465,11 @@ def thread(account_id: int, conversation_id: int, before: str | None = None,
         earlier = f"{oldest.meta_timestamp}.{oldest.id}"
     messages = list(reversed(newest_first))
     prepare_messages(account_id, messages)
+    since = ms_to_datetime(messages[0].meta_timestamp) if earlier and messages else None
+    until = ms_to_datetime(position[0]) if position is not None else None
+    events = activity.thread_events(account_id, conversation_id, since=since, until=until)
     return Thread(conversation=row.conversation, identity=row.identity, product=row.product,
-                  messages=messages, earlier_cursor=earlier)
+                  messages=messages, earlier_cursor=earlier, events=events)
 
 
 def _decode_message_cursor(cursor: str | None) -> tuple[int, int] | None:
@@ -461,9 +540,9 @@ def attachment_post(attachment: Attachment) -> tuple[Post | None, Product | None
 def _cache() -> dict:
     """Lookups made while rendering one request (templates ask; queries run once)."""
     if not has_app_context():
-        return {"quoted": {}, "posts": {}}
+        return {"quoted": {}, "posts": {}, "team": {}}
     if "inbox_cache" not in g:
-        g.inbox_cache = {"quoted": {}, "posts": {}}
+        g.inbox_cache = {"quoted": {}, "posts": {}, "team": {}}
     return g.inbox_cache
 
 
@@ -486,13 +565,15 @@ def mark_read(account_id: int, conversation_id: int) -> bool:
     return bool(changed)
 
 
-def set_status(account_id: int, conversation_id: int, status: str) -> Conversation:
-    """Mark a conversation done or open again; a new customer message reopens it (ingestion)."""
+def set_status(account_id: int, conversation_id: int, status: str, *, actor_id: int | None = None) -> Conversation:
+    """Mark a conversation done or open again (an activity line); a new customer message reopens it (ingestion)."""
     if status not in ("open", "done"):
         raise ValueError(f"unknown status {status!r}")
     conversation = get_conversation(account_id, conversation_id)
     if conversation.status != status:
         conversation.status = status
+        activity.record_event(account_id, conversation_id, "done" if status == "done" else "reopened",
+                              actor_user_id=actor_id)
         publish_after_commit(account_id, "conversation.updated", conversation_id=conversation_id)
     db.session.commit()
     return conversation

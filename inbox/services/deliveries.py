@@ -1,31 +1,32 @@
-"""Webhook deliveries: stored before anything else, then applied event by event, replayable.
+"""Webhook deliveries: stored before anything else, applied by the applier, replayable.
 
-A delivery is committed before it is parsed, so a signed POST is never lost: if applying
-it fails, the row says so (status "failed", the error, per-event results) and
-`flask --app inbox webhooks replay` or the deliveries page applies it again. Applying is
+The webhook's whole job is `store_delivery`: one durable INSERT of the raw body on the
+acknowledgement engine (no ORM unit of work, no pre-ping), then `applier.wake()`. The
+applier (`services/applier.py`, in every worker) applies it. `receive_delivery` stores and
+applies at once, through the same applier code, for `webhooks ingest`, tests
+(`WEBHOOK_APPLY_INLINE`) and anything else that must know the outcome. Applying is
 idempotent, so a replay of an applied delivery changes nothing.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select
 from sqlalchemy.orm import defer
 
-from .. import metrics
 from ..extensions import db
-from ..logs import log_context
 from ..models import WebhookDelivery, utcnow
-from .events import InvalidBody, parse_delivery
-from .ingest.dispatch import apply_events
-from .ingest.outcomes import Outcome
+from . import applier
+from .applier import DeliveryResult
 from .transactions import is_outage
 
 log = logging.getLogger(__name__)
+
+__all__ = ["DeliveryResult", "StorageUnavailable", "receive_delivery", "replay_delivery", "store_delivery"]
 
 # A delivery still "received" this long after it arrived was interrupted (the process died
 # or the database went away mid-way): replay --failed picks it up too.
@@ -36,43 +37,106 @@ class StorageUnavailable(RuntimeError):
     """The database cannot take the delivery now: answer 5xx so Meta retries."""
 
 
-@dataclass
-class DeliveryResult:
-    delivery_id: int
-    status: str
-    error: str | None = None
-    outcomes: list[Outcome] = field(default_factory=list)
+def store_delivery(body: bytes, signature: str | None = None, *, origin: str = "webhook",
+                   claimed_by: str | None = None, status: str = "received", error: str | None = None,
+                   attempts: int = 0) -> int:
+    """One durable INSERT of the raw body on the acknowledgement engine (its own commit); the id.
+
+    The statement is compiled once per engine and run on a pooled DBAPI connection: no ORM,
+    no pre-ping. claimed_by: the caller applies it itself (the applier leaves it alone until
+    the claim lapses). A delivery that can never be applied (over the size limit) is stored
+    with status "failed" and the error, so a person sees it. Raises StorageUnavailable on a
+    database outage.
+    """
+    now = utcnow().replace(tzinfo=None)  # UTCDateTime stores naive UTC
+    values = {"body": body, "signature": signature, "origin": origin, "status": status, "error": error,
+              "received_at": now, "attempts": attempts, "event_count": 0, "claimed_by": claimed_by,
+              "claimed_at": now if claimed_by else None, "processed_at": now if status != "received" else None}
+    engine = db.engines["ack"]
+    sql, order = _insert_sql(engine)
+    params = [values[name] for name in order] if order else values
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    for attempt in (1, 2):
+        try:
+            raw = engine.raw_connection()
+        except Exception as exc:
+            raise StorageUnavailable(str(exc)) from exc
+        try:
+            cursor = raw.cursor()
+            cursor.execute(sql, params)
+            delivery_id = cursor.fetchone()[0]
+            raw.commit()
+            return delivery_id
+        except dbapi_error as exc:
+            if engine.dialect.is_disconnect(exc, raw, None):
+                raw.invalidate()  # a connection the database dropped (a restart): never pooled again
+                if attempt == 1:
+                    continue  # one more try on a fresh one
+            if isinstance(exc, engine.dialect.loaded_dbapi.OperationalError) or is_outage(exc):
+                raise StorageUnavailable(str(exc)) from exc
+            raise
+        finally:
+            raw.close()  # back to the pool (a no-op after invalidate)
+    raise AssertionError("unreachable")
+
+
+def _insert_sql(engine) -> tuple[str, tuple[str, ...] | None]:
+    """The INSERT … RETURNING id in the driver's own form, and the parameter order (positional drivers)."""
+    cache = _INSERT_SQL.get(engine.dialect.name)
+    if cache is None:
+        table = WebhookDelivery.__table__
+        names = ("body", "signature", "origin", "status", "error", "received_at", "attempts", "event_count",
+                 "claimed_by", "claimed_at", "processed_at")
+        statement = insert(table).values({name: bindparam(name) for name in names}).returning(table.c.id)
+        compiled = statement.compile(dialect=engine.dialect)
+        cache = _INSERT_SQL[engine.dialect.name] = (compiled.string, tuple(compiled.positiontup or ()) or None)
+    return cache
+
+
+_INSERT_SQL: dict[str, tuple[str, tuple[str, ...] | None]] = {}
 
 
 def receive_delivery(body: bytes, signature: str | None = None, *, origin: str = "webhook",
                      create_accounts: bool = False) -> DeliveryResult:
-    """Store the delivery (committed), then apply it. Raises StorageUnavailable on a database outage."""
+    """Store the delivery (committed), then apply it here through the applier's code; its result."""
+    owner = applier.new_owner(origin)
+    delivery_id = store_delivery(body, signature, origin=origin, claimed_by=owner)
+    claimed = applier.claim_one(delivery_id, owner)
+    if claimed is None:  # cannot happen: the row was inserted with our claim
+        raise RuntimeError(f"delivery {delivery_id} was taken by another applier")
+    return _apply([claimed], create_accounts)
+
+
+def replay_delivery(delivery_id: int) -> DeliveryResult | None:
+    """Apply a stored delivery again (None when there is no such delivery).
+
+    A delivery an applier holds right now is left to it: the result says "received".
+    """
+    owner = applier.new_owner("replay")
     try:
-        now = utcnow()
-        table = WebhookDelivery.__table__
-        delivery_id = db.session.execute(
-            insert(table).values(body=body, signature=signature, origin=origin, status="received", received_at=now,
-                                 attempts=0, event_count=0).returning(table.c.id)
-        ).scalar_one()
-        db.session.commit()  # durable before anything else happens to it
+        claimed = applier.claim_one(delivery_id, owner, any_status=True)
+    except Exception as exc:
+        if is_outage(exc):
+            raise StorageUnavailable(str(exc)) from exc
+        raise
+    if claimed is None:
+        row = db.session.execute(select(WebhookDelivery.status, WebhookDelivery.claimed_by)
+                                 .where(WebhookDelivery.id == delivery_id)).first()
+        db.session.rollback()
+        if row is None:
+            return None
+        return DeliveryResult(delivery_id, row.status, f"being applied now by {row.claimed_by}")
+    return _apply([claimed], False)
+
+
+def _apply(batch: list[applier.Claimed], create_accounts: bool) -> DeliveryResult:
+    try:
+        return applier.apply_claimed(batch, create_accounts=create_accounts)[0]
     except Exception as exc:
         db.session.rollback()
         if is_outage(exc):
             raise StorageUnavailable(str(exc)) from exc
         raise
-    return _process(delivery_id, body, now, attempts=1, create_accounts=create_accounts)
-
-
-def replay_delivery(delivery_id: int) -> DeliveryResult | None:
-    """Apply a stored delivery again (None when there is no such delivery)."""
-    row = db.session.execute(
-        select(WebhookDelivery.body, WebhookDelivery.received_at, WebhookDelivery.attempts)
-        .where(WebhookDelivery.id == delivery_id)
-    ).first()
-    if row is None:
-        return None
-    db.session.rollback()  # end the read; every event gets its own transaction
-    return _process(delivery_id, bytes(row.body), row.received_at, attempts=(row.attempts or 0) + 1)
 
 
 def replayable_ids() -> list[int]:
@@ -99,13 +163,15 @@ def recoverable_ids(*, max_attempts: int, limit: int = 500) -> list[int]:
 
     A delivery fails when one of its events raised (a deadlock, a bug, a row another
     process held); applying is idempotent, so trying again a few times is safe. One that
-    keeps failing stays on the deliveries page for a person.
+    keeps failing stays on the deliveries page for a person, and so does one that failed
+    before it was ever applied (over the size limit: attempts 0).
     """
     cutoff = utcnow() - INTERRUPTED_AFTER
     return list(db.session.scalars(
         select(WebhookDelivery.id)
         .where(or_((WebhookDelivery.status == "received") & (WebhookDelivery.received_at < cutoff),
-                   (WebhookDelivery.status == "failed") & (WebhookDelivery.attempts < max_attempts)))
+                   (WebhookDelivery.status == "failed") & (WebhookDelivery.attempts >= 1)
+                   & (WebhookDelivery.attempts < max_attempts)))
         .order_by(WebhookDelivery.id).limit(limit)
     ))
 
@@ -122,8 +188,8 @@ def recover_deliveries() -> RecoveryReport:
         except StorageUnavailable:
             report.stopped_by_outage = True
             break
-        if result is None:
-            continue
+        if result is None or result.status == "received":
+            continue  # gone, or an applier holds it right now
         report.replayed += 1
         if result.status == "failed":
             report.still_failed += 1
@@ -143,54 +209,3 @@ def list_deliveries(*, failed_only: bool = True, limit: int = 100) -> list[Webho
         query = query.where(or_(WebhookDelivery.status == "failed",
                                 (WebhookDelivery.status == "received") & (WebhookDelivery.received_at < cutoff)))
     return list(db.session.scalars(query))
-
-
-def _process(delivery_id: int, body: bytes, received_at, *, attempts: int,
-             create_accounts: bool = False) -> DeliveryResult:
-    """Parse and apply every event, then record the outcome (in the last event's transaction)."""
-    received_ms = int(received_at.timestamp() * 1000)
-    invalid: list[Outcome] = []
-    try:
-        events = list(parse_delivery(body, received_ms).events)
-    except InvalidBody as exc:
-        events = []
-        invalid.append(Outcome(index=0, type="invalid", action="ignored", reason=str(exc), error=str(exc)))
-
-    def record(applied: list[Outcome]) -> None:
-        _record(delivery_id, [*invalid, *applied], attempts)
-
-    try:
-        with log_context(delivery_id=delivery_id):
-            outcomes = [*invalid, *apply_events(events, create_accounts=create_accounts, finish=record,
-                                                label=f"webhook delivery {delivery_id}")]
-    except Exception as exc:
-        if is_outage(exc):
-            raise StorageUnavailable(str(exc)) from exc
-        raise
-    status, error = _status(outcomes)
-    metrics.delivery_finished(status)
-    metrics.events_applied(outcomes, received_at.timestamp())
-    return DeliveryResult(delivery_id=delivery_id, status=status, error=error, outcomes=outcomes)
-
-
-def _status(outcomes: list[Outcome]) -> tuple[str, str | None]:
-    failures = [o for o in outcomes if o.error]
-    if failures and len(outcomes) == 1:
-        return "failed", failures[0].error
-    if failures:
-        return "failed", f"{len(failures)} of {len(outcomes)} event(s) failed; first: {failures[0].error}"
-    if any(o.action != "ignored" for o in outcomes):
-        return "processed", None
-    return "ignored", None  # nothing for the inbox: comments, unknown accounts, other objects
-
-
-def _record(delivery_id: int, outcomes: list[Outcome], attempts: int) -> None:
-    """Write the delivery's status and per-event results (the caller commits)."""
-    status, error = _status(outcomes)
-    table = WebhookDelivery.__table__
-    db.session.execute(
-        update(table).where(table.c.id == delivery_id).values(
-            status=status, error=error, attempts=attempts, event_count=len(outcomes),
-            results=[o.result() for o in outcomes], processed_at=utcnow(),
-        )
-    )

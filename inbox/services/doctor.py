@@ -25,9 +25,7 @@ from ..extensions import db, get_redis, migrate, rkey
 from ..models import Account, WebhookDelivery, utcnow
 from . import graph, obligations
 from .accounts import access_token
-
-# A delivery not applied this long after it came means nothing is applying them.
-APPLY_STALLED_AFTER = timedelta(minutes=5)
+from .applier import apply_lag
 
 
 @dataclass
@@ -100,14 +98,19 @@ def worker_alive() -> Check:
 
 
 def deliveries_draining() -> Check:
-    cutoff = utcnow() - APPLY_STALLED_AFTER
-    stuck = db.session.scalar(select(func.count()).select_from(WebhookDelivery)
-                              .where(WebhookDelivery.status == "received", WebhookDelivery.received_at < cutoff))
+    """Is the applier (in the workers) keeping up: nothing waiting longer than APPLIER_MAX_LAG_SECONDS."""
+    lag = apply_lag()
     db.session.rollback()
-    if stuck:
-        return Check("webhook deliveries", False, f"{stuck} received more than 5 minutes ago and not applied",
-                     "Check the worker's log; `flask --app inbox webhooks replay --failed` applies them now.")
-    return Check("webhook deliveries", True, "none waiting to be applied")
+    recent = (f"; the last {lag.recent} applied waited p50 {lag.p50_seconds:.2f} s, p99 {lag.p99_seconds:.2f} s"
+              if lag.recent else "")
+    if lag.behind:
+        return Check("webhook deliveries", False,
+                     f"the applier is not draining: {lag.waiting} waiting, the oldest for "
+                     f"{lag.oldest_waiting_seconds:.0f} s{recent}",
+                     "Start a worker (`inbox worker`; each runs an applier) or check its log; "
+                     "`flask --app inbox webhooks replay --failed` applies them now.")
+    waiting = f"{lag.waiting} waiting (oldest {lag.oldest_waiting_seconds:.1f} s)" if lag.waiting else "none waiting"
+    return Check("webhook deliveries", True, f"the applier is draining: {waiting}{recent}")
 
 
 def obligations_on_time() -> Check:

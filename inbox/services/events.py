@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,6 +29,11 @@ MAX_SHORT_TEXT = 32  # reaction names and emoji
 # Times outside this range are nonsense (or another unit) and fall back to the entry's time.
 _MIN_MS = 946684800000  # 2000-01-01
 _MAX_MS = 253402300799999  # 9999-12-31
+# An event's time later than its arrival by more than this (clocks differ a little) is
+# impossible: it would pin a conversation to the top of the list for ever. It becomes the
+# arrival time, and the event's result says so.
+MAX_FUTURE_MS = 60 * 60 * 1000
+_NEGATIVE_NUMBER = re.compile(r"-\d+\Z")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 _NO_SPACE = re.compile(r"\S+\Z")
 
@@ -60,6 +65,9 @@ class Event:
     recipient_id: str | None
     timestamp: int  # ms since the epoch
     standby: bool = field(default=False, kw_only=True)  # came in entry.standby[] (another app owns the thread)
+    # What parsing had to change or refuse (an impossible time clamped, an id that is not
+    # one): kept in the delivery's results, so the delivery says it was adjusted.
+    note: str | None = field(default=None, kw_only=True)
 
     kind = "event"
 
@@ -124,6 +132,7 @@ class PostbackEvent(Event):
     mid: str
     title: str | None = None
     payload: str | None = None
+    referral: dict[str, Any] | None = None  # an ad or ig.me link the button came from
 
     kind = "postback"
 
@@ -220,6 +229,8 @@ def read_id(value: Any, max_length: int = MAX_ID_LENGTH) -> str | None:
         return None
     value = value.strip()
     if not value or len(value) > max_length or not _NO_SPACE.match(value) or "\x00" in value:
+        return None
+    if _NEGATIVE_NUMBER.match(value):  # Instagram ids are positive numbers
         return None
     return value
 
@@ -433,27 +444,47 @@ def parse_delivery(body: bytes, received_ms: int) -> ParsedDelivery:
                                        reason="entry is not an object"))
             continue
         entry_id = read_id(entry.get("id"))
-        entry_ms = read_time(entry.get("time")) or received_ms
+        entry_ms, _ = clamp_time(read_time(entry.get("time")) or received_ms, received_ms)
         for key, standby in (("messaging", False), ("standby", True)):
             for item in _as_list(entry.get(key)):
-                events.append(parse_messaging(item, len(events), entry_id, entry_ms, standby=standby))
+                events.append(parse_messaging(item, len(events), entry_id, entry_ms, standby=standby,
+                                              received_ms=received_ms))
         for change in _as_list(entry.get("changes")):
             events.append(parse_change(change, len(events), entry_id, entry_ms))
     return ParsedDelivery(obj, tuple(events))
 
 
-def parse_messaging(item: Any, index: int, entry_id: str | None, entry_ms: int, *, standby: bool = False) -> Event:
+def clamp_time(ms: int, received_ms: int | None) -> tuple[int, str | None]:
+    """ms, or the arrival time when ms is impossibly far in the future; and what was done."""
+    if received_ms is not None and ms > received_ms + MAX_FUTURE_MS:
+        return received_ms, f"timestamp {ms} is in the future; the arrival time is used"
+    return ms, None
+
+
+def parse_messaging(item: Any, index: int, entry_id: str | None, entry_ms: int, *, standby: bool = False,
+                    received_ms: int | None = None) -> Event:
     """One item of entry.messaging[] (or standby[]) as a typed event."""
     if not isinstance(item, dict):
         return IgnoredEvent(index, entry_id, None, None, entry_ms, type="invalid", reason="messaging item is not an object",
                             standby=standby)
     sender = read_party(item.get("sender"))
     recipient = read_party(item.get("recipient"))
-    ts = read_time(item.get("timestamp")) or entry_ms
-    base = dict(index=index, entry_id=entry_id, sender_id=sender, recipient_id=recipient, timestamp=ts, standby=standby)
+    notes = [f"{side} id {_shown(item.get(side))} is not an Instagram id; refused"
+             for side, value in (("sender", sender), ("recipient", recipient))
+             if value is None and item.get(side) not in (None, {}, "")]
+    ts, clamped = clamp_time(read_time(item.get("timestamp")) or entry_ms, received_ms)
+    if clamped:
+        notes.append(clamped)
+    base = dict(index=index, entry_id=entry_id, sender_id=sender, recipient_id=recipient, timestamp=ts, standby=standby,
+                note="; ".join(notes) or None)
 
     if "message" in item:
-        return _parse_message(item.get("message"), base)
+        event = _parse_message(item.get("message"), base)
+        # Click-to-message ads put the referral beside `message`, not inside it: read it there too.
+        outer = item.get("referral")
+        if isinstance(event, MessageEvent) and event.referral is None and isinstance(outer, dict) and outer:
+            event = replace(event, referral=strip_nul(outer))
+        return event
     if "message_edit" in item:
         return _parse_edit(item.get("message_edit"), base)
     if "reaction" in item:
@@ -461,7 +492,11 @@ def parse_messaging(item: Any, index: int, entry_id: str | None, entry_ms: int, 
     if "read" in item:
         return _parse_read(item.get("read"), base)
     if "postback" in item:
-        return _parse_postback(item.get("postback"), base)
+        event = _parse_postback(item.get("postback"), base)
+        outer = item.get("referral")
+        if isinstance(event, PostbackEvent) and event.referral is None and isinstance(outer, dict) and outer:
+            event = replace(event, referral=strip_nul(outer))
+        return event
     if "referral" in item:
         referral = item.get("referral")
         if not isinstance(referral, dict):
@@ -512,6 +547,9 @@ def _parse_comment(value: Any, field_name: str, base: dict[str, Any]) -> Event:
     own = (read_id(author.get("self_ig_scoped_id")) is not None
            or (sender is not None and sender == base["entry_id"]))
     when = read_time(value.get("timestamp")) or read_time(value.get("created_time")) or base["timestamp"]
+    when, clamped = clamp_time(when, base["timestamp"])  # never later than the (clamped) entry time allows
+    if clamped:
+        base = {**base, "note": clamped}
     username = read_short(author.get("username"), 255) or read_short(value.get("username"), 255)
     ad_title = clean_text(media.get("ad_title"))
     return CommentEvent(
@@ -604,8 +642,17 @@ def _parse_postback(postback: Any, base: dict[str, Any]) -> Event:
         if base["sender_id"] is None:
             return IgnoredEvent(**base, type="postback", reason="postback without a mid or a sender")
         mid = f"postback:{base['sender_id']}:{base['timestamp']}"
+    referral = postback.get("referral")
     return PostbackEvent(**base, mid=mid, title=clean_text(postback.get("title")),
-                         payload=clean_text(postback.get("payload")))
+                         payload=clean_text(postback.get("payload")),
+                         referral=strip_nul(referral) if isinstance(referral, dict) and referral else None)
+
+
+def _shown(value: Any) -> str:
+    """A refused id as a person reads it in the results (short)."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return repr(value)[:40]
 
 
 # --- What other parts need to know about an event ----------------------------------

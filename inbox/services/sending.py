@@ -35,7 +35,7 @@ from ..extensions import db, on_commit
 from ..live.publish import publish_after_commit
 from ..models import Account, Attachment, Comment, Conversation, Message, utcnow
 from ..queue import enqueue
-from . import conversations, graph, media
+from . import assignees, conversations, graph, media, presence, staff
 from .accounts import mark_reconnect_needed
 from .ingest.echoes import reconcile_sent
 
@@ -59,6 +59,14 @@ class SendRefused(Exception):
         super().__init__(reason)
         self.reason = reason
         self.status = status
+
+
+class Collision(SendRefused):
+    """A colleague replied to this conversation seconds ago: sending needs a confirmation."""
+
+    def __init__(self, colleague: str):
+        super().__init__(f"{colleague} replied to this customer a moment ago. Send yours as well?", status=409)
+        self.colleague = colleague
 
 
 class RetryLater(Exception):
@@ -117,10 +125,13 @@ def normalise_text(text: str | None) -> str:
 # --- Queue a reply -------------------------------------------------------------------------
 
 def queue_reply(account_id: int, conversation_id: int, user_id: int | None, text: str,
-                client_token: str) -> Message:
+                client_token: str, *, check_collision: bool = False) -> Message:
     """Write the pending outgoing message and queue its send (committed); SendRefused says why not.
 
     The same client_token again returns the first message (a double submit is one message).
+    With check_collision, a colleague's reply in the last COLLISION_SECONDS raises Collision
+    (the composer asks, then sends again without the check). Replying to an unassigned
+    conversation assigns it to the replier when the account says so.
     """
     token = (client_token or "").strip()
     if not token or len(token) > 64:
@@ -140,6 +151,10 @@ def queue_reply(account_id: int, conversation_id: int, user_id: int | None, text
     reason = refusal_reason(conversation, account)
     if reason:
         raise SendRefused(reason)
+    if check_collision and user_id is not None:
+        colleague = presence.recent_reply_by_other(account_id, conversation.id, user_id)
+        if colleague is not None:
+            raise Collision(staff.name_of(colleague))
     now = utcnow()
     message = Message(
         account_id=account_id, conversation_id=conversation.id, mid=None, direction="out", sender_kind="staff",
@@ -157,6 +172,9 @@ def queue_reply(account_id: int, conversation_id: int, user_id: int | None, text
             raise
         return _same_reply(existing, account_id, conversation_id)
     conversations.touch(conversation, message, preview=conversations.preview_text(text))
+    if user_id is not None:
+        assignees.assign_on_reply(account_id, conversation, user_id)
+        on_commit(lambda: presence.note_reply(account_id, conversation_id, user_id))
     enqueue_send(message.id)
     publish_after_commit(account_id, "message.created", conversation_id=conversation.id,
                          message_id=message.id)

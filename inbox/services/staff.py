@@ -11,7 +11,7 @@ from ..extensions import db
 from ..models import Account, Membership, StaffUser
 
 MIN_PASSWORD_LENGTH = 10
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # Compared against when the email is unknown, so both paths cost one hash check.
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
 
@@ -35,8 +35,15 @@ def has_staff() -> bool:
 
 def create_user(email: str, password: str, *, name: str = "", superadmin: bool = False) -> StaffUser:
     """Create a staff user (committed)."""
+    user = new_user(email, password, name=name, superadmin=superadmin)
+    db.session.commit()
+    return user
+
+
+def new_user(email: str, password: str, *, name: str = "", superadmin: bool = False) -> StaffUser:
+    """A staff user added to the session (the caller commits): checks the email and the password."""
     email = normalize_email(email)
-    if not _EMAIL.match(email):
+    if not EMAIL_PATTERN.match(email):
         raise StaffError("Enter a valid email address.")
     validate_password(password)
     if db.session.scalar(select(StaffUser.id).where(StaffUser.email == email)):
@@ -48,7 +55,7 @@ def create_user(email: str, password: str, *, name: str = "", superadmin: bool =
         is_superadmin=superadmin,
     )
     db.session.add(user)
-    db.session.commit()
+    db.session.flush()
     return user
 
 

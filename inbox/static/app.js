@@ -7,6 +7,15 @@
       if (!menu.contains(event.target)) menu.removeAttribute("open");
     });
   });
+  // Forms a live push rendered carry no personal CSRF token (one frame serves every member):
+  // give them this page's, so a plain submit passes like one from the page itself.
+  document.addEventListener("htmx:oobAfterSwap", function () {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    if (!meta) return;
+    document.querySelectorAll('input[name="csrf_token"]').forEach(function (input) {
+      if (!input.value) input.value = meta.content;
+    });
+  });
   // Flash messages fade away after a while.
   document.addEventListener("DOMContentLoaded", function () {
     setTimeout(function () {

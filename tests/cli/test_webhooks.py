@@ -62,14 +62,15 @@ def test_unknown_accounts_are_ignored_unless_asked_to_create_them(runner, app):
     assert len(messages(app)) == 3
 
 
-def test_a_file_that_is_not_json_is_stored_as_failed_and_exits_1(runner, app, tmp_path):
+def test_a_file_that_is_not_json_is_stored_as_ignored_and_exits_1(runner, app, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{ not json")
     result = runner.invoke(args=["webhooks", "ingest", str(bad)])
     assert result.exit_code == 1
     [line] = lines(result.output)
     assert line["type"] == "invalid" and line["action"] == "ignored" and line["reason"].startswith("not JSON")
-    assert deliveries(app)[0].status == "failed"
+    # Stored as ignored with the reason (no replay can fix it), and the command still says it did not apply.
+    assert (deliveries(app)[0].status, deliveries(app)[0].error[:8]) == ("ignored", "not JSON")
 
 
 def test_a_missing_file_is_a_clear_error(runner, app, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 import websocket
 from sqlalchemy import select, update
 
-from inbox.extensions import db
+from inbox.extensions import db, get_redis
 from inbox.models import Account, Conversation, Message, utcnow
 from inbox.live import publish
 from tests.support.clients import logged_in_client
@@ -178,6 +178,41 @@ def test_events_reach_members_only_and_render_once_per_process(app, live_server,
             s.close()
 
 
+def test_a_watched_accounts_frame_is_rendered_once_by_the_writer_and_forwarded(app, live_server, connected, alice,
+                                                                                agent):
+    """Render once: the process that wrote (here the webhook's request) renders; hubs forward bytes."""
+    redis_client = get_redis(app)
+    watched = lambda: int(redis_client.hget(publish.watched_key(app), connected.account.id) or 0)
+    with app.app_context():
+        pubsub = redis_client.pubsub()
+        pubsub.subscribe(publish.channel(connected.account.id))
+    s = LiveSocket(live_server.url, session_cookie(logged_in_client(app, agent)), account=connected.account.id)
+    try:
+        s.wait_for('id="live-state"')
+        assert watched() == 1
+        hub = app.extensions["inbox_live_hub"]
+        rendered_here = hub.frames_rendered
+        assert alice.sends_text("Does it come in navy?").delivery.status == 200
+        frame = s.wait_for("Does it come in navy?")
+        assert "#messages" in frame
+        events = drain(pubsub)
+        framed = [e for e in events if e.get("framed")]
+        [written] = [e for e in events if e["type"] == "frame"]
+        assert {e["type"] for e in framed} >= {"message.created", "conversation.updated"}
+        assert "Does it come in navy?" in written["html"] and 'id="unread-total"' in written["html"]
+        assert hub.frames_rendered - rendered_here >= 1  # frames forwarded count as sent, none rendered twice
+    finally:
+        s.close()
+    wait_until(lambda: watched() == 0, what="the closed socket counted out")
+    # Nobody watching: events go out alone, without a frame rendered for nobody.
+    with app.app_context():
+        pubsub = redis_client.pubsub()
+        pubsub.subscribe(publish.channel(connected.account.id))
+    assert alice.sends_text("Hello again").delivery.status == 200
+    events = drain(pubsub)
+    assert events and not [e for e in events if e["type"] == "frame" or e.get("framed")]
+
+
 def test_message_updated_and_removed_bubbles_are_swapped_by_id(app, live_server, connected, alice, agent):
     s = LiveSocket(live_server.url, session_cookie(logged_in_client(app, agent)), account=connected.account.id)
     try:
@@ -240,7 +275,7 @@ def test_a_revoked_membership_ends_the_socket(app, live_server, connected, alice
 # --- Two web processes on one Redis -------------------------------------------------------------
 
 def test_a_webhook_received_by_one_process_reaches_a_socket_on_the_other(app, app_config, sim, connected,
-                                                                          factory, tmp_path):
+                                                                          factory, tmp_path, running_applier):
     alice = connected.ig.add_customer("alice", name="Alice")
     agent = factory.staff_on(connected.account, "agent")
     other_account = factory.account(username="elsewhere")

@@ -24,7 +24,8 @@ def test_healthz_is_ok_while_a_real_worker_runs(app, client, app_config):
     try:
         response = wait_until(lambda: (r := client.get("/healthz")).status_code == 200 and r, timeout=20,
                               interval=0.2, what="the worker's heartbeat")
-        assert response.get_json() == {"status": "ok", "database": "ok", "redis": "ok", "worker": "ok", "work": "ok"}
+        assert response.get_json() == {"status": "ok", "database": "ok", "applier": "ok", "redis": "ok", "worker": "ok",
+                                       "work": "ok"}
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -12,7 +13,8 @@ from inbox.extensions import db
 from inbox.models import Message, WebhookDelivery
 from tests.support.settings import APP_SECRET, VERIFY_TOKEN
 from tests.support.databases import is_postgres
-from tests.support.webhooks import encode, envelope, fixture, message, post, sign
+from inbox.services.deliveries import recover_deliveries, replay_delivery
+from tests.support.webhooks import T0, encode, envelope, fixture, message, post, sign
 
 
 def count(app, model) -> int:
@@ -102,9 +104,53 @@ def test_either_configured_app_secret_is_accepted(app_config, factory):
                        headers={"X-Hub-Signature-256": sign(body, "neither")}).status_code == 403
 
 
-def test_a_body_over_the_limit_gets_413_and_is_not_stored(app, app_config, client):
-    limit = app.config["WEBHOOK_MAX_BYTES"]
-    body = b'{"object":"instagram","entry":[],"pad":"' + b"x" * limit + b'"}'
+def test_a_full_batch_of_long_emoji_texts_fits_the_limit_and_is_applied(app, client, account):
+    # Meta's maxima: 1,000 events, texts of 1,000 UTF-8 bytes, non-ASCII escaped as \\uXXXX
+    # (an emoji is a surrogate pair: 12 bytes for 4). The old 1 MiB limit answered 413.
+    text = "\U0001F600" * 250  # 1,000 UTF-8 bytes
+    payload = envelope(*(message(f"m-emoji-{i}", text, customer=f"{9000 + i % 50}", ts=T0 + i) for i in range(1000)))
+    body = json.dumps(payload, ensure_ascii=True).encode()
+    assert len(body) > 3_000_000
+    response = post(client, body)
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "processed"
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Message)) == 1000
+        assert db.session.scalar(select(Message.text).limit(1)) == text
+
+
+def test_a_signed_body_over_the_limit_is_stored_as_failed_and_can_be_replayed(app_config, account):
+    app_config["WEBHOOK_MAX_BYTES"] = 2_000
+    app = create_app(app_config)
+    client = app.test_client()
+    body = encode(envelope(*(message(f"m-big-{i}", "x" * 100, ts=T0 + i) for i in range(20))))
+    assert len(body) > 2_000
+    response = client.post("/webhooks/instagram", data=body, headers={"X-Hub-Signature-256": sign(body, APP_SECRET)})
+    assert response.status_code == 200  # kept: Meta must not retry it for 36 hours
+    assert response.get_json()["status"] == "failed"
+    with app.app_context():
+        delivery = db.session.scalar(select(WebhookDelivery))
+        assert (delivery.status, bytes(delivery.body)) == ("failed", body)
+        assert "over the 2000-byte limit" in delivery.error
+        assert db.session.scalar(select(func.count()).select_from(Message)) == 0
+        # The automatic recovery leaves it to a person; a replay applies it.
+        assert recover_deliveries().replayed == 0
+        assert replay_delivery(delivery.id).status == "processed"
+        assert db.session.scalar(select(func.count()).select_from(Message)) == 20
+
+
+def test_an_unsigned_body_over_the_limit_is_refused_and_not_stored(app, app_config):
+    app_config["WEBHOOK_MAX_BYTES"] = 2_000
+    app = create_app(app_config)
+    body = b'{"object":"instagram","entry":[],"pad":"' + b"x" * 5_000 + b'"}'
+    response = app.test_client().post("/webhooks/instagram", data=body,
+                                      headers={"X-Hub-Signature-256": sign(body, "not-the-secret")})
+    assert response.status_code == 403
+    assert count(app, WebhookDelivery) == 0
+
+
+def test_a_body_over_the_request_limit_gets_413_unread(app, client):
+    body = b"x" * (app.config["MAX_CONTENT_LENGTH"] + 1)
     assert post(client, body).status_code == 413
     assert count(app, WebhookDelivery) == 0
 
@@ -119,9 +165,12 @@ def test_a_signed_but_odd_payload_is_stored_marked_and_answered_200(app, client)
         assert post(client, body).status_code == 200
     with app.app_context():
         statuses = list(db.session.scalars(select(WebhookDelivery.status).order_by(WebhookDelivery.id)))
-        assert statuses == ["failed", "failed", "ignored"]
-        first = db.session.scalar(select(WebhookDelivery).order_by(WebhookDelivery.id))
+        # A body that can never be applied is not "failed" (nobody can fix it): ignored, with the reason.
+        assert statuses == ["ignored", "ignored", "ignored"]
+        first, second = db.session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id).limit(2))
         assert first.error.startswith("not JSON")
+        assert second.error == "not a JSON object"
+        assert first.results[0]["reason"].startswith("not JSON")
 
 
 def test_a_database_outage_answers_5xx_so_meta_retries(app_config, tmp_path):

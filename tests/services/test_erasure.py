@@ -15,14 +15,16 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from inbox.extensions import db
-from inbox.models import Account, Attachment, Comment, Conversation, Erasure, Identity, JobRun, Message, utcnow
-from inbox.services import comments, erasure, sending
+from inbox.models import (Account, Attachment, Comment, Conversation, ConversationEvent, ConversationLabel, Erasure,
+                          Identity, JobRun, Label, Message, Note, NoteMention, utcnow)
+from inbox.services import assignees, comments, erasure, labels, notes, sending
 from inbox.services.storage import AREAS, get_storage, new_key
 from tests.support.databases import is_postgres
 
 ALICE_TEXTS = ("Alice asks about the linen dress", "Alice sends her address: 12 Rose Lane")
 ALICE_COMMENT = "Alice comments: is it lined?"
 BOB_TEXT = "Bob wonders about the silk scarf"
+ALICE_NOTE = "@ana Alice Rosewood wants the M by Friday"
 
 
 @pytest.fixture
@@ -66,13 +68,19 @@ def shop(app, sim_webhooks, connected, run_jobs, factory):
                                                                      "error": "x"},
                                                                     {"igsid": bob.igsid, "error": "y"}]}))
         db.session.commit()
-    admin = factory.staff_on(connected.account, "admin")
+    admin = factory.staff_on(connected.account, "admin", name="Ana")
+    with app.app_context():  # the team's notes, label and assignment about her
+        conversation = db.session.scalar(select(Conversation).where(Conversation.customer_igsid == alice.igsid))
+        notes.add_note(conversation.account_id, conversation.id, admin.id, ALICE_NOTE)
+        vip = labels.create_label(conversation.account_id, "VIP")
+        labels.add_label(conversation.account_id, conversation.id, vip.id, actor_id=admin.id)
+        assignees.assign(conversation.account_id, conversation.id, admin.id, actor_id=admin.id)
     return alice, bob, admin
 
 
 def _needles(alice) -> list[str]:
     return [alice.igsid, "alice.rosewood", "Alice Rosewood", *ALICE_TEXTS, "We have it in M, Alice!", ALICE_COMMENT,
-            "Sent you a DM, Alice!", "Here is the link, Alice"]
+            "Sent you a DM, Alice!", "Here is the link, Alice", ALICE_NOTE]
 
 
 def rows_naming(app, needles: list[str]) -> list[str]:
@@ -112,7 +120,8 @@ def file_keys(app, igsid: str) -> set[str]:
 def test_the_cli_erases_a_customer_and_nothing_names_them_after(app, shop, connected, runner):
     alice, bob, _ = shop
     before = rows_naming(app, _needles(alice))
-    assert {"messages", "conversations", "identities", "webhook_deliveries", "reactions", "comments"} <= \
+    assert {"messages", "conversations", "identities", "webhook_deliveries", "reactions", "comments", "notes",
+            "conversation_events"} <= \
         {hit.split(":")[0] for hit in before}  # the check can fail: she is everywhere now
     alice_files, bob_files = file_keys(app, alice.igsid), file_keys(app, bob.igsid)
     assert alice_files and bob_files and alice_files | bob_files <= stored_files(app)
@@ -135,6 +144,12 @@ def test_the_cli_erases_a_customer_and_nothing_names_them_after(app, shop, conne
             "@[erased] same question"  # Bob's comment stays, without her name
         run = db.session.scalar(select(JobRun))
         assert [e["igsid"] for e in run.summary["errors"]] == [bob.igsid]
+        # The team's notes about her, their mentions, her label and every activity line went with her.
+        assert db.session.scalar(select(func.count()).select_from(Note)) == 0
+        assert db.session.scalar(select(func.count()).select_from(NoteMention)) == 0
+        assert db.session.scalar(select(func.count()).select_from(ConversationLabel)) == 0
+        assert db.session.scalar(select(func.count()).select_from(ConversationEvent)) == 0
+        assert db.session.scalar(select(func.count()).select_from(Label)) == 1  # the label itself stays
         audit = db.session.scalar(select(Erasure))
         assert (audit.kind, audit.status, audit.requested_by) == ("customer", "done", "cli")
         assert audit.counts["messages"] >= 3 and audit.counts["files"] == len(alice_files)
@@ -159,6 +174,12 @@ def test_an_admin_erases_a_customer_from_their_page(app, shop, connected, client
     assert rows_naming(app, _needles(alice)) == []
     assert client.get(f"/accounts/{account_id}/people/{alice.igsid}").status_code == 404
     with app.app_context():
+        # The team's notes about her, their mentions, her label and every activity line went with her.
+        assert db.session.scalar(select(func.count()).select_from(Note)) == 0
+        assert db.session.scalar(select(func.count()).select_from(NoteMention)) == 0
+        assert db.session.scalar(select(func.count()).select_from(ConversationLabel)) == 0
+        assert db.session.scalar(select(func.count()).select_from(ConversationEvent)) == 0
+        assert db.session.scalar(select(func.count()).select_from(Label)) == 1  # the label itself stays
         audit = db.session.scalar(select(Erasure))
         assert (audit.requested_by, audit.actor_user_id) == ("staff", admin.id)
 

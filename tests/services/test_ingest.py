@@ -479,3 +479,54 @@ def test_a_stored_mid_from_a_new_sender_opens_no_conversation(app, client, accou
     assert [(r["action"], r["mid"]) for r in last_results(app)][:1] == [("duplicate", "m-known")]
     assert stranger not in {c.customer_igsid for c in conversations(app)}
     assert len(conversations(app)) == together  # the known customer's, and one per new message
+
+
+# --- Impossible values and the third place a referral arrives (issue 12, items 8 and 10) -------
+
+def test_a_timestamp_far_in_the_future_is_clamped_and_does_not_pin_the_conversation(app, client, account):
+    year_5138 = 99_999_999_999_999  # ms: the year 5138
+    deliver(client, envelope(message("m-future", "from the future", customer="9100000000000011", ts=year_5138)))
+    deliver(client, envelope(message("m-now", "written later", customer="9100000000000012", ts=T0 + 60_000)))
+    future = [m for m in messages(app) if m.mid == "m-future"][0]
+    assert future.meta_timestamp < T0 + 400 * 24 * 3600 * 1000  # the arrival time, not 5138
+    # The list puts the conversation that really wrote last first.
+    rows = sorted(conversations(app), key=lambda c: c.last_message_at, reverse=True)
+    assert [c.last_message_preview for c in rows][0] in ("written later", "from the future")
+    assert rows[0].last_message_at.year < 2100 and rows[1].last_message_at.year < 2100
+    marked = deliveries(app)[0]
+    assert marked.status == "processed"
+    assert "timestamp 99999999999999 is in the future" in marked.error
+    assert "arrival time" in marked.results[0]["note"]
+
+
+def test_a_negative_customer_id_is_refused_and_the_delivery_says_so(app, client, account):
+    deliver(client, envelope(message("m-neg", "hi", customer=-42)))
+    deliver(client, envelope(message("m-neg2", "hi", customer="-43")))
+    assert messages(app) == [] and conversations(app) == []
+    for delivery, shown in zip(deliveries(app), ("-42", "'-43'")):
+        assert delivery.status == "ignored"
+        assert f"sender id {shown} is not an Instagram id; refused" in delivery.error
+
+
+def test_a_click_to_message_referral_beside_the_message_gives_the_conversation_its_ad(app, client, account):
+    ad = {"ref": "spring", "ad_id": "23850000000000007", "source": "ADS", "type": "OPEN_THREAD",
+          "ads_context_data": {"ad_title": "Linen dresses", "post_id": "18000000000000077"}}
+    item = message("m-ctm", "Is this still available?")
+    item["referral"] = ad  # at the messaging level, beside `message`
+    deliver(client, envelope(item))
+    [msg] = messages(app)
+    assert msg.referral == ad
+    [conversation] = conversations(app)
+    assert (conversation.last_ad_id, conversation.last_ad_title) == ("23850000000000007", "Linen dresses")
+
+
+def test_a_referral_on_a_postback_is_kept(app, client, account):
+    ad = {"ad_id": "23850000000000008", "source": "ADS", "type": "OPEN_THREAD",
+          "ads_context_data": {"ad_title": "Gift cards"}}
+    item = {"sender": {"id": CUSTOMER}, "recipient": {"id": ACCOUNT}, "timestamp": T0,
+            "postback": {"mid": "m-pb", "title": "Get started", "payload": "START", "referral": ad}}
+    deliver(client, envelope(item))
+    [msg] = messages(app)
+    assert (msg.text, msg.referral) == ("Get started", ad)
+    [conversation] = conversations(app)
+    assert conversation.last_ad_title == "Gift cards"

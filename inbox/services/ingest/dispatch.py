@@ -200,8 +200,8 @@ def _as_message(event: Event) -> MessageEvent | None:
     if isinstance(event, PostbackEvent):  # a button the customer tapped: a message with its title
         return MessageEvent(
             index=event.index, entry_id=event.entry_id, sender_id=event.sender_id, recipient_id=event.recipient_id,
-            timestamp=event.timestamp, standby=event.standby, mid=event.mid, text=event.title,
-            postback_payload=event.payload,
+            timestamp=event.timestamp, standby=event.standby, note=event.note, mid=event.mid, text=event.title,
+            postback_payload=event.payload, referral=event.referral,
         )
     return None
 
@@ -238,7 +238,7 @@ def _apply_other(event: Event, message: MessageEvent | None, target: Target, out
 
 def _prepare(event: Event, create_accounts: bool) -> tuple[Outcome, Target | None]:
     """The event's Outcome so far, and its account and customer when it applies at all."""
-    outcome = Outcome(index=event.index, type=event_type(event), action="ignored")
+    outcome = Outcome(index=event.index, type=event_type(event), action="ignored", note=event.note)
     if isinstance(event, IgnoredEvent):
         outcome.reason = event.reason
         return outcome, None

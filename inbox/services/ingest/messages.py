@@ -12,18 +12,19 @@ downloads, product evidence and the live updates.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ...extensions import db
 from ...live.publish import publish_after_commit
 from ...models import Attachment, Conversation, Message, utcnow
-from .. import conversations, identities, media
+from .. import activity, assignees, conversations, identities, media
 from ..events import POST_ATTACHMENT_TYPES, MessageEvent, referral_ad, referral_is_evidence
 from ..products import assignment
 from ..transactions import Conflict
@@ -142,6 +143,7 @@ def write_messages(items: list[NewMessage]) -> list[Written]:
                    Message.sender_kind)
             .where(tuple_(Message.account_id, Message.mid).in_(sorted(repeats)))).all()}
     _drop_unused(found, created, {(i.account_id, i.customer) for i in items if (i.account_id, i.event.mid) in inserted})
+    assignees.note_new_conversations([(key[0], found[key].id) for key in sorted(created) if key in found])
 
     results: list[Written] = []
     attachment_rows: list[dict[str, Any]] = []
@@ -182,6 +184,9 @@ def write_messages(items: list[NewMessage]) -> list[Written]:
         media.note_attachments(db.session.scalars(insert(attachments).returning(attachments.c.id),
                                                   attachment_rows).all())
     _write_back([c for key, c in found.items() if vars(c) != before[key]], now)
+    for key, c in found.items():  # a customer writing again reopens a done conversation: a line in its activity
+        if before[key].get("status") == "done" and c.status == "open":
+            activity.record_event(c.account_id, c.id, "reopened", detail="the customer wrote again")
     for conversation in touched.values():
         publish_after_commit(conversation.account_id, "conversation.updated", conversation_id=conversation.id)
     return results
@@ -193,6 +198,8 @@ _STATEMENTS: dict[tuple[str, str], Any] = {}
 def _execute(name: str, params: list[dict[str, Any]]) -> list:
     """Run one of this path's statements, built once per dialect: once, or for many parameter sets."""
     dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql" and len(params) > 1 and name in _RECORDSET_INSERTS:
+        return _insert_recordset(name, params)
     statement = _STATEMENTS.get((dialect, name))
     if statement is None:
         statement = _STATEMENTS[(dialect, name)] = _build(dialect, name)
@@ -201,6 +208,46 @@ def _execute(name: str, params: list[dict[str, Any]]) -> list:
     else:
         result = db.session.execute(statement, params)
     return result.all() if result.returns_rows else []
+
+
+# PostgreSQL: many rows go in as ONE JSON parameter unpacked by jsonb_to_recordset, so the
+# statement is short and always the same (the driver parses it once; a multi-row VALUES
+# list is a new, long statement for every batch size, and parsing it cost more than the
+# insert itself).
+_RECORDSET_INSERTS = {"insert_messages": ("messages", ("account_id", "mid")),
+                      "create_conversations": ("conversations", ("account_id", "customer_igsid"))}
+
+
+def _insert_recordset(name: str, params: list[dict[str, Any]]) -> list:
+    key = ("postgresql-recordset", name, tuple(params[0]))
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        statement = _STATEMENTS[key] = _build_recordset(name, tuple(params[0]))
+    rows = json.dumps([{k: _jsonable(v) for k, v in row.items()} for row in params], separators=(",", ":"))
+    return db.session.execute(statement, {"rows": rows}).all()
+
+
+def _build_recordset(name: str, columns: tuple[str, ...]):
+    table_name, conflict = _RECORDSET_INSERTS[name]
+    table = Conversation.__table__ if table_name == "conversations" else Message.__table__
+    dialect = postgresql.dialect()
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    shape = ", ".join(f'"{c}" {table.c[c].type.compile(dialect=dialect)}' for c in columns)
+    returning = ([table.c[f] for f in _CONVERSATION_FIELDS] if name == "create_conversations"
+                 else [table.c.id, table.c.account_id, table.c.mid])
+    sql = (f"INSERT INTO {table_name} ({quoted}) SELECT {quoted} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
+           f"AS r({shape}) ON CONFLICT ({', '.join(conflict)}) DO NOTHING "
+           f"RETURNING {', '.join(c.name for c in returning)}")
+    return text(sql).columns(*returning)
+
+
+def _jsonable(value: Any) -> Any:
+    """A column value as JSON: times as naive UTC (what UTCDateTime stores), the rest as is."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.isoformat()
+    return value
 
 
 def _build(dialect: str, name: str):

@@ -33,6 +33,8 @@ class Outcome:
     comment_id: str | None = None
     media_id: str | None = None
     comment_row_id: int | None = None
+    # What parsing changed or refused in the event (an impossible time, an id that is not one).
+    note: str | None = None
 
     def line(self) -> dict[str, Any]:
         keys = ["type", "account", "conversation_id", "customer_igsid", "mid", "direction", "sender_kind",

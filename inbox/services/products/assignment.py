@@ -36,7 +36,7 @@ from ...extensions import db, on_commit
 from ...live.publish import publish_after_commit
 from ...models import Account, AssignmentEvent, Comment, Conversation, Message, Post, PostProduct, Product, utcnow
 from ...queue import enqueue
-from .. import conversations, staff
+from .. import activity, conversations, staff
 from ..events import POST_ATTACHMENT_TYPES, read_id
 from ..transactions import retry_on_conflict
 from . import posts
@@ -325,6 +325,7 @@ def _decide(conversation: Conversation, message: Message | None, ev: Evidence, p
     conversation.assignment_source = source
     conversation.assigned_by_user_id = None
     conversation.assigned_at = now
+    activity.record_event(conversation.account_id, conversation.id, "product_set", detail=product.name)
     return _record(conversation, message, ev, "assigned", source, f"Assigned to {product.label}: {phrase}.",
                    product=product, previous=previous, candidates=candidates)
 
@@ -395,6 +396,8 @@ def set_conversation_product(account_id: int, conversation_id: int, product_id: 
     conversation.assigned_at = utcnow()
     _record(conversation, None, None, "assigned", "manual", reason + ".", product=product,
             previous=previous.id if previous else None, actor=user_id)
+    activity.record_event(account_id, conversation.id, "product_set", actor_user_id=user_id,
+                          detail=product.name if product else None)
     db.session.commit()
     return conversation
 
