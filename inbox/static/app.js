@@ -42,3 +42,9 @@ document.addEventListener("click", (event) => {
     if (source && navigator.clipboard) navigator.clipboard.writeText(source.value);
   }
 });
+
+// A form marked data-confirm asks first (the message is the attribute's text).
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
+}, true);
