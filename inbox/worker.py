@@ -168,7 +168,10 @@ def run_worker(app: Flask, *, burst: bool = False, name: str | None = None) -> i
                     log.warning("worker could not reach Redis (%s); trying again", exc)
                 # RQ's handlers are gone with its loop: SIGTERM ends this process again.
                 signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-                if burst or (worker is not None and worker._stop_requested):
+                # SIGTERM/SIGINT reached RQ (its warm shutdown marks the date even when idle): stop.
+                asked = worker is not None and (worker._stop_requested
+                                                or getattr(worker, "_shutdown_requested_date", None) is not None)
+                if burst or asked:
                     break
                 # RQ gives up when Redis goes away mid-job; Redis may come back empty or not at all
                 # for a while. Work again as soon as it answers (the reconciler re-enqueues what was lost).
