@@ -113,6 +113,12 @@ class Defaults:
     JOB_PROGRESS_INTERVAL_SECONDS = 0.5  # at most this often a run writes and pushes its progress
     JOB_HEARTBEAT_SECONDS = 10.0  # a running run says it is alive this often; 3 misses mean it died
     JOB_TIMEOUT_SECONDS = 3600  # RQ timeout of a refresh or resync run
+    # Insights: an account with more conversations than this gets its first full build of
+    # the facts from the worker (the page says "preparing"); smaller ones build in the request.
+    INSIGHTS_INLINE_FIRST_BUILD = 5000
+    # The page folds new messages in at most this often (its figures are this fresh); the
+    # CSV export and the CLI always fold everything in first.
+    INSIGHTS_REFRESH_SECONDS = 30
     LOGIN_MAX_FAILURES = 5
     LOGIN_LOCK_SECONDS = 30
     WORKER_HEARTBEAT_SECONDS = 10

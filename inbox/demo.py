@@ -14,15 +14,20 @@ import os
 import random
 import shutil
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 from flask import Flask
+from sqlalchemy import func, select
 
 from . import create_app, runner
 from .extensions import db
-from .services import accounts, assignees, automations, conversations, labels, notes, saved_replies, staff
+from .models import Conversation
+from .services import accounts, applier, assignees, automations, conversations, labels, notes, saved_replies, staff
+from .services.insights import facts, sales
 from .services.products import catalogue, posts
 from .sim import Simulator
 
@@ -167,12 +172,33 @@ def seed_database(app, world: DemoWorld) -> None:
             db.session.commit()
             if sku and post.link is None:
                 posts.link_post(account.id, post.id, catalogue.find_by_sku(account.id, sku).id, admin.id)
+        facts.update_settings(account.id, timezone="Europe/Lisbon", currency="EUR",
+                              schedule={d: [(9 * 60, 19 * 60)] for d in range(6)})
         account_id, admin_id = account.id, admin.id
     world.account_id, world.admin_id = account_id, admin_id
 
 
+def wait_until_applied(app, timeout: float = 60.0) -> None:
+    """Wait until the worker's applier has applied every delivery received so far.
+
+    The webhook only stores a delivery; the applier writes its messages a moment later, so
+    seeding that reads the history waits for it (or gives up after `timeout` and seeds what
+    has arrived).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.app_context():
+            waiting = applier.apply_lag(window=0).waiting
+            db.session.remove()
+        if not waiting:
+            return
+        time.sleep(0.2)
+    log.warning("the applier had not caught up after %.0f s; seeding what has arrived", timeout)
+
+
 def seed_team_work(app, world: DemoWorld) -> None:
     """On the history: assignments to each agent, labels, and notes that mention a colleague."""
+    wait_until_applied(app)
     with app.app_context():
         account_id = world.account_id
         ben, cleo = staff.find_user(AGENT_EMAIL), staff.find_user(AGENT2_EMAIL)
@@ -350,6 +376,88 @@ class CustomerScript(threading.Thread):
         return False
 
 
+def play_weeks(world: DemoWorld, rng: random.Random, weeks: int = 6) -> list[tuple[object, str | None]]:
+    """Weeks of earlier conversations through real webhooks, so Insights is full on first open.
+
+    Each day brings a few new customers (more on weekdays and in the evening): a plain DM,
+    a shared post, an ad, a story reply. The owner answers most from the Instagram app,
+    sooner in business hours. Returns (customer, sku of the post or ad) for the outcomes.
+    """
+    shop, now = world.shop, datetime.now(timezone.utc)
+    opened = []
+    n = 0
+    for day in range(weeks * 7, 0, -1):
+        date = (now - timedelta(days=day)).replace(minute=0, second=0, microsecond=0)
+        for _ in range(rng.randint(4, 9) if date.weekday() < 5 else rng.randint(2, 5)):
+            n += 1
+            at = date.replace(hour=rng.choice((9, 10, 11, 12, 13, 14, 17, 18, 19, 20, 21, 21, 22))) + \
+                timedelta(minutes=rng.randint(0, 59))
+            customer = shop.add_customer(f"{rng.choice(('ana', 'rui', 'eva', 'leo', 'mia', 'tia'))}.{n}")
+            kind = rng.choices(("dm", "post", "ad", "story"), (40, 30, 18, 12))[0]
+            media, sku = rng.choice(world.posts[:3])
+            if kind == "post":
+                customer.shares_post(media, at=at)
+                customer.sends_text(rng.choice(QUESTIONS), at=at + timedelta(seconds=30))
+            elif kind == "ad":
+                customer.clicks_ad("Hi! I saw your ad, is it still available?", post=media, ad_id=f"AD-{sku}",
+                                   title=f"{sku} spring campaign", at=at)
+            elif kind == "story":
+                customer.replies_to_story("Love this! 😍", at=at)
+            else:
+                customer.sends_text(rng.choice(QUESTIONS), at=at)
+            if rng.random() < 0.88:
+                open_hours = at.weekday() < 6 and 9 <= at.hour < 19
+                wait = timedelta(minutes=rng.randint(2, 50) if open_hours else rng.randint(60, 600))
+                shop.types_in_app(customer, rng.choice(OWNER_LINES), at=at + wait)
+                if rng.random() < 0.6:
+                    customer.sends_text(rng.choice(THANKS), at=at + wait + timedelta(minutes=rng.randint(1, 30)))
+            opened.append((customer, sku if kind in ("post", "ad") else None))
+    return opened
+
+
+def mark_outcomes(app, world: DemoWorld, opened: list, rng: random.Random, wait_seconds: float = 300) -> None:
+    """Staff marked some of those conversations Sold (with the product and amount) or Not sold.
+
+    Waits (polling; the live script keeps the simulator busy, so it never settles) until
+    the history's conversations arrived, or wait_seconds passed.
+    """
+    igsids = [customer.igsid for customer, _ in opened]
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        with app.app_context():
+            arrived = db.session.scalar(select(func.count()).select_from(Conversation).where(
+                Conversation.account_id == world.account_id, Conversation.customer_igsid.in_(igsids)))
+            db.session.remove()
+        if arrived >= len(igsids):
+            break
+        time.sleep(2)  # the webhooks are still arriving
+    with app.app_context():
+        agent = staff.find_user(AGENT_EMAIL)
+        prices = {sku: price for sku, _, price, _ in PRODUCTS}
+        for customer, sku in opened:
+            conversation = db.session.scalar(select(Conversation).where(
+                Conversation.account_id == world.account_id, Conversation.customer_igsid == customer.igsid))
+            if conversation is None or rng.random() > 0.3:
+                continue
+            user_id = rng.choice((world.admin_id, agent.id if agent else world.admin_id))
+            product = catalogue.find_by_sku(world.account_id, sku or rng.choice(PRODUCTS)[0])
+            if rng.random() < 0.7:
+                quantity = rng.choice((1, 1, 1, 2))
+                sales.mark_sold(world.account_id, conversation.id, product_id=product.id, quantity=quantity,
+                                amount=str(Decimal(prices[product.sku]) * quantity), user_id=user_id)
+            else:
+                sales.mark_not_sold(world.account_id, conversation.id, user_id=user_id,
+                                    reason=rng.choice(sales.REASONS))
+
+
+def play_weeks_and_outcomes(app, world: DemoWorld, seed: int | None) -> None:
+    """The weeks of history, then their outcomes (a thread beside the live script)."""
+    try:
+        mark_outcomes(app, world, play_weeks(world, random.Random(seed)), random.Random(seed))
+    except Exception:  # a demo nicety: say so in the log and keep the demo running
+        log.exception("the demo's weeks of history did not finish")
+
+
 def run_demo(*, host: str = "127.0.0.1", port: int = 5000, sim_port: int = 0, pace: float = 8.0,
              web_processes: int = 2, instance: str | os.PathLike | None = None, reset: bool = True,
              seed: int | None = None) -> int:
@@ -376,6 +484,9 @@ def run_demo(*, host: str = "127.0.0.1", port: int = 5000, sim_port: int = 0, pa
         seed_team_work(app, world)
         play_comments(world, random.Random(seed))
         script.start()
+        # Older weeks arrive beside the live script (a minute or so of webhooks) for Insights.
+        threading.Thread(target=play_weeks_and_outcomes, args=(app, world, seed), name="demo-weeks",
+                         daemon=True).start()
 
     banner = (
         f"  Meta simulator at {sim.url}  (account @{world.shop.username}, id {world.shop.ig_user_id})\n"

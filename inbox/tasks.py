@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from .services import (accounts_maintenance, assignees, automations, comments, connect, erasure, identities, media,
                        periodic, sending, sync)
+from .services.insights import facts as insight_facts
 from .services.products import assignment, posts
+
+
+def build_insights(account_id: int) -> None:
+    """A large account's first full build of its Insights facts."""
+    insight_facts.refresh(account_id)
 
 
 def send_message(message_id: int) -> None:

@@ -21,6 +21,7 @@ from .display import display_name, dom_id, is_fallback_name, name_hint
 from .models import JobRun
 from .models.team import LABEL_COLORS
 from .services import activity, comments, conversations, identities, media, notes, sending, sync
+from .services.insights import hours, sales
 from .services.products import panel, posts
 from .services.staff import accounts_for
 
@@ -51,9 +52,12 @@ def init_app(app: Flask) -> None:
         # The team
         row_team=conversations.row_team, describe_event=activity.describe, merge_timeline=activity.merge_timeline,
         mention_handle=notes.mention_handle, note_html=note_html, label_colors=LABEL_COLORS,
+        # Insights and sales outcomes
+        sale_outcome=sale_outcome,
     )
     app.jinja_env.filters.update(reltime=reltime, datetime=format_datetime, ms_datetime=ms_datetime,
-                                 day_label=day_label)
+                                 day_label=day_label, duration=duration, money=money,
+                                 hhmm=hours.format_minute)
     app.context_processor(_staff_context)
 
 
@@ -81,6 +85,33 @@ def render(page: str, fragment: str | None = None, *, status: int = 200, **conte
 
 
 # --- Globals --------------------------------------------------------------------------------
+
+def sale_outcome(conversation) -> sales.OutcomeView:
+    """The thread's Sold / Not sold box: the current outcome, who marked it, the products to choose from."""
+    return sales.outcome_view(conversation.account_id, conversation.id)
+
+
+def duration(seconds) -> str:
+    """Seconds as staff read a wait: "45 s", "12 min", "3 h 05 min", "2 d 4 h"; blank for none."""
+    if seconds is None:
+        return "–"
+    s = int(round(float(seconds)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def money(amount, currency: str | None = None) -> str:
+    """49.9 → "49.90 EUR"."""
+    if amount is None:
+        return "–"
+    text = f"{amount:,.2f}"
+    return f"{text} {currency}" if currency else text
+
 
 def note_html(text: str) -> Markup:
     """A note's text, escaped, with @mentions marked and line breaks kept."""

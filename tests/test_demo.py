@@ -153,6 +153,19 @@ def test_demo_prints_working_credentials_and_customers_keep_writing(running_demo
     # "why" panel (its decisions) is read, not only the row's current chip.
     account_path = re.search(r'/accounts/\d+', inbox.url).group(0)
 
+    # Weeks of history (every source, answers, outcomes) fill the Insights page on first open.
+    def insights() -> str:
+        return agent.get(f"{running_demo.url}{account_path}/insights/?days=90").text
+
+    def started() -> int:
+        return int(re.search(r'Conversations started</span><span class="kpi-value">(\d+)', insights()).group(1))
+    wait_until(lambda: started() >= 100, timeout=180, interval=2)
+    def sales() -> int:
+        return int(re.search(r'Sales</span><span class="kpi-value">(\d+)', insights()).group(1))
+    wait_until(lambda: sales() > 0, timeout=300, interval=2)
+    page = insights()
+    assert "Owner&#39;s Instagram app" in page and "spring campaign" in page
+
     def assigned_to(name: str, product: str) -> bool:
         page = admin.get(inbox.url).text
         for m in re.finditer(r'<li[^>]*id="conversation-(\d+)".*?</li>', page, re.S):

@@ -21,15 +21,15 @@ from .. import create_app
 from ..demo import run_demo
 from ..runner import run
 from ..worker import run_worker
-from . import (accounts, automations, comments, conversations, customers, doctor, identities, labels, media, posts,
-               products, replies, staff, sync, users, webhooks)
+from . import (accounts, automations, comments, conversations, customers, doctor, identities, insights, labels, media,
+               posts, products, replies, staff, sync, users, webhooks)
 
 
 def init_app(app: Flask) -> None:
     """Register the command groups on the app (`flask --app inbox …`)."""
     for command in (users.group, accounts.group, webhooks.group, identities.group, sync.command, media.group,
                     products.group, posts.group, conversations.group, comments.group, automations.group,
-                    customers.group, doctor.command, staff.group, labels.group, replies.group):
+                    customers.group, doctor.command, staff.group, labels.group, replies.group, insights.group):
         app.cli.add_command(command)
 
 

@@ -31,6 +31,9 @@ class Message(db.Model):
         UniqueConstraint("account_id", "mid"),
         Index("ix_messages_thread", "conversation_id", "meta_timestamp", "id"),
         Index("uq_messages_comment_id", "comment_id", unique=True),
+        # Insights: what changed since the last refresh, and the messages of a 15-minute slot (migration insights).
+        Index("ix_messages_account_updated", "account_id", "updated_at"),
+        Index("ix_messages_account_time", "account_id", "meta_timestamp"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -13,7 +13,7 @@ from .types import BigId, UTCDateTime, utcnow
 
 # What an activity line says happened (conversation_events.kind).
 EVENT_KINDS = ("assigned", "unassigned", "done", "reopened", "product_set", "label_added", "label_removed", "note",
-               "private_reply")
+               "private_reply", "sold", "not_sold", "outcome_cleared")
 LABEL_COLORS = ("gray", "red", "orange", "yellow", "green", "teal", "blue", "purple", "pink")
 
 

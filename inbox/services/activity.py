@@ -111,6 +111,12 @@ def describe(item: TimelineEvent) -> str:
         return f"{who} replied privately to a comment" + (f": {e.detail}" if e.detail else "")
     if e.kind == "note":
         return f"{who} left a note"
+    if e.kind == "sold":
+        return f"{who} marked this sold" + (f": {e.detail}" if e.detail else "")
+    if e.kind == "not_sold":
+        return f"{who} marked this not sold" + (f": {e.detail}" if e.detail else "")
+    if e.kind == "outcome_cleared":
+        return f"{who} cleared the sale outcome"
     return f"{who}: {e.kind}"
 
 

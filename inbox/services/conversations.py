@@ -25,8 +25,8 @@ from sqlalchemy.orm import aliased, selectinload
 from ..extensions import db
 from ..live.publish import publish_after_commit
 from . import activity
-from ..models import (Attachment, Conversation, ConversationLabel, Identity, Label, Message, NoteMention, Post, PostProduct,
-                      Product, StaffUser, ms_to_datetime, utcnow)
+from ..models import (Attachment, Conversation, ConversationFact, ConversationLabel, Identity, Label, Message,
+                      NoteMention, Post, PostProduct, Product, StaffUser, ms_to_datetime, utcnow)
 from ..models.types import MAX_ID
 
 PAGE_SIZE = 30
@@ -60,7 +60,8 @@ class NotFound(LookupError):
 
 @dataclass(frozen=True)
 class Filters:
-    """What the list shows: a view, a product, a status, a search text, whose it is and a label.
+    """What the list shows: a view, a product, a status, a search text, whose it is, a label, and the post or ad that
+    started it (`post`, `ad`: the Insights page links here).
 
     `assignee`: "" (everyone's), "me", "none" (unassigned) or a staff member's id; "me" and the
     "mentions" view need `user_id` (the person looking; not part of the query string).
@@ -73,6 +74,9 @@ class Filters:
     assignee: str = ""
     label_id: int | None = None
     user_id: int | None = None
+    # Conversations a post (shared, or commented on) or an ad started: the Insights page links here.
+    post: str = ""
+    ad: str = ""
 
     @classmethod
     def from_args(cls, args: Any, user_id: int | None = None) -> Filters:
@@ -85,9 +89,10 @@ class Filters:
         if assignee not in ("", "me", "none") and not (assignee.isdigit() and len(assignee) < 12):
             assignee = ""
         q = " ".join(str(args.get("q", "")).split())[:100]
+        post, ad = (str(args.get(k, "")).strip()[:64] for k in ("post", "ad"))
         return cls(view=view if view in VIEWS else "all", product_id=product_id,
                    status=status if status in STATUSES else "", q=q, assignee=assignee, label_id=label_id,
-                   user_id=user_id)
+                   user_id=user_id, post=post, ad=ad)
 
     def args(self) -> dict[str, Any]:
         """The query string that gives these filters back (defaults left out)."""
@@ -104,6 +109,10 @@ class Filters:
             out["assignee"] = self.assignee
         if self.label_id:
             out["label"] = self.label_id
+        if self.post:
+            out["post"] = self.post
+        if self.ad:
+            out["ad"] = self.ad
         return out
 
     @property
@@ -338,6 +347,14 @@ def _filter_conditions(account_id: int, filters: Filters) -> list:
     if filters.label_id:
         out.append(C.id.in_(select(ConversationLabel.conversation_id).where(
             ConversationLabel.account_id == account_id, ConversationLabel.label_id == filters.label_id)))
+    F = ConversationFact
+    if filters.post:
+        out.append(C.id.in_(select(F.conversation_id).where(F.account_id == account_id,
+                                                            F.post_media_id == filters.post,
+                                                            F.source.in_(("post", "comment")))))
+    if filters.ad:
+        out.append(C.id.in_(select(F.conversation_id).where(F.account_id == account_id, F.ad_id == filters.ad,
+                                                            F.source == "ad")))
     return out
 
 

@@ -1,7 +1,7 @@
 """reliability: periodic checks' next runs in the database (periodic_tasks)
 
 Revision ID: reliability
-Revises: team
+Revises: insights
 Create Date: 2026-12-03
 
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'reliability'
-down_revision = 'team'
+down_revision = 'insights'
 branch_labels = None
 depends_on = None
 
