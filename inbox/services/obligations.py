@@ -99,7 +99,10 @@ def _owed_deliveries(limit: int = LIMIT):
         select(WebhookDelivery.id, WebhookDelivery.received_at, WebhookDelivery.processed_at,
                WebhookDelivery.status)
         .where(or_(WebhookDelivery.status == "received",
-                   and_(WebhookDelivery.status == "failed", WebhookDelivery.attempts < max_attempts)))
+                   # Failed while applied, with tries left (as recovery replays them); one that failed
+                   # before it was ever applied (over the size limit) waits for a person, not for us.
+                   and_(WebhookDelivery.status == "failed", WebhookDelivery.attempts >= 1,
+                        WebhookDelivery.attempts < max_attempts)))
         .order_by(WebhookDelivery.id).limit(limit)).all()
 
 
