@@ -166,3 +166,23 @@ def test_removing_a_membership_on_the_staff_page_closes_that_accounts_socket_at_
         assert socket.wait_closed(timeout=3) == 1008
     finally:
         socket.close()
+
+
+@pytest.mark.parametrize("where", ["team page", "cli"])
+def test_removing_someone_from_the_team_closes_their_socket_for_that_account_at_once(app, live_server, factory,
+                                                                                   account, where):
+    agent = factory.staff_on(account, "agent", email="ben@shop.example")
+    admin = factory.staff_on(account, "admin")
+    socket = LiveSocket(live_server.url, session_cookie(logged_in_client(app, agent)), account=account.id)
+    try:
+        socket.wait_for('id="live-state"')
+        if where == "cli":
+            result = app.test_cli_runner().invoke(args=["staff", "remove", "ben@shop.example",
+                                                        "--account", account.ig_user_id])
+            assert result.exit_code == 0, result.output
+        else:
+            response = logged_in_client(app, admin).post(f"/accounts/{account.id}/team/members/{agent.id}/remove")
+            assert response.status_code == 302
+        assert socket.wait_closed(timeout=3) == 1008  # not a minute later at the next check
+    finally:
+        socket.close()
