@@ -10,7 +10,7 @@ from flask import Flask
 def create_app(config: dict | None = None) -> Flask:
     """Build the app: config layers, then one init_app per subsystem."""
     # Not at the top: inbox.cli imports create_app from here, and every inbox.* import runs this file.
-    from . import auth, cli, config as config_module, error_reports, extensions, logs, metrics, models, routes, templating  # noqa: F401
+    from . import auth, cli, config as config_module, error_reports, extensions, logs, metrics, models, routes, security, templating  # noqa: F401
     from .live import hub  # the same reason
 
     # INBOX_INSTANCE_PATH moves instance/ (config, secrets, SQLite, embedded Redis, media).
@@ -21,6 +21,7 @@ def create_app(config: dict | None = None) -> Flask:
     error_reports.init_app(app)
     logs.init_app(app)
     metrics.init_app(app)
+    security.init_app(app)  # before the routes: their <int:…> ids use its converter
     extensions.init_app(app)  # the models registered their tables when imported
     auth.init_app(app)
     templating.init_app(app)

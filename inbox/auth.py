@@ -8,10 +8,11 @@ from collections.abc import Callable
 
 from flask import Blueprint, Flask, abort, current_app, g, redirect, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from . import logs
 from .extensions import db, get_redis, login_manager, rkey
+from .live.publish import publish_access_revoked
 from .models import Account, Membership, StaffUser
 from .services.staff import has_staff
 
@@ -69,6 +70,12 @@ def _has_staff() -> bool:
 
 
 # --- Throttling failed logins ------------------------------------------------------
+# Failures are counted per client address (the real one: see TRUSTED_PROXIES) and per email,
+# for an hour. Past a few free tries each failure delays the next try from that client, or
+# for that email, by a time that doubles but never exceeds LOGIN_MAX_DELAY_SECONDS: guessing
+# stays slow, and a stranger typing a colleague's email wrongly locks them out for a minute at
+# most. The client limit is looser (an office shares an address), and a right password clears
+# the email's count.
 
 def login_lock_remaining(email: str, ip: str) -> int:
     """Seconds until this email or address may try again (0: now)."""
@@ -78,18 +85,18 @@ def login_lock_remaining(email: str, ip: str) -> int:
 
 
 def record_login_failure(email: str, ip: str) -> int:
-    """Count a failure; past the limit, lock for a time that doubles with each failure."""
+    """Count a failure; past the free tries, delay the next one (doubling, capped); returns the delay."""
     cfg = current_app.config
     r = get_redis()
+    cap = max(1, int(cfg["LOGIN_MAX_DELAY_SECONDS"]))
     lock_seconds = 0
     for kind, value in (("email", email), ("ip", ip)):
         count_key = rkey("login-fail", kind, value)
         count = r.incr(count_key)
         r.expire(count_key, 3600)
-        # The address limit is looser: an office shares one address.
         limit = cfg["LOGIN_MAX_FAILURES"] * (1 if kind == "email" else 4)
         if count >= limit:
-            seconds = min(cfg["LOGIN_LOCK_SECONDS"] * int(math.pow(2, count - limit)), 3600)
+            seconds = min(cfg["LOGIN_LOCK_SECONDS"] * int(math.pow(2, min(count - limit, 16))), cap)
             r.set(rkey("login-lock", kind, value), 1, ex=seconds)
             lock_seconds = max(lock_seconds, seconds)
     return lock_seconds
@@ -98,6 +105,23 @@ def record_login_failure(email: str, ip: str) -> int:
 def clear_login_failures(email: str) -> None:
     r = get_redis()
     r.delete(rkey("login-fail", "email", email), rkey("login-lock", "email", email))
+
+
+# --- Ending access -------------------------------------------------------------------
+
+def revoke_access(user_id: int, account_id: int | None = None) -> None:
+    """The one way access ends: logout, a password change, or a membership removed.
+
+    Without account_id the person's sessions end everywhere, server-side (the session
+    version moves on, so a copied session cookie and the remember-me cookie stop working)
+    and every open /live socket of theirs closes at once. With account_id (their membership
+    was removed) their sockets stop hearing that account at once. Commits.
+    """
+    if account_id is None:
+        db.session.execute(update(StaffUser).where(StaffUser.id == user_id)
+                           .values(session_version=StaffUser.session_version + 1))
+    db.session.commit()
+    publish_access_revoked(user_id, account_id)
 
 
 # --- Account scope -----------------------------------------------------------------

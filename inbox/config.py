@@ -122,6 +122,20 @@ class Defaults:
     LOGIN_MAX_FAILURES = 5
     LOGIN_LOCK_SECONDS = 30
     WORKER_HEARTBEAT_SECONDS = 10
+    # RQ's own upkeep (dead workers' jobs, a scheduler lock a killed worker left) this often.
+    WORKER_MAINTENANCE_SECONDS = 15
+    # The worker's reconciler looks for obligations in the database (replies, media, profiles,
+    # deliveries, dead runs, periodic checks) this often, and enqueues what is due and not running.
+    RECONCILE_INTERVAL_SECONDS = 5.0
+    # An obligation younger than this is left to the enqueue that its own commit made.
+    RECONCILE_GRACE_SECONDS = 10.0
+    # An obligation still not done this long after it was due is overdue (/healthz, deliveries page).
+    OBLIGATION_OVERDUE_SECONDS = 120
+    # Proxies in front of the web process that set X-Forwarded-For/-Proto/-Host (0: trust none).
+    TRUSTED_PROXIES = 0
+    # A failed login delays the next try from that client or for that email; the delay doubles
+    # with each failure but never exceeds this, so a stranger cannot lock someone out for long.
+    LOGIN_MAX_DELAY_SECONDS = 60
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = False
@@ -208,6 +222,11 @@ def load_config(app, test_config: dict | None) -> None:
         value = os.environ.get(name)
         if value:
             app.config[name] = value
+    proxies = os.environ.get("TRUSTED_PROXIES", "").strip()
+    if proxies:
+        if not proxies.isdigit():
+            raise ConfigError("TRUSTED_PROXIES is the number of proxies in front of the inbox (0, 1, 2…).")
+        app.config["TRUSTED_PROXIES"] = int(proxies)
     if os.environ.get("MAIL_PORT", "").isdigit():
         app.config["MAIL_PORT"] = int(os.environ["MAIL_PORT"])
     for name in ("MAIL_USE_TLS", "MAIL_USE_SSL"):

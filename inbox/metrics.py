@@ -25,7 +25,6 @@ import re
 import socket
 import time
 from collections.abc import Iterable
-from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask, g, request
@@ -38,13 +37,11 @@ from sqlalchemy import func, select
 
 from . import queue
 from .extensions import db, get_redis, rkey
-from .models import Account, Attachment, Message, WebhookDelivery, utcnow
+from .models import Account, Attachment, WebhookDelivery, utcnow
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-# A delivery still not applied, or a media file still not fetched, this long after it came is overdue.
-OVERDUE_AFTER = timedelta(minutes=5)
 DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -242,8 +239,9 @@ def _count_request(response):
 class StateCollector:
     """What the database and Redis hold now, read at each scrape (in the app context)."""
 
-    def __init__(self, app: Flask) -> None:
+    def __init__(self, app: Flask, obligations: dict | None = None) -> None:
         self.app = app
+        self.obligations = obligations  # services.obligations.oldest(), read by the caller
 
     def collect(self):
         yield from self._database()
@@ -256,7 +254,11 @@ class StateCollector:
                                   labels=["state"])
         accounts = GaugeMetricFamily("inbox_accounts", "Connected Instagram accounts, by status.", labels=["status"])
         overdue = GaugeMetricFamily("inbox_obligations_overdue",
-                                    "Work owed and not done in time, by kind.", labels=["kind"])
+                                    "Work owed (reply, media, profile, delivery) not done in time, by kind.",
+                                    labels=["kind"])
+        oldest_owed = GaugeMetricFamily("inbox_obligation_oldest_due_seconds",
+                                        "How long ago the oldest obligation not done yet was due, by kind (0: none).",
+                                        labels=["kind"])
         oldest = GaugeMetricFamily("inbox_webhook_oldest_unapplied_age_seconds",
                                    "Age of the oldest delivery not applied yet (0: none).")
         try:
@@ -272,21 +274,12 @@ class StateCollector:
             first = db.session.scalar(select(func.min(WebhookDelivery.received_at))
                                       .where(WebhookDelivery.status == "received"))
             oldest.add_metric([], max(0.0, (now - first).total_seconds()) if first else 0.0)
-            apply_after = now - OVERDUE_AFTER
-            overdue.add_metric(["webhook_delivery"], db.session.scalar(
-                select(func.count()).select_from(WebhookDelivery)
-                .where(WebhookDelivery.status == "received", WebhookDelivery.received_at < apply_after)))
-            echo_wait = timedelta(seconds=float(self.app.config["SEND_ECHO_WAIT_SECONDS"]))
-            overdue.add_metric(["reply"], db.session.scalar(
-                select(func.count()).select_from(Message)
-                .where(Message.direction == "out", Message.status == "pending", Message.mid.is_(None),
-                       Message.created_at < now - echo_wait)))
-            overdue.add_metric(["media_file"], db.session.scalar(
-                select(func.count()).select_from(Attachment)
-                .where(Attachment.media_state == "pending", Attachment.created_at < apply_after)))
+            for kind, item in (self.obligations or {}).items():
+                overdue.add_metric([kind], item.overdue_count)
+                oldest_owed.add_metric([kind], max(0.0, (now - item.due_at).total_seconds()) if item.due_at else 0.0)
         finally:
             db.session.rollback()
-        yield from (deliveries, media, accounts, oldest, overdue)
+        yield from (deliveries, media, accounts, oldest, overdue, oldest_owed)
 
     def _queues(self):
         depth = GaugeMetricFamily("inbox_queue_jobs", "Jobs waiting in each RQ queue.", labels=["queue"])
@@ -307,9 +300,11 @@ class StateCollector:
         yield from (depth, age, workers)
 
 
-def exposition(app: Flask) -> bytes:
-    """Every process's counters and histograms, and the state read now, in the text format."""
+def exposition(app: Flask, obligations: dict | None = None) -> bytes:
+    """Every process's counters and histograms, and the state read now, in the text format.
+
+    `obligations` is `services.obligations.oldest()` (this module is below the services)."""
     registry = CollectorRegistry(auto_describe=False)
     MultiProcessCollector(registry, path=os.environ[DIR_VARIABLE])
-    registry.register(StateCollector(app))
+    registry.register(StateCollector(app, obligations))
     return generate_latest(registry)

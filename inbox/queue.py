@@ -9,8 +9,10 @@ Enqueue only after the rows the job reads are committed (`extensions.on_commit`)
 
 from __future__ import annotations
 
+import os
 import re
-from datetime import datetime, timedelta, timezone
+import socket
+from datetime import datetime
 
 from flask import current_app
 from rq import Queue, Retry
@@ -77,34 +79,38 @@ def enqueue(func: str, *args: object, key: tuple | None = None, at: datetime | N
                 existing = Job.fetch(jid, connection=q.connection)
             except NoSuchJobError:  # it expired meanwhile: try again
                 continue
-            if existing.get_status(refresh=True) in PENDING:
+            status = existing.get_status(refresh=True)
+            if status in PENDING and not (status == JobStatus.STARTED and not worker_alive(
+                    existing.worker_name, q.connection)):
                 return existing
-            existing.delete()  # a finished or failed run of the same work
+            # A finished or failed run of the same work, or one whose worker was killed mid-run.
+            existing.delete()
     raise RuntimeError(f"could not enqueue {jid}: its id keeps being taken")
 
 
-# --- The periodic schedule -----------------------------------------------------------------
-# RQ's scheduler (the worker runs `with_scheduler=True`; one worker holds its lock) enqueues
-# these at their time. The job id names the time slot, so every worker that starts, and
-# every run scheduling the next, name the same job: one run per slot however many workers
-# there are, and no cron. A run missed while no worker was up starts when one comes back.
-
-def schedule_daily_check(app=None, *, now: datetime | None = None) -> Job:
-    """Make sure the next daily check (tokens, webhook subscriptions, orphan files) is scheduled."""
-    app = app or current_app
-    now = now or datetime.now(timezone.utc)
-    at = now.replace(hour=int(app.config["ACCOUNT_CHECK_HOUR_UTC"]), minute=0, second=0, microsecond=0)
-    if at <= now:
-        at += timedelta(days=1)
-    return enqueue("inbox.tasks.daily_check", key=(f"{at:%Y-%m-%d}",), at=at, queue="low", timeout=1800,
-                   result_ttl=7 * 24 * 3600, app=app)
+def worker_alive(name: str | None, connection) -> bool:
+    """Whether the RQ worker `name` still lives: its key is there and, on this machine, its process."""
+    if not name:
+        return True  # RQ did not say who runs it: trust the status
+    data = connection.hmget(f"rq:worker:{name}", "hostname", "pid", "death")
+    hostname, pid, death = (value.decode() if isinstance(value, bytes) else value for value in data)
+    if death or (hostname is None and pid is None):
+        return False
+    if hostname == socket.gethostname() and pid and pid.isdigit():
+        return pid_alive(int(pid))
+    return True  # another machine: its key expires when it stops beating
 
 
-def schedule_recovery(app=None, *, now: datetime | None = None) -> Job:
-    """Make sure the next recovery (interrupted deliveries, unconfirmed sends) is scheduled."""
-    app = app or current_app
-    now = now or datetime.now(timezone.utc)
-    interval = max(1, int(app.config["WEBHOOK_RECOVER_INTERVAL_SECONDS"]))
-    slot = int(now.timestamp()) // interval + 1
-    at = datetime.fromtimestamp(slot * interval, timezone.utc)
-    return enqueue("inbox.tasks.recovery", key=(slot,), at=at, queue="default", timeout=1800, app=app)
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (a zombie nobody reaped yet does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except OSError:
+        return True

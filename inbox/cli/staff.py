@@ -6,6 +6,7 @@ import click
 from flask import current_app, url_for
 from flask.cli import with_appcontext
 
+from ..auth import revoke_access
 from ..services import team
 from ..services.staff import StaffError
 from .support import account_or_fail
@@ -73,4 +74,5 @@ def staff_remove(email: str, ig_user_id: str) -> None:
         team.remove_member(account.id, user.id)
     except StaffError as exc:
         raise click.ClickException(str(exc)) from None
+    revoke_access(user.id, account.id)  # their open sockets stop hearing this account now
     click.echo(f"Removed {user.email} from {account.label}.")

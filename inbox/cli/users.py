@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import StaffUser
+from ..auth import revoke_access
 from ..services.staff import StaffError, create_user, find_user, set_password
 
 
@@ -55,4 +56,5 @@ def users_set_password(email: str, password: str) -> None:
         set_password(user.id, password)
     except StaffError as exc:
         raise click.ClickException(str(exc)) from exc
+    revoke_access(user.id)  # their open live sockets close now, not at their next check
     click.echo(f"Password changed for {user.email}.")

@@ -23,7 +23,7 @@ from flask import Flask
 
 from ..extensions import get_redis
 from . import frames
-from .publish import STATE_EVENTS, channel_pattern, watched_key
+from .publish import ACCESS_REVOKED, STATE_EVENTS, channel_pattern, watched_key
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,26 @@ class Hub:
         if connection.account_ids:
             self.add(connection)
 
+    def revoke(self, user_id: int, account_id: int | None = None) -> int:
+        """Close user_id's sockets (all, or those hearing account_id: narrowed, or closed when
+        nothing is left), at once; returns how many were closed or narrowed."""
+        touched = 0
+        for connection in self.connections():
+            if connection.user_id != user_id or connection.closed:
+                continue
+            if account_id is None:
+                connection.close(1008, "Signed out")
+            elif int(account_id) in connection.account_ids:
+                remaining = connection.account_ids - {int(account_id)}
+                if remaining:
+                    self.resubscribe(connection, remaining)
+                else:
+                    connection.close(1008, "No longer a member")
+            else:
+                continue
+            touched += 1
+        return touched
+
     def connections(self, account_id: int | None = None) -> list[Connection]:
         with self._lock:
             if account_id is not None:
@@ -242,6 +262,9 @@ class Hub:
         for data in raw:
             try:
                 event = json.loads(data)
+                if isinstance(event, dict) and event.get("type") == ACCESS_REVOKED:
+                    self.revoke(int(event["user_id"]), event.get("account_id"))
+                    continue
                 account_id = int(event["account_id"])
             except (ValueError, KeyError, TypeError):
                 log.warning("live listener ignored a malformed event %r", data[:200])

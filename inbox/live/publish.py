@@ -56,6 +56,27 @@ STATE_EVENTS: dict[str, str | None] = {"conversation.updated": "conversation_id"
 _PENDING = "live_pending"  # db.session.info key: this transaction's events, published after its commit
 
 
+ACCESS_REVOKED = "access.revoked"  # on ACCESS_CHANNEL: {"type", "user_id", "account_id" (None: every account)}
+
+
+def access_channel(app=None) -> str:
+    """The channel that tells every web process to close a person's sockets (matches the hub's pattern)."""
+    return rkey("live", "access", app=app)
+
+
+def publish_access_revoked(user_id: int, account_id: int | None = None) -> bool:
+    """Close user_id's open sockets (for account_id, or all of them) in every web process, now.
+
+    False when Redis did not take it: the sockets then close at their next membership check."""
+    try:
+        get_redis().publish(access_channel(), json.dumps({"type": ACCESS_REVOKED, "user_id": user_id,
+                                                          "account_id": account_id}))
+        return True
+    except Exception:
+        log.warning("could not publish the revocation of user %s", user_id, exc_info=True)
+        return False
+
+
 def channel(account_id: int, app=None) -> str:
     """The Redis channel of one account's events."""
     return rkey("live", account_id, app=app)

@@ -88,3 +88,20 @@ class Erasure(db.Model):
     counts: Mapped[dict[str, Any] | None] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PeriodicTask(db.Model):
+    """A periodic check's next run, kept in the database so a Redis that lost everything loses no run.
+
+    The worker's reconciler enqueues a task whose `next_run_at` has passed (the job id names
+    the slot, so every worker asking makes one job); the run moves `next_run_at` on when it
+    ends, whether it succeeded or not. A run killed midway leaves it due: it runs again.
+    """
+
+    __tablename__ = "periodic_tasks"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    next_run_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)

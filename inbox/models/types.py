@@ -10,6 +10,8 @@ from sqlalchemy.types import TypeDecorator
 
 # BIGINT keys on PostgreSQL; SQLite only auto-increments INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# The largest id a column holds (64-bit signed): a bigger number from a URL or form names nothing.
+MAX_ID = 2**63 - 1
 
 # JSONB on PostgreSQL, JSON text elsewhere. Python None is SQL NULL (not the JSON value
 # null), so `column IS NULL` finds rows without a value however they were written.

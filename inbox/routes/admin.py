@@ -15,7 +15,8 @@ import time
 from flask import Blueprint, abort, current_app, flash, redirect, request, session, url_for
 from flask_login import current_user
 
-from ..auth import require_superadmin
+from ..auth import require_superadmin, revoke_access
+from ..security import form_id
 from ..models import utcnow
 from ..services import accounts_maintenance, staff
 from ..services import connect as connecting
@@ -135,10 +136,7 @@ def staff_page():
 
 
 def _form_int(name: str) -> int:
-    value = request.form.get(name, "")
-    if not value.isdigit():
-        abort(400, f"{name} is missing.")
-    return int(value)
+    return form_id(request.form.get(name))
 
 
 @bp.post("/staff/grant")
@@ -156,7 +154,9 @@ def staff_grant():
 @bp.post("/staff/revoke")
 def staff_revoke():
     """Take a staff user's role on an account away."""
-    if staff.revoke(_form_int("user_id"), _form_int("account_id")):
+    user_id, account_id = _form_int("user_id"), _form_int("account_id")
+    if staff.revoke(user_id, account_id):
+        revoke_access(user_id, account_id)  # their open sockets stop hearing the account at once
         flash("Access removed.", "success")
     else:
         flash("That person had no role on that account.", "info")

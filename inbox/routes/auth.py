@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, redirect, request, url_for
+from flask import Blueprint, abort, flash, redirect, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
 from .. import auth as access
 from .. import metrics
 from ..extensions import db, get_redis, rkey
 from ..models import utcnow
+from ..security import same_site
 from ..services import staff
 from ..templating import render
 
@@ -19,10 +20,8 @@ bp = Blueprint("auth", __name__)
 
 def _safe_next(target: str | None) -> str:
     """Only same-site paths; anything else goes to the inbox."""
-    if target:
-        parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//"):
-            return target
+    if target and not urlsplit(target).netloc and same_site(target):
+        return target
     return url_for("home.index")
 
 
@@ -59,15 +58,24 @@ def login():
                 access.clear_login_failures(email)
                 user.last_login_at = utcnow()
                 db.session.commit()
+                _new_session()
                 login_user(user, remember=bool(request.form.get("remember")))
                 return redirect(_safe_next(request.args.get("next")))
     return render("auth/login.html", status=status, email=email)
 
 
+def _new_session() -> None:
+    """A login starts a new session: nothing of the anonymous one (its CSRF token) carries over."""
+    session.clear()
+
+
 @bp.post("/logout")
 def logout():
-    """End the session."""
+    """End the session here and everywhere it was copied, and close the person's live sockets."""
+    if current_user.is_authenticated:
+        access.revoke_access(current_user.id)
     logout_user()
+    session.clear()
     flash("You have been logged out.", "info")
     return redirect(url_for("auth.login"))
 
@@ -97,6 +105,7 @@ def setup():
                     flash(str(exc), "error")
                     status = 400
                 else:
+                    _new_session()
                     login_user(user)
                     flash("Welcome! Your administrator account is ready.", "success")
                     return redirect(url_for("home.index"))

@@ -12,6 +12,7 @@ from flask_login import current_user
 from werkzeug.exceptions import NotFound
 
 from ..auth import account_scoped
+from ..security import form_id
 from ..services import comments
 from ..services.comments import CommentRefused
 from ..services.conversations import account_products
@@ -23,13 +24,7 @@ bp = account_scoped(Blueprint("comments", __name__, url_prefix="/accounts/<int:a
 
 
 def _product_filter() -> int | None:
-    value = request.args.get("product")
-    if value in (None, ""):
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        abort(400)
+    return form_id(request.args.get("product"), required=False)
 
 
 def _page(post=None, product=None, nodes=None, *, status: int = 200):

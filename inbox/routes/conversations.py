@@ -12,6 +12,7 @@ from flask import Blueprint, abort, flash, g, redirect, request, session, url_fo
 from flask_login import current_user
 
 from ..auth import account_scoped
+from ..models.types import MAX_ID
 from ..services import assignees, conversations, notes, presence, saved_replies, sending, team
 from ..services import labels as labels_service
 from ..services.staff import StaffError
@@ -47,6 +48,12 @@ def index():
     return render("conversations/index.html", **_page_context(filters), thread=None, active_id=None)
 
 
+def _active_id() -> int | None:
+    """The highlighted row's id; anything that is not one is ignored."""
+    value = request.args.get("active", "")
+    return int(value) if value.isdigit() and int(value) <= MAX_ID else None
+
+
 @bp.get("/list")
 def rows():
     """List rows for htmx: a new filter or search (from the top) or the next page (cursor)."""
@@ -54,7 +61,7 @@ def rows():
     cursor = request.args.get("cursor")
     response = render("conversations/index.html", "partials/_conversation_items.html",
                       **(_page_context(filters) if not is_htmx_fragment_request() else _list_context(filters, cursor)),
-                      thread=None, active_id=request.args.get("active", type=int))
+                      thread=None, active_id=_active_id())
     if is_htmx_fragment_request() and not cursor:
         # A new filter: the address bar follows, so a reload keeps it.
         response.headers["HX-Push-Url"] = url_for(".index", **filters.args())

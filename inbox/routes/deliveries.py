@@ -11,6 +11,7 @@ from flask import Blueprint, abort, flash, redirect, request, url_for
 from ..auth import require_superadmin
 from ..extensions import db
 from ..models import WebhookDelivery
+from ..services import obligations
 from ..services.applier import apply_lag
 from ..services.deliveries import StorageUnavailable, list_deliveries, replay_delivery
 from ..templating import render
@@ -21,10 +22,15 @@ bp = Blueprint("deliveries", __name__, url_prefix="/admin/deliveries")
 @bp.get("/")
 @require_superadmin
 def index():
-    """Failed and interrupted deliveries (or all recent ones with ?show=all)."""
+    """Work owed per kind, and failed and interrupted deliveries (or all recent ones with ?show=all)."""
     show_all = request.args.get("show") == "all"
     deliveries = list_deliveries(failed_only=not show_all)
-    return render("deliveries/index.html", deliveries=deliveries, show_all=show_all, lag=apply_lag())
+    return render("deliveries/index.html", deliveries=deliveries, show_all=show_all, lag=apply_lag(),
+                  owed=obligations.oldest(), owed_labels=OWED_LABELS)
+
+
+OWED_LABELS = {"reply": "Replies to send", "media": "Media files to keep", "profile": "Profiles to fetch",
+               "delivery": "Webhook deliveries to apply", "check": "Periodic checks (daily check, recovery)"}
 
 
 @bp.get("/<int:delivery_id>")

@@ -6,6 +6,7 @@ from flask import Blueprint, current_app
 from sqlalchemy import text
 
 from ..extensions import db, get_redis, rkey
+from ..services import obligations
 from ..services.applier import apply_lag
 
 bp = Blueprint("health", __name__)
@@ -13,7 +14,7 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz():
-    """Database, Redis, worker heartbeat and the applier's lag; 200 only when all are ok."""
+    """Database, Redis, worker heartbeat, the applier's lag and work owed; 200 only when all are ok."""
     checks: dict[str, str] = {}
     try:
         db.session.execute(text("SELECT 1"))
@@ -36,6 +37,14 @@ def healthz():
     except Exception as exc:
         checks["redis"] = checks.get("redis") or f"error: {type(exc).__name__}"
         checks.setdefault("worker", "unknown")
+    if checks["database"] == "ok":
+        try:
+            late = obligations.overdue()
+            checks["work"] = "ok" if not late else "overdue: " + ", ".join(
+                f"{item.kind} {int(item.overdue_seconds)} s" for item in late)
+        except Exception as exc:
+            db.session.rollback()
+            checks["work"] = f"error: {type(exc).__name__}"
     healthy = all(value == "ok" for value in checks.values())
     current_app.logger.debug("healthz %s", checks)
     return {"status": "ok" if healthy else "degraded", **checks}, 200 if healthy else 503

@@ -27,6 +27,7 @@ from ..extensions import db, sock
 from ..live import frames
 from ..live.hub import SEND_TIMEOUT, Connection, get_hub
 from ..models import StaffUser
+from ..security import form_id
 from ..services import presence
 
 bp = Blueprint("live", __name__)
@@ -43,7 +44,7 @@ def _check_socket():
     if origin and urlsplit(origin).netloc != request.host:
         abort(403)  # another site's page must not ride on the staff member's cookie
     accounts = member_account_ids(current_user.id)
-    wanted = request.args.get("account", type=int)
+    wanted = form_id(request.args.get("account"), required=False)
     if wanted is not None:
         if wanted not in accounts:
             abort(404)

@@ -18,6 +18,7 @@ from flask import Blueprint, abort, current_app, g, redirect, request, send_file
 from flask_login import current_user
 
 from ..auth import account_scoped
+from ..security import same_site
 from ..models import Conversation
 from ..services import media, sending
 from ..services.storage import StorageError, get_storage
@@ -58,7 +59,7 @@ def retry(attachment_id: int):
     row = get_attachment_or_404(attachment_id)
     if is_htmx_fragment_request():
         return render("partials/_attachment_state.html", attachment=row, message=row.message)
-    return redirect(request.referrer or url_for("conversations.index"))
+    return redirect(same_site(request.referrer) or url_for("conversations.index"))
 
 
 @bp.post("/conversations/<int:conversation_id>/attachments")
@@ -86,7 +87,7 @@ def upload(conversation_id: int):
     except sending.SendRefused as refused:
         return _upload_refused(conversation, refused.reason)
     if not is_htmx_fragment_request():
-        return redirect(request.referrer or url_for("conversations.index"))
+        return redirect(same_site(request.referrer) or url_for("conversations.index"))
     return render("partials/_attach_response.html", conversation=conversation, messages=messages, status=201)
 
 

@@ -7,6 +7,7 @@ import hmac
 from flask import Blueprint, abort, current_app, request
 
 from .. import metrics
+from ..services import obligations
 
 bp = Blueprint("metrics", __name__)
 
@@ -21,4 +22,4 @@ def scrape():
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
         return "a bearer token is required", 401, {"WWW-Authenticate": 'Bearer realm="metrics"',
                                                    "Content-Type": "text/plain; charset=utf-8"}
-    return metrics.exposition(current_app), 200, {"Content-Type": metrics.CONTENT_TYPE, "Cache-Control": "no-store"}
+    return metrics.exposition(current_app, obligations.oldest()), 200, {"Content-Type": metrics.CONTENT_TYPE, "Cache-Control": "no-store"}

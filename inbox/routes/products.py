@@ -11,6 +11,7 @@ from flask_login import current_user
 from werkzeug.exceptions import NotFound
 
 from ..auth import account_scoped, require_role
+from ..security import form_id, same_site
 from ..services import jobruns
 from ..services.products import assignment
 # The views below are called catalogue and posts.
@@ -30,10 +31,7 @@ def _not_found(_error):
 
 
 def _product_id(value) -> int | None:
-    try:
-        return int(value) if value not in (None, "", "none") else None
-    except (TypeError, ValueError):
-        abort(400)
+    return None if value in (None, "", "none") else form_id(value)
 
 
 # --- Catalogue ----------------------------------------------------------------------------
@@ -161,11 +159,7 @@ def _post_response(post_id: int):
     if is_htmx_fragment_request():
         return render("products/posts.html", "partials/_post_row.html", post=post,
                       options=catalogue_service.list_products(g.account.id))
-    return redirect(request.referrer if _same_site(request.referrer) else url_for("products.posts"), 303)
-
-
-def _same_site(url: str | None) -> bool:
-    return bool(url) and url.startswith(request.host_url)
+    return redirect(same_site(request.referrer) or url_for("products.posts"), 303)
 
 
 @bp.post("/posts/<int:post_id>/link")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, flash, g, redirect, request, url_for
 from flask_login import current_user
 
-from ..auth import account_scoped, require_role
+from ..auth import account_scoped, require_role, revoke_access
 from ..services import assignees, presence, saved_replies, team
 from ..services import labels as labels_service
 from ..services.staff import StaffError
@@ -88,6 +88,7 @@ def remove(user_id: int):
     except StaffError as exc:
         flash(str(exc), "error")
     else:
+        revoke_access(user_id, g.account.id)  # their open sockets stop hearing this account now
         flash(f"{user.display_name} no longer has access to {g.account.label}.", "success")
     return redirect(url_for(".index"))
 

@@ -29,6 +29,7 @@ from ..live.publish import publish_after_commit
 from . import activity
 from ..models import (Attachment, Conversation, ConversationFact, ConversationLabel, Identity, Label, Message,
                       NoteMention, Post, PostProduct, Product, StaffUser, ms_to_datetime, utcnow)
+from ..models.types import MAX_ID
 
 PAGE_SIZE = 30
 THREAD_PAGE_SIZE = 100
@@ -129,10 +130,12 @@ class Filters:
 
 
 def _int_arg(value: Any) -> int | None:
+    """An id from the query string; anything else (or one too big for a column) is no filter."""
     try:
-        return int(value or 0) or None
+        number = int(value or 0) or None
     except (TypeError, ValueError):
         return None
+    return number if number is not None and 0 < number <= MAX_ID else None
 
 
 @dataclass
@@ -187,10 +190,15 @@ def decode_cursor(cursor: str | None) -> tuple[datetime | None, int] | None:
     if not match:
         return None
     stamp, ident = match.groups()
+    if int(ident) > MAX_ID:
+        return None
     if stamp == "-":
         return None, int(ident)
     micros = int(stamp)
-    at = datetime.fromtimestamp(micros // 1_000_000, tz=timezone.utc).replace(microsecond=micros % 1_000_000)
+    try:
+        at = datetime.fromtimestamp(micros // 1_000_000, tz=timezone.utc).replace(microsecond=micros % 1_000_000)
+    except (OverflowError, ValueError, OSError):  # no such time: the first page
+        return None
     return at, int(ident)
 
 
@@ -534,7 +542,9 @@ def thread(account_id: int, conversation_id: int, before: str | None = None,
 
 def _decode_message_cursor(cursor: str | None) -> tuple[int, int] | None:
     match = re.match(r"^(\d{1,20})\.(\d{1,20})$", cursor or "")
-    return (int(match.group(1)), int(match.group(2))) if match else None
+    if not match or max(int(match.group(1)), int(match.group(2))) > MAX_ID:
+        return None
+    return int(match.group(1)), int(match.group(2))
 
 
 def get_messages(account_id: int, message_ids: set[int]) -> dict[int, Message]:

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from ..config import REQUIRED_IN_PRODUCTION
 from ..extensions import db, get_redis, migrate, rkey
 from ..models import Account, WebhookDelivery, utcnow
-from . import graph
+from . import graph, obligations
 from .accounts import access_token
 from .applier import apply_lag
 
@@ -39,7 +39,7 @@ class Check:
 def run_checks() -> list[Check]:
     checks: list[Check] = []
     for check in (secrets_set, migrations_at_head, redis_reachable, worker_alive, deliveries_draining,
-                  public_base_url, media_writable):
+                  obligations_on_time, public_base_url, media_writable):
         checks.append(_safely(check.__name__.replace("_", " "), check))
     checks.extend(account_checks())
     return checks
@@ -111,6 +111,18 @@ def deliveries_draining() -> Check:
                      "`flask --app inbox webhooks replay --failed` applies them now.")
     waiting = f"{lag.waiting} waiting (oldest {lag.oldest_waiting_seconds:.1f} s)" if lag.waiting else "none waiting"
     return Check("webhook deliveries", True, f"the applier is draining: {waiting}{recent}")
+
+
+def obligations_on_time() -> Check:
+    """Replies, media, profiles and deliveries owed: none overdue (the worker's reconciler moves them)."""
+    late = obligations.overdue()
+    if late:
+        detail = "; ".join(f"{item.count} {item.kind} owed, the oldest {int(item.overdue_seconds)} s overdue"
+                           for item in late)
+        return Check("work owed", False, detail,
+                     "Is a worker running (`inbox worker`) and can it reach the database and Redis? Its reconciler "
+                     "picks all of this up within seconds once it runs; its log says why it cannot.")
+    return Check("work owed", True, "no reply, media file, profile or delivery is overdue")
 
 
 def public_base_url() -> Check:

@@ -283,10 +283,11 @@ def note_participants(account_id: int, igsids: list[str]) -> None:
         .where(Identity.account_id == account_id, Identity.igsid.in_(wanted)))}
     for igsid in wanted:
         if needs_fetch(rows.get(igsid)):
-            on_commit(lambda igsid=igsid: _enqueue_fetch(account_id, igsid))
+            on_commit(lambda igsid=igsid: enqueue_fetch(account_id, igsid))
 
 
-def _enqueue_fetch(account_id: int, igsid: str) -> None:
+def enqueue_fetch(account_id: int, igsid: str) -> None:
+    """The fetch_profile job for one participant (one that is queued or running already is kept)."""
     enqueue("inbox.tasks.fetch_profile", account_id, igsid, queue="default", retries=3,
             retry_intervals=[10, 60, 300])
 

@@ -118,7 +118,7 @@ def start_or_get_running(kind: str, account_id: int, func: str, *, user_id: int 
         for run in active:
             if is_alive(run):
                 return run, False
-            _end_dead(run)
+            end_dead(run)
         # A run the CLI works in its own process has no RQ job: its id only has to be unique.
         run = JobRun(kind=kind, account_id=account_id, state="queued", started_by_user_id=user_id,
                      rq_job_id=f"cli-{kind}-{account_id}-{secrets.token_hex(6)}", progress_done=0,
@@ -245,7 +245,8 @@ def is_alive(run: JobRun) -> bool:
                                             JobStatus.STARTED)
 
 
-def _end_dead(run: JobRun) -> None:
+def end_dead(run: JobRun) -> None:
+    """Mark a run whose process died as failed, saying so (committed, pushed live)."""
     ended = db.session.execute(
         update(JobRun).where(JobRun.id == run.id, JobRun.state.in_(ACTIVE))
         .values(state="failed", error=DIED, finished_at=utcnow())
@@ -261,7 +262,7 @@ def get_run(account_id: int, run_id: int) -> JobRun | None:
     """One run of the account (None for another account's), ended first if it had died."""
     run = db.session.scalars(select(JobRun).where(JobRun.id == run_id, JobRun.account_id == account_id)).first()
     if run is not None and run.is_active and not is_alive(run):
-        _end_dead(run)
+        end_dead(run)
     return run
 
 
@@ -275,7 +276,7 @@ def recent_runs(account_id: int, kinds: tuple[str, ...]) -> list[JobRun]:
         if run is None:
             continue
         if run.is_active and not is_alive(run):
-            _end_dead(run)
+            end_dead(run)
         if run.is_active or (run.finished_at and run.finished_at >= since):
             out.append(run)
     return out

@@ -77,10 +77,11 @@ def note_attachments(attachment_ids: list[int]) -> None:
                             table.c.source_url.is_not(None), table.c.storage_key.is_(None))
         .values(media_state="pending").returning(table.c.id)).all()
     if pending:
-        on_commit(lambda: _enqueue_downloads(sorted(pending)))
+        on_commit(lambda: enqueue_downloads(sorted(pending)))
 
 
-def _enqueue_downloads(ids: list[int]) -> None:
+def enqueue_downloads(ids: list[int]) -> None:
+    """A download job per attachment (one that is queued or running already is kept)."""
     for attachment_id in ids:
         enqueue("inbox.tasks.download_media", attachment_id, queue="low", timeout=300, retries=3,
                 retry_intervals=[30, 300, 1800])
@@ -186,7 +187,7 @@ def retry_attachments(account_id: int, *, states: tuple[str, ...] = ("failed",),
         stmt = stmt.where(table.c.id == attachment_id)
     ids = sorted(db.session.scalars(stmt.values(media_state="pending", media_error=None).returning(table.c.id)))
     if ids:
-        on_commit(lambda: _enqueue_downloads(ids))
+        on_commit(lambda: enqueue_downloads(ids))
         for message_id, conversation_id in db.session.execute(
                 select(Message.id, Message.conversation_id).join(Attachment, Attachment.message_id == Message.id)
                 .where(Attachment.id.in_(ids)).distinct()):

@@ -254,10 +254,22 @@ def _same_reply(message: Message, account_id: int, conversation_id: int) -> Mess
 
 
 def enqueue_send(message_id: int) -> None:
-    """After the commit: the send job on the high queue, one per message at a time."""
+    """After the commit: the send job on the high queue, one per message at a time.
+
+    When Redis is away the row stays pending and the worker's reconciler enqueues it later."""
+    on_commit(lambda: enqueue_send_now(message_id))
+
+
+def enqueue_send_now(message_id: int) -> None:
+    """The send job for a committed pending row, now (a job already queued or running is kept)."""
     intervals = list(current_app.config.get("SEND_RETRY_INTERVALS", DEFAULT_RETRY_INTERVALS))
-    on_commit(lambda: enqueue("inbox.tasks.send_message", message_id, queue="high", timeout=120,
-                              retries=len(intervals), retry_intervals=intervals))
+    enqueue("inbox.tasks.send_message", message_id, queue="high", timeout=120,
+            retries=len(intervals), retry_intervals=intervals)
+
+
+def enqueue_expiry_now(message_id: int) -> None:
+    """The job that fails a send whose echo never came, now (its wait is over)."""
+    enqueue("inbox.tasks.expire_unconfirmed_send", message_id)
 
 
 def send_message(message_id: int) -> str:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import struct
 import threading
+import time
 import zlib
 from collections import deque
 from dataclasses import dataclass
@@ -99,7 +100,10 @@ bp = Blueprint("cdn", __name__)
 
 
 def _cdn() -> Cdn:
-    return current_app.extensions["sim"].cdn
+    sim = current_app.extensions["sim"]
+    if sim.settings.faults.cdn_latency:
+        time.sleep(sim.settings.faults.cdn_latency)  # in the request's own thread, like the Graph latency
+    return sim.cdn
 
 
 @bp.get("/ig_messaging_cdn/")

@@ -25,6 +25,7 @@ class Faults:
 
     latency: float = 0.0  # seconds added to every Graph answer (each request sleeps in its own thread)
     latency_jitter: float = 0.0  # plus up to this much, at random
+    cdn_latency: float = 0.0  # seconds added to every CDN (media file) answer
     duplicate_rate: float = 0.0  # share of webhook POSTs sent twice (1.0: every one)
     echo_before_response: bool = False  # the echo is delivered before the Send API answers
     send_ambiguous: int = 0  # the next N sends succeed but answer 1/1357046

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import update
 
 from inbox.extensions import db
-from inbox.models import Account, WebhookDelivery, utcnow
+from inbox.models import Account, Message, WebhookDelivery, utcnow
 from inbox.services.accounts_maintenance import check_account
 from inbox.worker import heartbeat
 
@@ -45,7 +45,7 @@ def test_everything_in_order_passes(runner, healthy):
     assert status == 0, "\n".join(lines)
     assert not [line for line in lines if line.startswith("FAIL")]
     names = " ".join(lines)
-    for check in ("secrets", "migrations", "redis", "worker", "webhook deliveries", "PUBLIC_BASE_URL",
+    for check in ("secrets", "migrations", "redis", "worker", "webhook deliveries", "work owed", "PUBLIC_BASE_URL",
                   "media folder", "@shop token", "@shop webhooks"):
         assert check in names
 
@@ -60,9 +60,9 @@ def test_each_problem_fails_with_a_fix(app, runner, healthy, sim):
     status, lines = doctor(runner)
     assert status == 1
     failed = {line.split(":")[0].removeprefix("FAIL").strip() for line in lines if line.startswith("FAIL")}
-    assert failed == {"@shop token", "@shop webhooks", "webhook deliveries", "PUBLIC_BASE_URL"}
+    assert failed == {"@shop token", "@shop webhooks", "webhook deliveries", "work owed", "PUBLIC_BASE_URL"}
     fixes = [line for line in lines if line.strip().startswith("fix:")]
-    assert len(fixes) == 4 and all(len(f) > 20 for f in fixes)
+    assert len(fixes) == 5 and all(len(f) > 20 for f in fixes)
 
 
 def test_a_token_near_expiry_fails(app, runner, healthy):
@@ -81,3 +81,18 @@ def test_production_needs_https_and_its_secrets(app, runner, account):
     assert "FAIL  secrets: missing: META_VERIFY_TOKEN" in text
     assert "FAIL  PUBLIC_BASE_URL: http://inbox.example.com is not https" in text
     assert "FAIL  worker: no worker heartbeat" in text and "inbox worker" in text
+
+
+def test_work_owed_and_overdue_fails_and_says_who_picks_it_up(app, runner, healthy, factory):
+    conversation = factory.conversation(healthy.account, messages=["hi"])
+    factory.message(conversation, "Sending… for ten minutes", out=True, status="pending")
+    with app.app_context():
+        db.session.execute(update(Message).where(Message.status == "pending")
+                           .values(created_at=utcnow() - timedelta(minutes=10),
+                                   updated_at=utcnow() - timedelta(minutes=10)))
+        db.session.commit()
+    status, lines = doctor(runner)
+    assert status != 0
+    [line] = [line for line in lines if "work owed" in line]
+    assert line.startswith("FAIL") and "1 reply owed" in line, lines
+    assert any("reconciler" in other for other in lines)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from playwright.sync_api import expect
+from sqlalchemy import update
+
+from inbox.extensions import db
+from inbox.models import Message, utcnow
 from tests.support.browser import screenshot
 from tests.support.factory import PASSWORD
 from tests.support.stored import deliveries, messages
@@ -82,3 +88,19 @@ def _replay_from_the_page(app, client, factory, page, live_server, allow):
     page.get_by_role("link", name="← Webhook deliveries").click()
     expect(rows).to_have_count(1)
     screenshot(page, "deliveries-after-replay")
+
+
+def test_the_page_shows_the_oldest_work_owed_per_kind_and_what_is_overdue(app, client, auth, factory, account):
+    auth.login(factory.user(superadmin=True))
+    conversation = factory.conversation(account, messages=["hi"])
+    factory.message(conversation, "stuck", out=True, status="pending")
+    with app.app_context():
+        db.session.execute(update(Message).where(Message.status == "pending").values(
+            created_at=utcnow() - timedelta(minutes=7), updated_at=utcnow() - timedelta(minutes=7)))
+        db.session.commit()
+    page = client.get("/admin/deliveries/").get_data(as_text=True)
+    reply_row = page.split('id="owed-reply"')[1].split("</tr>")[0]
+    assert 'data-overdue="1"' in page.split('id="owed-reply"')[1][:40] and "Overdue by" in reply_row
+    assert ">1<" in reply_row and "7m ago" in reply_row
+    for kind in ("media", "delivery"):
+        assert "Nothing owed" in page.split(f'id="owed-{kind}"')[1].split("</tr>")[0]

@@ -1,7 +1,11 @@
 import subprocess
 import sys
+from datetime import timedelta
 
-from inbox.extensions import get_redis, rkey
+from sqlalchemy import update
+
+from inbox.extensions import db, get_redis, rkey
+from inbox.models import Message, utcnow
 from tests.support.waiting import wait_until
 
 
@@ -20,7 +24,8 @@ def test_healthz_is_ok_while_a_real_worker_runs(app, client, app_config):
     try:
         response = wait_until(lambda: (r := client.get("/healthz")).status_code == 200 and r, timeout=20,
                               interval=0.2, what="the worker's heartbeat")
-        assert response.get_json() == {"status": "ok", "database": "ok", "applier": "ok", "redis": "ok", "worker": "ok"}
+        assert response.get_json() == {"status": "ok", "database": "ok", "applier": "ok", "redis": "ok", "worker": "ok",
+                                       "work": "ok"}
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -37,3 +42,18 @@ def _worker_env(config):
                  "META_APP_SECRET", "META_VERIFY_TOKEN"):
         env[name] = str(config[name])
     return env
+
+
+def test_healthz_is_not_ok_while_owed_work_is_overdue(app, client, factory, account):
+    with app.app_context():
+        get_redis().set(rkey("worker", "heartbeat", "health-test"), "1", ex=30)  # a worker beats
+    conversation = factory.conversation(account, messages=["hi"])
+    factory.message(conversation, "stuck", out=True, status="pending")
+    assert client.get("/healthz").get_json()["work"] == "ok"  # just written: not due yet
+    with app.app_context():
+        db.session.execute(update(Message).where(Message.status == "pending").values(
+            created_at=utcnow() - timedelta(minutes=5), updated_at=utcnow() - timedelta(minutes=5)))
+        db.session.commit()
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json()["work"].startswith("overdue: reply")

@@ -70,7 +70,8 @@ def test_webhooks_logins_and_state_are_counted(client, account, factory):
     assert value(after, "inbox_accounts", status="active") == 1
     assert {"high", "default", "low"} <= {dict(labels)["queue"] for name, labels in after
                                           if name == "inbox_queue_jobs"}
-    assert value(after, "inbox_obligations_overdue", kind="webhook_delivery") == 0
+    for kind in ("reply", "media", "profile", "delivery", "check"):
+        assert value(after, "inbox_obligations_overdue", kind=kind) == 0
     # No label names a person or an account.
     for name, labels in after:
         for _, label_value in labels:

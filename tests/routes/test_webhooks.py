@@ -14,6 +14,7 @@ from inbox.models import Message, WebhookDelivery
 from tests.support.settings import APP_SECRET, VERIFY_TOKEN
 from tests.support.databases import is_postgres
 from inbox.services.deliveries import recover_deliveries, replay_delivery
+from inbox.services import obligations
 from tests.support.webhooks import T0, encode, envelope, fixture, message, post, sign
 
 
@@ -135,6 +136,8 @@ def test_a_signed_body_over_the_limit_is_stored_as_failed_and_can_be_replayed(ap
         assert db.session.scalar(select(func.count()).select_from(Message)) == 0
         # The automatic recovery leaves it to a person; a replay applies it.
         assert recover_deliveries().replayed == 0
+        # Nor is it work the inbox owes: /healthz stays ok while it waits on the deliveries page.
+        assert obligations.oldest()["delivery"].count == 0
         assert replay_delivery(delivery.id).status == "processed"
         assert db.session.scalar(select(func.count()).select_from(Message)) == 20
 

@@ -10,12 +10,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from rq.registry import ScheduledJobRegistry
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from inbox.extensions import db
-from inbox.models import Account, Message, utcnow
-from inbox.queue import all_queues, enqueue, get_queue, schedule_daily_check
+from inbox.models import Account, Message, PeriodicTask, utcnow
+from inbox.services import periodic
+from inbox.queue import all_queues, enqueue
 from inbox.services.products import assignment, catalogue
 from inbox.services.accounts import access_token
 from inbox.services.accounts_maintenance import refresh_tokens
@@ -219,34 +219,32 @@ def test_a_token_found_dead_while_assigning_and_check_now_are_one_check(app, cli
 
 # --- The schedule -------------------------------------------------------------------------
 
-def scheduled(app) -> dict[str, datetime]:
+def next_daily(app) -> datetime | None:
     with app.app_context():
-        registry = ScheduledJobRegistry(queue=get_queue("low"))
-        return {job_id: registry.get_scheduled_time(job_id) for job_id in registry.get_job_ids()}
+        row = db.session.get(PeriodicTask, "daily_check")
+        return row.next_run_at if row else None
 
 
-def test_the_daily_check_is_scheduled_once_a_day(app):
+def test_the_daily_check_is_due_once_a_day_at_its_hour(app):
     morning = datetime(2030, 5, 6, 3, 0, tzinfo=timezone.utc)
     noon = datetime(2030, 5, 6, 12, 0, tzinfo=timezone.utc)
     with app.app_context():
-        for _ in range(3):  # every worker that starts asks again
-            schedule_daily_check(now=noon)
-        schedule_daily_check(now=morning)
-
-    jobs = scheduled(app)
-    assert sorted(t.isoformat() for t in jobs.values()) == ["2030-05-06T04:00:00+00:00",
-                                                            "2030-05-07T04:00:00+00:00"]
-    assert all("daily_check" in job_id for job_id in jobs)
+        assert periodic.next_slot("daily_check", morning).isoformat() == "2030-05-06T04:00:00+00:00"
+        assert periodic.next_slot("daily_check", noon).isoformat() == "2030-05-07T04:00:00+00:00"
+        for _ in range(3):  # every worker that starts asks again: one row
+            periodic.ensure_schedule(now=noon)
+        assert db.session.scalar(select(func.count()).select_from(PeriodicTask)
+                                 .where(PeriodicTask.name == "daily_check")) == 1
 
 
-def test_each_daily_run_schedules_the_next(sim, app, connected, run_jobs):
+def test_each_daily_run_moves_the_next_one_to_tomorrow(sim, app, connected, run_jobs):
     connected.ig.unsubscribe()
     with app.app_context():
         enqueue("inbox.tasks.daily_check", queue="low")
     assert run_jobs() == 1
 
     assert connected.ig.subscribed_fields >= NEEDED
-    [when] = scheduled(app).values()
+    when = next_daily(app)
     assert timedelta(0) < when - datetime.now(timezone.utc) <= timedelta(days=1)
     assert when.hour == app.config["ACCOUNT_CHECK_HOUR_UTC"]
 
@@ -255,7 +253,10 @@ def test_python_worker_py_runs_the_daily_check_without_cron(sim, app, app_config
     connected.ig.unsubscribe()
     with app.app_context():
         # A run that came due while no worker was up (the day before, seen from now).
-        due = schedule_daily_check(now=utcnow() - timedelta(days=1))
+        periodic.ensure_schedule()
+        db.session.execute(update(PeriodicTask).where(PeriodicTask.name == "daily_check")
+                           .values(next_run_at=utcnow() - timedelta(days=1)))
+        db.session.commit()
     env = {**os.environ, "INBOX_INSTANCE_PATH": str(tmp_path / "instance"), "GRAPH_API_BASE": sim.url,
            **{k: str(app_config[k]) for k in ("DATABASE_URL", "REDIS_URL", "REDIS_NAMESPACE", "SECRET_KEY",
                                               "TOKEN_ENCRYPTION_KEY", "META_APP_SECRET", "META_VERIFY_TOKEN")}}
@@ -263,10 +264,9 @@ def test_python_worker_py_runs_the_daily_check_without_cron(sim, app, app_config
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_until(lambda: connected.ig.subscribed_fields, timeout=60, what="the worker's account check")
-        assert connected.ig.subscribed_fields >= NEEDED  # the worker's scheduler ran it
-        wait_until(lambda: due.id not in scheduled(app), timeout=30, what="the run that came due to leave the schedule")
-        [following] = scheduled(app).values()  # and it named tomorrow's run
-        assert timedelta(0) < following - datetime.now(timezone.utc) <= timedelta(days=1)
+        assert connected.ig.subscribed_fields >= NEEDED  # the worker's reconciler started it
+        wait_until(lambda: next_daily(app) > utcnow(), timeout=30, what="the run to name tomorrow's")
+        assert next_daily(app) - utcnow() <= timedelta(days=1)
     finally:
         worker.send_signal(signal.SIGTERM)
         output, _ = worker.communicate(timeout=30)

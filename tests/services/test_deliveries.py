@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from rq.registry import ScheduledJobRegistry
 from sqlalchemy import insert
 
 from inbox.extensions import db
-from inbox.queue import enqueue, get_queue, schedule_recovery
-from inbox.models import WebhookDelivery, utcnow
+from inbox.models import PeriodicTask, WebhookDelivery, utcnow
+from inbox.queue import enqueue
+from inbox.services import periodic
 from tests.support.stored import deliveries, messages
 from tests.support.webhooks import encode, envelope, fixture, message
 
@@ -53,21 +53,16 @@ def test_the_worker_applies_interrupted_and_retryable_failed_deliveries(app, run
     assert len(messages(app)) == count
 
 
-def test_recovery_is_scheduled_once_per_interval_and_each_run_schedules_the_next(app, run_jobs):
+def test_recovery_is_due_once_per_interval_and_each_run_moves_the_next(app, run_jobs):
     now = datetime(2030, 5, 6, 12, 1, 30, tzinfo=timezone.utc)
-    with app.app_context():
-        for _ in range(3):  # every worker that starts asks again
-            schedule_recovery(now=now)
-        registry = ScheduledJobRegistry(queue=get_queue("default"))
-        times = [registry.get_scheduled_time(job_id) for job_id in registry.get_job_ids()]
     interval = app.config["WEBHOOK_RECOVER_INTERVAL_SECONDS"]
-    assert len(times) == 1
-    assert timedelta(0) < times[0] - now <= timedelta(seconds=interval)
-
     with app.app_context():
+        slot = periodic.next_slot("recovery", now)
+        assert timedelta(0) < slot - now <= timedelta(seconds=interval)
+        for _ in range(3):  # every worker that starts asks again: one row
+            periodic.ensure_schedule()
         enqueue("inbox.tasks.recovery")
     run_jobs()
     with app.app_context():
-        registry = ScheduledJobRegistry(queue=get_queue("default"))
-        upcoming = [registry.get_scheduled_time(job_id) for job_id in registry.get_job_ids()]
-    assert any(timedelta(0) < t - datetime.now(timezone.utc) <= timedelta(seconds=interval) for t in upcoming)
+        upcoming = db.session.get(PeriodicTask, "recovery").next_run_at
+    assert timedelta(0) < upcoming - datetime.now(timezone.utc) <= timedelta(seconds=interval)

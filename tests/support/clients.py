@@ -10,6 +10,7 @@ from tests.support.factory import PASSWORD
 
 _META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+SESSION_CHANGES = {"/login", "/setup", "/logout"}
 
 
 class InboxClient(FlaskClient):
@@ -36,7 +37,11 @@ class InboxClient(FlaskClient):
             headers = dict(kwargs.pop("headers", None) or {})
             headers.setdefault("X-CSRFToken", self.csrf_token())
             kwargs["headers"] = headers
-        return super().open(*args, **kwargs)
+        response = super().open(*args, **kwargs)
+        path = args[0] if args and isinstance(args[0], str) else kwargs.get("path", "")
+        if method == "POST" and path.split("?")[0] in SESSION_CHANGES:
+            self._csrf = None  # the session changed: the CSRF token did too (the next page carries it)
+        return response
 
 
 def logged_in_client(app, user, password: str = PASSWORD) -> InboxClient:
