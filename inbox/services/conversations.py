@@ -7,7 +7,7 @@ The list is keyset-paginated on (last_message_at, id), newest first; conversatio
 have no message time yet come last, by id. Search matches the customer's @username and
 name, and the text of the conversation's messages (pg_trgm on PostgreSQL, an FTS5
 trigram table on SQLite; migration 0002_search), a phrase first through its adjacent word
-pairs on PostgreSQL (migration 0008_pipeline2). Render helpers (quoted messages, shared
+pairs on PostgreSQL (migration 0009_pipeline2). Render helpers (quoted messages, shared
 posts' products) cache their lookups per request in flask.g.
 """
 

@@ -9,7 +9,7 @@ first and checks the phrase on what it finds (services/conversations._text_match
 Not in the models: models/migration_hooks.include_object leaves it out.
 
 Revision ID: pipeline2
-Revises: insights
+Revises: reliability
 Create Date: 2026-12-03
 
 """
@@ -17,7 +17,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'pipeline2'
-down_revision = 'insights'
+down_revision = 'reliability'
 branch_labels = None
 depends_on = None
 
