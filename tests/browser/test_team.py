@@ -169,5 +169,12 @@ def test_the_inbox_at_390px(browser, app, live_server, connected, alice, factory
         screenshot(page, "team-390-thread")
         page.locator(".thread-back").click()
         expect(page.locator(".conv-pane")).to_be_visible()
+        # The pages beyond the inbox are one menu away: the bar's links hide, the menu shows them.
+        expect(page.locator(".mainnav")).to_be_hidden()
+        page.locator(".phone-nav > summary").click()
+        screenshot(page, "team-390-menu")
+        page.locator(".phone-nav").get_by_role("link", name="Team").click()
+        expect(page.locator("h1")).to_contain_text("Team")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
     finally:
         context.close()

@@ -341,7 +341,8 @@ def test_staff_names_and_notes_are_escaped_everywhere(app, client, factory, auth
         html = client.get(path).get_data(as_text=True)
         assert "<script>alert(1)" not in html and "<img src=x" not in html and "<b>L</b>" not in html, path
     team_page = client.get(f"/accounts/{account.id}/team").get_data(as_text=True)
-    assert "\\u0027" in team_page  # the confirm's name is a JSON string, its quote escaped
+    # The removal's confirmation carries the name in an attribute (app.js reads it; no inline script).
+    assert 'data-confirm="Remove Eve&lt;script&gt;alert(1)&lt;/script&gt;&#39;&#34;);x(' in team_page
 
 
 def test_a_customer_writing_again_reopens_with_a_line(app, client, account, agent):
