@@ -83,7 +83,7 @@ def prepare_directory(path: str | None = None) -> str:
     pattern = re.compile(rf"_{re.escape(_HOST)}-(\d+)j?\.db$")
     for name in glob.glob(os.path.join(path, "*.db")):
         match = pattern.search(name)
-        if match and not _alive(int(match.group(1))):
+        if match and not queue.pid_alive(int(match.group(1))):
             try:
                 os.remove(name)
             except FileNotFoundError:
@@ -94,16 +94,6 @@ def prepare_directory(path: str | None = None) -> str:
 def mark_process_dead(pid: int) -> None:
     """A gunicorn worker ended: its live gauges (open websockets) stop counting."""
     _mark_dead(process_identifier(pid), default_directory())
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # Every value goes to the multiprocess files, whatever the environment said when
