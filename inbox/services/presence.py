@@ -4,14 +4,20 @@ short TTL, never a database write (a keystroke is at most one SET and one publis
 Keys (through rkey): `online:<account>:<user>` (an open /live socket refreshes it),
 `viewing:<account>:<conversation>:<user>`, `typing:<account>:<conversation>:<user>`, and
 `replied:<account>:<conversation>` (who sent the latest staff reply, for the collision check).
+
+Presence is a courtesy, never an obligation: while Redis is down every function here does
+nothing and answers "nobody" (a reply is still stored, a thread still opens, a new
+conversation is still assigned), and says so in the log.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 
 from flask import current_app
-
+from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from ..extensions import db, get_redis, rkey
@@ -20,7 +26,25 @@ from ..models import Membership, StaffUser
 
 ONLINE_SECONDS = 90
 
+log = logging.getLogger(__name__)
 
+
+def _best_effort(default):
+    """Answer `default` (nobody, nothing changed) when Redis cannot be reached."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except RedisError as exc:
+                log.warning("presence unavailable (%s: %s): %s answers %r", type(exc).__name__, exc,
+                            fn.__name__, default)
+                return default() if callable(default) else default
+        return call
+    return wrap
+
+
+@_best_effort(None)
 def mark_online(account_ids, user_id: int) -> None:
     pipe = get_redis().pipeline(transaction=False)
     for account_id in account_ids:
@@ -28,10 +52,12 @@ def mark_online(account_ids, user_id: int) -> None:
     pipe.execute()
 
 
+@_best_effort(None)
 def mark_offline(account_ids, user_id: int) -> None:
     get_redis().delete(*[rkey("online", a, user_id) for a in account_ids] or ["-"])
 
 
+@_best_effort(set)
 def online_user_ids(account_id: int, user_ids) -> set[int]:
     user_ids = list(user_ids)
     if not user_ids:
@@ -49,6 +75,7 @@ def _scan_users(pattern: str) -> set[int]:
     return out
 
 
+@_best_effort(False)
 def signal(account_id: int, conversation_id: int, user_id: int, what: str) -> bool:
     """A socket said "view", "leave", "typing" or "idle" about a conversation; True when it changed anything.
 
@@ -82,6 +109,7 @@ def _set_fresh(r, key: str, seconds: int) -> bool:
     return False
 
 
+@_best_effort(lambda: (set(), set()))
 def in_conversation(account_id: int, conversation_id: int) -> tuple[set[int], set[int]]:
     """(viewing, typing) user ids of a conversation now."""
     viewing = _scan_users(rkey("viewing", account_id, conversation_id, "*"))
@@ -100,12 +128,14 @@ def who_is_here(account_id: int, conversation_id: int) -> tuple[list, set[int]]:
     return list(users), typing
 
 
+@_best_effort(None)
 def note_reply(account_id: int, conversation_id: int, user_id: int) -> None:
     """A staff reply was queued: remembered for the collision check."""
     get_redis().set(rkey("replied", account_id, conversation_id), f"{user_id}:{time.time():.3f}",
                     ex=max(int(current_app.config["COLLISION_SECONDS"]), 1))
 
 
+@_best_effort(None)
 def recent_reply_by_other(account_id: int, conversation_id: int, user_id: int) -> int | None:
     """The colleague who replied to this conversation in the last COLLISION_SECONDS (None: nobody else)."""
     value = get_redis().get(rkey("replied", account_id, conversation_id))

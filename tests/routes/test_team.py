@@ -10,10 +10,11 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 
 from inbox.extensions import db
-from inbox.models import (Conversation, ConversationEvent, Invite, Label, Membership, Note, NoteMention, SavedReply,
-                          utcnow)
+from inbox.models import (Conversation, ConversationEvent, Invite, Label, Membership, Message, Note, NoteMention,
+                          SavedReply, utcnow)
 from inbox.services import assignees, labels, notes, presence, saved_replies, team
 from tests.support.factory import PASSWORD
+from tests.support.outage import redis_down
 
 
 def _token_from(html: str) -> str:
@@ -408,3 +409,21 @@ def test_each_person_sets_their_own_away_status(app, client, factory, auth):
         assert response.headers["Location"] == f"/accounts/{account.id}/team"
     with app.app_context():
         assert db.session.get(StaffUser, ben.id).away is False
+
+
+def test_with_redis_down_a_reply_is_stored_and_the_thread_opens_presence_says_nobody(app, client, factory, auth):
+    account = factory.account()
+    ana = factory.staff_on(account, "admin", name="Ana")
+    conversation = factory.conversation(account, messages=["hi"], last_customer_message_at=utcnow())
+    auth.login(ana)
+    base = f"/accounts/{account.id}"
+    with redis_down(app):
+        thread = client.get(f"{base}/c/{conversation.id}")
+        assert thread.status_code == 200 and "hi" in thread.get_data(as_text=True)
+        reply = client.post(f"{base}/conversations/{conversation.id}/reply",
+                            data={"text": "Typed while Redis was down", "client_token": uuid.uuid4().hex},
+                            headers={"HX-Request": "true"})
+        assert reply.status_code == 200  # the collision check is skipped, not a 500
+    with app.app_context():
+        stored = db.session.scalar(select(Message).where(Message.text == "Typed while Redis was down"))
+        assert stored is not None and stored.status == "pending"  # the reconciler sends it once Redis is back
