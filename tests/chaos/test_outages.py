@@ -16,7 +16,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -25,6 +24,7 @@ from inbox.extensions import db
 from inbox.models import Attachment, Conversation, Identity, JobRun, Message, PeriodicTask, utcnow
 from inbox.services import identities, jobruns, obligations
 from tests.support.clients import logged_in_client
+from tests.support.processes import children
 from tests.support.servers import GunicornServer
 from tests.support.stack import eventually
 
@@ -244,7 +244,7 @@ def test_web_process_killed_with_requests_in_flight(stack, customers, tmp_path):
     writers = [stream(customers, 15, sent, pause=0.02) for _ in range(3)]
     time.sleep(0.4)
     port = stack.web.port
-    for pid in [*_children(stack.web.proc.pid), stack.web.proc.pid]:
+    for pid in [*children(stack.web.proc.pid), stack.web.proc.pid]:
         os.kill(pid, signal.SIGKILL)  # the master and its worker: requests die mid-flight
     stack.web.proc.wait()
     replacement = GunicornServer(app.config, tmp_path / "instance", threads=8, port=port).start()
@@ -255,15 +255,3 @@ def test_web_process_killed_with_requests_in_flight(stack, customers, tmp_path):
     finally:
         replacement.stop()
     print(f"\nweb process SIGKILLed mid-stream: events {applied}")
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from inbox.models import Account, Attachment, Conversation, JobRun, Message, Rea
 from inbox.services import jobruns, sync
 from tests.support.stored import count, identity_rows, job_run, self_rows
 from tests.support.jobs import failed_jobs
+from tests.support.processes import kill_with_children
 from tests.support.waiting import wait_until
 
 HTMX = {"HX-Request": "true"}
@@ -292,7 +292,7 @@ def test_a_crashed_resync_runs_again_without_duplicating_anything(app, app_confi
 
         wait_until(committed_a_page, timeout=60, interval=0.02, what="the worker to commit a page")
     finally:
-        _kill_with_children(worker.pid)
+        kill_with_children(worker.pid)
         worker.wait(timeout=10)
         worker.stderr.close()
     partial = count(app, Conversation)
@@ -321,21 +321,6 @@ def test_a_crashed_resync_runs_again_without_duplicating_anything(app, app_confi
     third = _resync(app, account.id, run_jobs)
     assert (third.summary["created_conversations"], third.summary["created_messages"]) == (0, 0)
     assert count(app, Message) == 20
-
-
-def _kill_with_children(pid: int) -> None:
-    """SIGKILL a process and its children (RQ's work horse runs in a process group of its own)."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            children.append(int(stat.parent.name))
-    for child in children:
-        os.kill(child, signal.SIGKILL)
-    os.kill(pid, signal.SIGKILL)
 
 
 # --- Reading the API's shapes: odd and hostile payloads ------------------------------------
