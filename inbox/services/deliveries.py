@@ -166,14 +166,21 @@ def recoverable_ids(*, max_attempts: int, limit: int = 500) -> list[int]:
     keeps failing stays on the deliveries page for a person, and so does one that failed
     before it was ever applied (over the size limit: attempts 0).
     """
-    cutoff = utcnow() - INTERRUPTED_AFTER
     return list(db.session.scalars(
-        select(WebhookDelivery.id)
-        .where(or_((WebhookDelivery.status == "received") & (WebhookDelivery.received_at < cutoff),
-                   (WebhookDelivery.status == "failed") & (WebhookDelivery.attempts >= 1)
-                   & (WebhookDelivery.attempts < max_attempts)))
+        select(WebhookDelivery.id).where(owed(max_attempts=max_attempts, received_before=utcnow() - INTERRUPTED_AFTER))
         .order_by(WebhookDelivery.id).limit(limit)
     ))
+
+
+def owed(*, max_attempts: int, received_before=None):
+    """The deliveries the inbox itself still owes: received and not applied (before a time, when
+    given), or failed while applied with tries left. One that failed before it was ever applied
+    (over the size limit: attempts 0) waits for a person instead."""
+    received = WebhookDelivery.status == "received"
+    if received_before is not None:
+        received = received & (WebhookDelivery.received_at < received_before)
+    return or_(received, (WebhookDelivery.status == "failed") & (WebhookDelivery.attempts >= 1)
+               & (WebhookDelivery.attempts < max_attempts))
 
 
 def recover_deliveries() -> RecoveryReport:

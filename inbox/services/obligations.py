@@ -98,11 +98,7 @@ def _owed_deliveries(limit: int = LIMIT):
     return db.session.execute(
         select(WebhookDelivery.id, WebhookDelivery.received_at, WebhookDelivery.processed_at,
                WebhookDelivery.status)
-        .where(or_(WebhookDelivery.status == "received",
-                   # Failed while applied, with tries left (as recovery replays them); one that failed
-                   # before it was ever applied (over the size limit) waits for a person, not for us.
-                   and_(WebhookDelivery.status == "failed", WebhookDelivery.attempts >= 1,
-                        WebhookDelivery.attempts < max_attempts)))
+        .where(deliveries.owed(max_attempts=max_attempts))
         .order_by(WebhookDelivery.id).limit(limit)).all()
 
 
